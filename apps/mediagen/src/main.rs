@@ -1,0 +1,2 @@
+//! The `mediagen` binary.
+fn main() {}
