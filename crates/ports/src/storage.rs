@@ -1,0 +1,512 @@
+//! The storage ports: users, the durable job queue with its ledger, fal accounts,
+//! the prompt cache, sent alerts, media records and usage figures.
+//!
+//! Split by concern so a test mocks only what it touches; one adapter (Postgres) implements
+//! them all on one pool.
+
+use crate::generation::RemoteHandle;
+use async_trait::async_trait;
+use mediagen_domain::credit::CreditPurchase;
+use mediagen_domain::quota::{Plan, QuotaRefusal, UserUsage};
+use mediagen_domain::{
+    AccountId, ChatId, IdempotencyKey, Job, JobId, JobState, Language, ModelId, Money, Role, Settlement, Timestamp,
+    User, UserId,
+};
+use serde::{Deserialize, Serialize};
+
+/// Failures of every storage port.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The database cannot be reached; the caller may tell the user to try later.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The row does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The change conflicts with the row's current state (e.g. a lease taken over,
+    /// an illegal state transition); the caller must re-read, not retry blindly.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// Anything else.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// A user seen for the first time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewUser {
+    /// Telegram user id.
+    pub id: UserId,
+    /// From the Telegram profile.
+    pub language: Language,
+    /// The plan new users start on.
+    pub plan: String,
+    /// Admin when listed in configuration.
+    pub role: Role,
+}
+
+/// Users and their settings.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Returns the user, creating them from `new` on first contact. An existing user's
+    /// settings are kept; only the role is updated (configuration decides who is admin).
+    ///
+    /// # Errors
+    /// `Unavailable` when the database is down.
+    async fn upsert_user(&self, new: &NewUser) -> Result<User, StorageError>;
+
+    /// The user, or `None`.
+    ///
+    /// # Errors
+    /// `Unavailable` when the database is down.
+    async fn get_user(&self, id: UserId) -> Result<Option<User>, StorageError>;
+
+    /// Saves language, plan, role, blocked flag and settings.
+    ///
+    /// # Errors
+    /// MUST return `NotFound` for an unknown user.
+    async fn update_user(&self, user: &User) -> Result<(), StorageError>;
+
+    /// Every user (for broadcasts and reports).
+    ///
+    /// # Errors
+    /// `Unavailable` when the database is down.
+    async fn list_users(&self) -> Result<Vec<User>, StorageError>;
+}
+
+/// A request to put a job in the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnqueueRequest {
+    /// Makes a redelivered update harmless.
+    pub key: IdempotencyKey,
+    /// Who asks.
+    pub user: UserId,
+    /// Where to answer.
+    pub chat: ChatId,
+    /// What is asked.
+    pub spec: mediagen_domain::JobSpec,
+    /// Credit to hold: the job's list price.
+    pub hold: Money,
+    /// The user's plan, checked inside the enqueue transaction.
+    pub plan: Plan,
+    /// Admins skip quotas.
+    pub role: Role,
+    /// When.
+    pub now: Timestamp,
+}
+
+/// A job's place in our queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuePosition {
+    /// 1-based place among queued jobs (1 = next).
+    pub position: u32,
+    /// Jobs queued in total.
+    pub total: u32,
+}
+
+/// What enqueue did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnqueueOutcome {
+    /// A new job with its hold, and where it stands.
+    Enqueued(Job, QueuePosition),
+    /// The key was seen before: the existing job, and no new hold.
+    Duplicate(Job),
+    /// Over quota: nothing was written.
+    Refused(QuotaRefusal),
+}
+
+/// An account's capacity as the dispatcher sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountCapacity {
+    /// The account.
+    pub account: AccountId,
+    /// Its concurrency limit now (from the credit window or an override).
+    pub limit: u32,
+    /// False when locked, disabled or paused by the circuit breaker.
+    pub usable: bool,
+}
+
+/// A request to claim queued jobs for dispatch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRequest {
+    /// The claiming process (owner of the leases).
+    pub owner: String,
+    /// The lease runs until this instant unless renewed.
+    pub lease_until: Timestamp,
+    /// Accounts and their limits; in-flight counts come from storage itself.
+    pub accounts: Vec<AccountCapacity>,
+    /// Extra jobs each account may hold in fal's own queue.
+    pub overhang: u32,
+    /// Upper bound on jobs claimed in one call.
+    pub max_jobs: u32,
+    /// In-flight cap per plan name; users on plans not listed (and admins) are uncapped.
+    pub in_flight_caps: Vec<(String, u32)>,
+    /// When.
+    pub now: Timestamp,
+}
+
+/// A job handed to a dispatcher, now `Dispatching` on `account`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedJob {
+    /// The job, in its new state.
+    pub job: Job,
+    /// The account it must be submitted on.
+    pub account: AccountId,
+}
+
+/// How a job ends, written in one transaction with its ledger entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finish {
+    /// The terminal state.
+    pub state: JobState,
+    /// Who pays what.
+    pub settlement: Settlement,
+    /// Files produced (recorded with the job).
+    pub media: Vec<MediaRecord>,
+    /// When.
+    pub now: Timestamp,
+}
+
+/// What a finish did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FinishOutcome {
+    /// The job is now terminal and the ledger settled.
+    Finished(Job),
+    /// It was already terminal: nothing written, nothing charged twice.
+    AlreadyFinished(Job),
+}
+
+/// What a cancel request found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelResult {
+    /// It was queued: now canceled and the hold refunded.
+    Canceled(Job),
+    /// It is at fal already; the caller cancels there and then finishes the job.
+    InFlight(Job, Option<RemoteHandle>),
+    /// Already finished.
+    AlreadyFinished(Job),
+}
+
+/// A job whose owner's lease expired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rescued {
+    /// fal had accepted it: the new owner resumes polling; never resubmit.
+    Resume(Job, RemoteHandle),
+    /// fal had not accepted it: it is back in the queue.
+    Requeued(Job),
+}
+
+/// A produced file and where it went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaRecord {
+    /// The job.
+    pub job: JobId,
+    /// fal's CDN URL (expires after about a week).
+    pub fal_url: String,
+    /// Telegram's file id once delivered (never expires).
+    pub telegram_file_id: Option<String>,
+    /// Size in bytes.
+    pub size_bytes: Option<u64>,
+    /// MIME type.
+    pub content_type: Option<String>,
+}
+
+/// The durable queue, and the ledger entries that go with its state changes.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait JobQueue: Send + Sync {
+    /// Checks the quota, holds the credit and enqueues, in one transaction, so that two
+    /// simultaneous requests of one user cannot both pass a cap of one.
+    ///
+    /// # Errors
+    /// `Unavailable` when the database is down (nothing was written). A quota refusal
+    /// is an `Ok(Refused)`, not an error.
+    async fn enqueue(&self, request: &EnqueueRequest) -> Result<EnqueueOutcome, StorageError>;
+
+    /// Claims queued jobs under the domain's scheduling policy; never exceeds any
+    /// account's limit (plus overhang), even with several processes claiming at once.
+    ///
+    /// # Errors
+    /// `Unavailable` when the database is down.
+    async fn claim(&self, request: &ClaimRequest) -> Result<Vec<ClaimedJob>, StorageError>;
+
+    /// Records that fal accepted the job.
+    ///
+    /// # Errors
+    /// MUST return `Conflict` when the job is not `Dispatching` under `owner`.
+    async fn mark_submitted(
+        &self,
+        job: JobId,
+        owner: &str,
+        handle: &RemoteHandle,
+        now: Timestamp,
+    ) -> Result<(), StorageError>;
+
+    /// Records that fal started running it.
+    ///
+    /// # Errors
+    /// `Conflict` when the job is not submitted.
+    async fn mark_running(&self, job: JobId, now: Timestamp) -> Result<(), StorageError>;
+
+    /// Puts an in-flight job back in the queue (submit refused before acceptance, a
+    /// retry after an upstream failure, an account lock), not before `not_before`.
+    ///
+    /// # Errors
+    /// `Conflict` when the job is terminal or queued.
+    async fn requeue(
+        &self,
+        job: JobId,
+        reason: &str,
+        not_before: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<Job, StorageError>;
+
+    /// Ends the job and settles its hold in the same transaction. Idempotent: a second
+    /// finish of a terminal job writes nothing and returns `AlreadyFinished`.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown job; `Conflict` when `finish.state` is not terminal.
+    async fn finish(&self, job: JobId, finish: &Finish) -> Result<FinishOutcome, StorageError>;
+
+    /// Cancels a queued job (refunding its hold), or reports where an in-flight one is.
+    ///
+    /// # Errors
+    /// `NotFound` when the job does not exist or belongs to another user.
+    async fn cancel(&self, job: JobId, user: UserId, now: Timestamp) -> Result<CancelResult, StorageError>;
+
+    /// Extends every lease held by `owner`; returns how many.
+    ///
+    /// # Errors
+    /// `Unavailable` when the database is down.
+    async fn renew_leases(&self, owner: &str, until: Timestamp) -> Result<u64, StorageError>;
+
+    /// Takes over jobs whose lease expired: those fal accepted are handed to `new_owner`
+    /// to resume, the rest go back to the queue.
+    ///
+    /// # Errors
+    /// `Unavailable` when the database is down.
+    async fn rescue_expired(
+        &self,
+        new_owner: &str,
+        lease_until: Timestamp,
+        now: Timestamp,
+    ) -> Result<Vec<Rescued>, StorageError>;
+
+    /// The job's place in the queue, `None` once it left the queue.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown job.
+    async fn queue_position(&self, job: JobId) -> Result<Option<QueuePosition>, StorageError>;
+
+    /// The job, or `None`.
+    ///
+    /// # Errors
+    /// `Unavailable` when the database is down.
+    async fn get_job(&self, job: JobId) -> Result<Option<Job>, StorageError>;
+
+    /// The fal handle of a submitted job.
+    ///
+    /// # Errors
+    /// `Unavailable` when the database is down.
+    async fn remote_handle(&self, job: JobId) -> Result<Option<RemoteHandle>, StorageError>;
+
+    /// The user's latest jobs, newest first.
+    ///
+    /// # Errors
+    /// `Unavailable` when the database is down.
+    async fn recent_jobs(&self, user: UserId, limit: u32) -> Result<Vec<Job>, StorageError>;
+
+    /// The user's current usage for quota checks and `/balance`.
+    ///
+    /// # Errors
+    /// `Unavailable` when the database is down.
+    async fn user_usage(&self, user: UserId, now: Timestamp) -> Result<UserUsage, StorageError>;
+
+    /// Jobs in flight per account (dispatching, submitted, running).
+    ///
+    /// # Errors
+    /// `Unavailable` when the database is down.
+    async fn in_flight_by_account(&self) -> Result<Vec<(AccountId, u32)>, StorageError>;
+
+    /// Jobs waiting in the queue.
+    ///
+    /// # Errors
+    /// `Unavailable` when the database is down.
+    async fn queued_count(&self) -> Result<u32, StorageError>;
+
+    /// Waits until a job is enqueued or finished anywhere (LISTEN/NOTIFY or an
+    /// equivalent), or `timeout_ms` passes; true when woken by a change.
+    ///
+    /// # Errors
+    /// `Unavailable` when the database is down.
+    async fn wait_for_change(&self, timeout_ms: u64) -> Result<bool, StorageError>;
+}
+
+/// A fal account as stored (key material stays in configuration; only key names here).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountRecord {
+    /// The account.
+    pub id: AccountId,
+    /// Names of its keys.
+    pub key_names: Vec<String>,
+    /// Taken out of rotation by an operator.
+    pub disabled: bool,
+    /// Set when fal answered 403 "User is locked"; cleared by an operator.
+    pub locked: Option<AccountLock>,
+    /// A negotiated limit that overrides the credit tiers.
+    pub limit_override: Option<u32>,
+}
+
+/// Why and since when an account is locked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountLock {
+    /// fal's reason.
+    pub reason: String,
+    /// When we saw it.
+    pub since: Timestamp,
+}
+
+/// fal accounts, their purchases and spend.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// Creates the account or updates its key names (from configuration at start-up).
+    ///
+    /// # Errors
+    /// `Unavailable` when the database is down.
+    async fn upsert_account(&self, id: &AccountId, key_names: &[String]) -> Result<AccountRecord, StorageError>;
+
+    /// Every account.
+    ///
+    /// # Errors
+    /// `Unavailable` when the database is down.
+    async fn list_accounts(&self) -> Result<Vec<AccountRecord>, StorageError>;
+
+    /// Records a credit purchase (operator `/topup`).
+    ///
+    /// # Errors
+    /// MUST return `NotFound` for an unknown account.
+    async fn add_purchase(&self, id: &AccountId, purchase: &CreditPurchase) -> Result<(), StorageError>;
+
+    /// All purchases of the account, oldest first.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown account.
+    async fn purchases(&self, id: &AccountId) -> Result<Vec<CreditPurchase>, StorageError>;
+
+    /// What fal billed the account in total (sum of the ledger's fal costs).
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown account.
+    async fn total_spend(&self, id: &AccountId) -> Result<Money, StorageError>;
+
+    /// Locks (`Some`) or unlocks (`None`) the account.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown account.
+    async fn set_lock(&self, id: &AccountId, lock: Option<AccountLock>) -> Result<(), StorageError>;
+
+    /// Takes the account out of rotation or back in, and sets a negotiated limit.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown account.
+    async fn set_admin_state(
+        &self,
+        id: &AccountId,
+        disabled: bool,
+        limit_override: Option<u32>,
+    ) -> Result<(), StorageError>;
+}
+
+/// The LLM prompt-enhancement cache.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait PromptCache: Send + Sync {
+    /// The cached value for `key` if it has not expired at `now`.
+    ///
+    /// # Errors
+    /// `Unavailable` when the database is down (callers treat it as a miss).
+    async fn cache_get(&self, key: &str, now: Timestamp) -> Result<Option<String>, StorageError>;
+
+    /// Stores `value` under `key` until `expires_at`, replacing an older value.
+    ///
+    /// # Errors
+    /// `Unavailable` when the database is down.
+    async fn cache_put(&self, key: &str, value: &str, expires_at: Timestamp) -> Result<(), StorageError>;
+}
+
+/// Remembers which alerts fired, so each fires once per period across restarts.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait AlertLog: Send + Sync {
+    /// Records that alert `key` fired in `period` (e.g. `budget-80` in `2026-11`); true the
+    /// first time, false when it had already fired (then the caller stays silent).
+    ///
+    /// # Errors
+    /// `Unavailable` when the database is down.
+    async fn record_alert(&self, key: &str, period: &str, now: Timestamp) -> Result<bool, StorageError>;
+}
+
+/// Usage of one model over a period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelUsage {
+    /// The model.
+    pub model: ModelId,
+    /// Jobs that succeeded.
+    pub succeeded: u64,
+    /// Jobs that failed or were canceled.
+    pub failed: u64,
+    /// What users were charged.
+    pub user_charged: Money,
+    /// What fal billed (list price, before volume discounts).
+    pub fal_cost: Money,
+}
+
+/// Usage of one user over a period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSpend {
+    /// The user.
+    pub user: UserId,
+    /// Jobs finished.
+    pub jobs: u64,
+    /// What they were charged.
+    pub charged: Money,
+    /// What fal billed for their jobs.
+    pub fal_cost: Money,
+}
+
+/// Media records and the figures reports are made of.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait UsageStore: Send + Sync {
+    /// Records where a produced file went (Telegram file id after delivery).
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown job.
+    async fn save_media(&self, record: &MediaRecord) -> Result<(), StorageError>;
+
+    /// The files of a job.
+    ///
+    /// # Errors
+    /// `Unavailable` when the database is down.
+    async fn media_for_job(&self, job: JobId) -> Result<Vec<MediaRecord>, StorageError>;
+
+    /// Per-model usage for jobs finished in `[from, to)`.
+    ///
+    /// # Errors
+    /// `Unavailable` when the database is down.
+    async fn usage_by_model(&self, from: Timestamp, to: Timestamp) -> Result<Vec<ModelUsage>, StorageError>;
+
+    /// Per-user spend for jobs finished in `[from, to)`.
+    ///
+    /// # Errors
+    /// `Unavailable` when the database is down.
+    async fn usage_by_user(&self, from: Timestamp, to: Timestamp) -> Result<Vec<UserSpend>, StorageError>;
+
+    /// Requests sent to fal in `[from, to)` (for volume-discount tiers).
+    ///
+    /// # Errors
+    /// `Unavailable` when the database is down.
+    async fn request_count(&self, from: Timestamp, to: Timestamp) -> Result<u64, StorageError>;
+}
