@@ -45,7 +45,7 @@ pub struct UserUsage {
 }
 
 /// Why a request was refused, with the numbers a person needs to understand it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum QuotaRefusal {
     /// The month's spending cap would be passed.
     #[error(
