@@ -1,0 +1,171 @@
+//! fal accounts as the dispatcher sees them: each one's concurrency limit from its credit
+//! window (or an override), and whether it may take work now.
+
+use crate::Engine;
+use crate::alerts::Alert;
+use mediagen_domain::credit::AccountCredit;
+use mediagen_domain::scheduler::{AccountSlots, total_capacity};
+use mediagen_domain::{AccountId, Timestamp};
+use mediagen_ports::{AccountCapacity, AccountLock, AccountRecord, Severity, StorageError};
+use std::sync::{Arc, Mutex};
+use tokio::time::Instant;
+
+/// One account with its credit history, read from storage.
+#[derive(Debug, Clone)]
+pub(crate) struct AccountSnapshot {
+    pub(crate) record: AccountRecord,
+    pub(crate) credit: AccountCredit,
+    /// The concurrency limit when the snapshot was taken.
+    pub(crate) limit: u32,
+}
+
+/// The last snapshot of every account, reused for `accounts_refresh`.
+#[derive(Default)]
+pub(crate) struct AccountView {
+    cached: Mutex<Option<(Instant, Arc<Vec<AccountSnapshot>>)>>,
+}
+
+impl AccountView {
+    fn fresh(&self, max_age: std::time::Duration) -> Option<Arc<Vec<AccountSnapshot>>> {
+        let cached = self.cached.lock().unwrap();
+        cached.as_ref().filter(|(at, _)| at.elapsed() < max_age).map(|(_, snapshot)| Arc::clone(snapshot))
+    }
+
+    fn store(&self, snapshot: Arc<Vec<AccountSnapshot>>) {
+        *self.cached.lock().unwrap() = Some((Instant::now(), snapshot));
+    }
+
+    /// Forces the next read to go to storage (after a lock or a key was refused).
+    pub(crate) fn invalidate(&self) {
+        *self.cached.lock().unwrap() = None;
+    }
+}
+
+impl Engine {
+    /// Every account with its limit, from the cache when it is fresh.
+    ///
+    /// # Errors
+    /// The storage error when the accounts cannot be listed.
+    pub(crate) async fn accounts(&self) -> Result<Arc<Vec<AccountSnapshot>>, StorageError> {
+        let inner = &self.inner;
+        if let Some(snapshot) = inner.accounts.fresh(inner.config.accounts_refresh) {
+            return Ok(snapshot);
+        }
+        let now = inner.ports.clock.now();
+        let records = inner.ports.accounts.list_accounts().await?;
+        let mut snapshot = Vec::with_capacity(records.len());
+        for record in records {
+            snapshot.push(self.snapshot(record, now).await);
+        }
+        // An operator cleared a lock: the next lock of that account is news again.
+        inner.locked.lock().unwrap().retain(|id| {
+            snapshot.iter().any(|s| s.record.id == *id && (s.record.locked.is_some() || s.record.disabled))
+        });
+        let snapshot = Arc::new(snapshot);
+        inner.accounts.store(Arc::clone(&snapshot));
+        Ok(snapshot)
+    }
+
+    async fn snapshot(&self, record: AccountRecord, now: Timestamp) -> AccountSnapshot {
+        let ports = &self.inner.ports;
+        let mut credit = AccountCredit::new(self.inner.config.credit.clone());
+        credit.override_limit = record.limit_override;
+        match ports.accounts.purchases(&record.id).await {
+            Ok(purchases) => credit.purchases = purchases,
+            Err(error) => tracing::warn!(account = %record.id, %error, "purchases unreadable; base limit assumed"),
+        }
+        match ports.accounts.spends(&record.id).await {
+            Ok(spends) => credit.spends = spends,
+            Err(error) => tracing::warn!(account = %record.id, %error, "spend unreadable; balance overstated"),
+        }
+        let limit = credit.concurrency_limit(now);
+        AccountSnapshot { record, credit, limit }
+    }
+
+    /// What each account may take now. Locked (by fal's 403, stored or just seen here),
+    /// disabled and breaker-paused accounts are unusable.
+    pub(crate) fn capacities(&self, accounts: &[AccountSnapshot]) -> Vec<AccountCapacity> {
+        let locked = self.inner.locked.lock().unwrap();
+        accounts
+            .iter()
+            .map(|a| {
+                let id = &a.record.id;
+                let usable = !a.record.disabled
+                    && a.record.locked.is_none()
+                    && !locked.contains(id)
+                    && !self.inner.breakers.is_open(id);
+                AccountCapacity { account: id.clone(), limit: a.limit, usable }
+            })
+            .collect()
+    }
+
+    /// Jobs that can run at once over the usable accounts (for the wait estimate).
+    pub(crate) async fn running_capacity(&self) -> u32 {
+        let Ok(accounts) = self.accounts().await else { return 0 };
+        let slots: Vec<AccountSlots> = self
+            .capacities(&accounts)
+            .into_iter()
+            .map(|c| AccountSlots { account: c.account, limit: c.limit, in_flight: 0, usable: c.usable })
+            .collect();
+        total_capacity(&slots)
+    }
+
+    /// A usable account for a call outside the queue (the `/enhance` command).
+    pub(crate) async fn any_usable_account(&self) -> Option<AccountId> {
+        let accounts = self.accounts().await.ok()?;
+        self.capacities(&accounts).into_iter().filter(|c| c.usable).max_by_key(|c| c.limit).map(|c| c.account)
+    }
+
+    /// fal said the account is locked: take it out of rotation and tell the operator once.
+    pub(crate) async fn lock_account(&self, account: &AccountId, reason: &str) {
+        if !self.inner.locked.lock().unwrap().insert(account.clone()) {
+            return; // Already handled by this process.
+        }
+        let now = self.inner.ports.clock.now();
+        let lock = AccountLock { reason: reason.to_owned(), since: now };
+        if let Err(error) = self.inner.ports.accounts.set_lock(account, Some(lock)).await {
+            tracing::error!(%account, %error, "could not store the account lock");
+        }
+        self.inner.accounts.invalidate();
+        let alert = Alert {
+            key: format!("account-locked:{account}"),
+            period: crate::alerts::day_key(now),
+            severity: Severity::Critical,
+            title: format!("fal account {account} is locked"),
+            body: format!(
+                "fal refused work on account {account}: {reason}. It is out of rotation; jobs go to the other \
+                 accounts. Top up or resolve the lock at fal, then clear it with the admin command."
+            ),
+        };
+        self.alert_once(alert).await;
+    }
+
+    /// fal refused the account's key: take it out of rotation and tell the operator once.
+    pub(crate) async fn disable_account(&self, account: &AccountId) {
+        if !self.inner.locked.lock().unwrap().insert(account.clone()) {
+            return;
+        }
+        let now = self.inner.ports.clock.now();
+        let limit_override = self
+            .inner
+            .accounts
+            .fresh(std::time::Duration::MAX)
+            .and_then(|accounts| accounts.iter().find(|a| a.record.id == *account).map(|a| a.record.limit_override))
+            .flatten();
+        if let Err(error) = self.inner.ports.accounts.set_admin_state(account, true, limit_override).await {
+            tracing::error!(%account, %error, "could not disable the account");
+        }
+        self.inner.accounts.invalidate();
+        let alert = Alert {
+            key: format!("bad-key:{account}"),
+            period: crate::alerts::day_key(now),
+            severity: Severity::Critical,
+            title: format!("fal refused the key of account {account}"),
+            body: format!(
+                "fal answered 401 for account {account}. The account is disabled; fix its key in the \
+                 configuration and enable it again."
+            ),
+        };
+        self.alert_once(alert).await;
+    }
+}

@@ -1,0 +1,350 @@
+//! Following a job at fal to its end: progress, result download, settlement, delivery,
+//! and what each failure means for the job and the user's credit.
+
+use crate::Engine;
+use crate::progress::ProgressMessage;
+use crate::stats::bump;
+use mediagen_domain::catalog::PriceRequest;
+use mediagen_domain::job::settle;
+use mediagen_domain::{FailureReason, Job, JobState, Language, Money, Settlement};
+use mediagen_ports::{
+    Finish, FinishOutcome, GenerationError, GenerationOutput, MediaBytes, MediaRecord, MessagingError, Recipient,
+    RemoteHandle, RemoteStatus, ResultMedia, StorageError, UserNotice,
+};
+use std::time::Duration;
+
+/// Tries of a storage write that must not be lost (finish), and of a download or delivery.
+const ATTEMPTS: u32 = 3;
+
+/// Removes a job from the "followed here" set when its follower ends, however it ends.
+struct Following<'a> {
+    engine: &'a Engine,
+    job: mediagen_domain::JobId,
+}
+
+impl Drop for Following<'_> {
+    fn drop(&mut self) {
+        self.engine.inner.following.lock().unwrap().remove(&self.job);
+    }
+}
+
+impl Engine {
+    /// Follows a job fal accepted until it ends; a job already followed here is left alone.
+    #[tracing::instrument(skip_all, fields(job_id = %job.id, account = %handle.account))]
+    pub(crate) async fn follow(&self, job: Job, handle: RemoteHandle) {
+        if !self.inner.following.lock().unwrap().insert(job.id) {
+            return;
+        }
+        let _following = Following { engine: self, job: job.id };
+        let ports = &self.inner.ports;
+        if let Some(every) = self.inner.config.status_poll {
+            self.poll_until_started(&job, &handle, every).await;
+        }
+        match ports.generation.wait(&handle).await {
+            Ok(output) => {
+                self.inner.breakers.record_success(&handle.account);
+                self.complete(&job, output).await;
+            }
+            Err(error) => self.on_wait_error(&job, &handle, error).await,
+        }
+        // A slot of the account is free again.
+        self.inner.wake.notify_one();
+    }
+
+    /// Asks fal where the job stands until it starts, to record that it runs.
+    async fn poll_until_started(&self, job: &Job, handle: &RemoteHandle, every: Duration) {
+        let ports = &self.inner.ports;
+        loop {
+            match ports.generation.status(handle).await {
+                Ok(RemoteStatus::InQueue { .. }) => tokio::time::sleep(every).await,
+                Ok(RemoteStatus::InProgress) => {
+                    if let Err(error) = ports.queue.mark_running(job.id, ports.clock.now()).await {
+                        tracing::debug!(%error, "mark_running refused");
+                    }
+                    return;
+                }
+                Ok(RemoteStatus::Completed) => return,
+                Err(error) => {
+                    tracing::debug!(%error, "status check failed; waiting for the result instead");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A failure while following. fal had accepted the job, so nothing is resubmitted
+    /// unless fal says the attempt failed on its side (a retryable 5xx at the result).
+    async fn on_wait_error(&self, job: &Job, handle: &RemoteHandle, error: GenerationError) {
+        tracing::warn!(%error, "job failed at fal");
+        match error {
+            GenerationError::ContentPolicy => self.end_failed(job, FailureReason::ContentPolicy).await,
+            GenerationError::InvalidInput(detail) => self.end_failed(job, FailureReason::InvalidInput(detail)).await,
+            GenerationError::Retryable(detail) => {
+                self.upstream_failure(&handle.account).await;
+                self.retry_or_fail(job, detail).await;
+            }
+            GenerationError::Timeout(_) => {
+                // Stop it at fal so it does not run (and bill) after we gave up.
+                if let Err(error) = self.inner.ports.generation.cancel(handle).await {
+                    tracing::warn!(%error, "could not cancel a timed-out job");
+                }
+                self.end_failed(job, FailureReason::Timeout).await;
+            }
+            GenerationError::AccountLocked { account, reason } => {
+                self.lock_account(&account, &reason).await;
+                self.end_failed(job, FailureReason::AccountLocked).await;
+            }
+            GenerationError::BadKey(account) => {
+                self.disable_account(&account).await;
+                self.end_failed(job, FailureReason::Upstream("the fal key was refused".into())).await;
+            }
+            other => {
+                self.upstream_failure(&handle.account).await;
+                self.end_failed(job, FailureReason::Upstream(other.to_string())).await;
+            }
+        }
+    }
+
+    /// The result is in: download, settle (only now is the user charged), deliver.
+    ///
+    /// `finish` is the gate: a job that is already terminal (a redelivered completion, a
+    /// second follower, a cancel that won) is neither charged nor delivered again.
+    async fn complete(&self, job: &Job, output: GenerationOutput) {
+        let ports = &self.inner.ports;
+        let config = &self.inner.config;
+        if output.media.is_empty() {
+            return self.end_failed(job, FailureReason::Upstream("fal returned no output".into())).await;
+        }
+        let mut files = Vec::with_capacity(output.media.len());
+        for media in &output.media {
+            match self.download(media).await {
+                Ok(bytes) => files.push(bytes),
+                Err(error) => {
+                    return self
+                        .end_failed(job, FailureReason::Upstream(format!("result download failed: {error}")))
+                        .await;
+                }
+            }
+        }
+
+        let price = self.price_of_result(job, files.len());
+        let settlement = settle(&JobState::Succeeded, job.hold, price, true, config.settlement);
+        let records: Vec<MediaRecord> = output
+            .media
+            .iter()
+            .zip(&files)
+            .map(|(media, file)| MediaRecord {
+                job: job.id,
+                fal_url: media.url.clone(),
+                telegram_file_id: None,
+                size_bytes: Some(file.bytes.len() as u64),
+                content_type: Some(file.content_type.clone()).filter(|t| !t.is_empty()).or(media.content_type.clone()),
+            })
+            .collect();
+        let finish = Finish { state: JobState::Succeeded, settlement, media: records.clone(), now: ports.clock.now() };
+        if !self.finish(job, &finish).await {
+            return;
+        }
+        bump(&self.inner.counters.succeeded);
+
+        let (language, as_file) = self.delivery_settings(job).await;
+        let recipient = Recipient { chat: job.chat, language };
+        let delivered = self.deliver(job, recipient, files, as_file).await;
+        for (record, sent) in records.into_iter().zip(delivered) {
+            let record = MediaRecord { telegram_file_id: Some(sent.file_id), ..record };
+            if let Err(error) = ports.usage.save_media(&record).await {
+                tracing::warn!(%error, "media record not saved");
+            }
+        }
+        self.report_final(job, language, UserNotice::Done { job: job.id, charged: settlement.user_charge }).await;
+    }
+
+    /// The list price of what was produced: the outputs fal returned (never more than
+    /// asked) plus what the prompt helper cost for this job.
+    fn price_of_result(&self, job: &Job, produced: usize) -> Money {
+        let catalog = &self.inner.config.catalog;
+        let mut request = PriceRequest::for_job(&job.spec, catalog);
+        if job.spec.kind.makes_images() {
+            let produced = u32::try_from(produced).unwrap_or(u32::MAX);
+            request.num_images = produced.clamp(1, request.num_images.max(1));
+        }
+        let generation = catalog.price(&request).unwrap_or_else(|error| {
+            tracing::error!(%error, "result cannot be priced; the hold is charged");
+            job.hold
+        });
+        let llm = self.inner.llm_costs.lock().unwrap().get(&job.id).copied().unwrap_or(Money::ZERO);
+        generation.checked_add(llm).unwrap_or(generation)
+    }
+
+    async fn download(&self, media: &mediagen_ports::OutputMedia) -> Result<MediaBytes, GenerationError> {
+        let generation = &self.inner.ports.generation;
+        let mut attempt = 1;
+        loop {
+            match generation.download(media).await {
+                Ok(bytes) => return Ok(bytes),
+                Err(error @ (GenerationError::Retryable(_) | GenerationError::Timeout(_))) if attempt < ATTEMPTS => {
+                    tracing::warn!(attempt, %error, "download failed; retrying");
+                    tokio::time::sleep(self.inner.config.retry.delay(attempt)).await;
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Sends the files; a photo too large for the platform goes again as a document.
+    async fn deliver(
+        &self,
+        job: &Job,
+        to: Recipient,
+        files: Vec<MediaBytes>,
+        mut as_file: bool,
+    ) -> Vec<mediagen_ports::DeliveredMedia> {
+        let messaging = &self.inner.ports.messaging;
+        let mut attempt = 1;
+        loop {
+            let media = files.iter().cloned().map(ResultMedia::Bytes).collect();
+            match messaging.send_results(to, job.id, media, as_file).await {
+                Ok(delivered) => return delivered,
+                Err(MessagingError::TooLarge(_)) if !as_file => as_file = true,
+                Err(MessagingError::RateLimited { retry_after_secs }) if attempt < ATTEMPTS => {
+                    tokio::time::sleep(Duration::from_secs(u64::from(retry_after_secs.max(1)))).await;
+                }
+                Err(MessagingError::Other(error)) if attempt < ATTEMPTS => {
+                    tracing::warn!(attempt, %error, "delivery failed; retrying");
+                    tokio::time::sleep(self.inner.config.retry.delay(attempt)).await;
+                }
+                Err(error) => {
+                    // Charged but not delivered: the files stay on record (fal URL) for support.
+                    tracing::error!(%error, "results not delivered");
+                    return Vec::new();
+                }
+            }
+            attempt += 1;
+        }
+    }
+
+    /// Another try after an upstream failure, or the end of the job when tries are used up.
+    ///
+    /// Failures are counted from the job's `attempts` (submissions storage recorded) and
+    /// from this process's own count, whichever is higher, so a submit that fal refused
+    /// outright (and storage may not count) still uses up a try.
+    pub(crate) async fn retry_or_fail(&self, job: &Job, detail: String) {
+        let ports = &self.inner.ports;
+        let retry = self.inner.config.retry;
+        let failures = {
+            let mut seen = self.inner.failures.lock().unwrap();
+            let count = seen.entry(job.id).or_insert(0);
+            *count = (*count + 1).max(job.attempts);
+            *count
+        };
+        if !retry.allows_retry(failures) {
+            return self.end_failed(job, FailureReason::Upstream(detail)).await;
+        }
+        let now = ports.clock.now();
+        let delay = chrono::TimeDelta::from_std(retry.delay(failures)).unwrap_or(chrono::TimeDelta::zero());
+        let not_before = now.checked_add_signed(delay).unwrap_or(now);
+        match ports.queue.requeue(job.id, &detail, Some(not_before), now).await {
+            Ok(_) => {
+                bump(&self.inner.counters.retried);
+                tracing::info!(failures, %not_before, "requeued for another try");
+            }
+            Err(StorageError::Conflict(why)) => tracing::info!(%why, "not requeued: the job moved on"),
+            Err(error) => tracing::warn!(%error, "requeue failed; the lease rescue will take it"),
+        }
+    }
+
+    /// Ends a job without a result: the user gets the hold back (or is charged, for a
+    /// content-policy refusal under a strict policy) and is told why.
+    pub(crate) async fn end_failed(&self, job: &Job, reason: FailureReason) {
+        let config = &self.inner.config;
+        let state = JobState::Failed { reason: reason.clone() };
+        // The hold is the list price of the request: fal's bill for a refusal it may charge.
+        let settlement = settle(&state, job.hold, job.hold, true, config.settlement);
+        let finish = Finish { state, settlement, media: Vec::new(), now: self.inner.ports.clock.now() };
+        if !self.finish(job, &finish).await {
+            return;
+        }
+        bump(&self.inner.counters.failed);
+        let (language, _) = self.delivery_settings(job).await;
+        let notice = UserNotice::Failed { job: job.id, reason, refunded: settlement.user_refund };
+        self.report_final(job, language, notice).await;
+    }
+
+    /// Writes the terminal state and its settlement; true only for the call that ended
+    /// the job (so only that one tells the user).
+    pub(crate) async fn finish(&self, job: &Job, finish: &Finish) -> bool {
+        let queue = &self.inner.ports.queue;
+        let mut attempt = 1;
+        let outcome = loop {
+            match queue.finish(job.id, finish).await {
+                Ok(outcome) => break outcome,
+                Err(error @ (StorageError::Unavailable(_) | StorageError::Other(_))) if attempt < ATTEMPTS => {
+                    tracing::warn!(attempt, %error, "finish failed; retrying");
+                    tokio::time::sleep(self.inner.config.retry.delay(attempt)).await;
+                    attempt += 1;
+                }
+                Err(error) => {
+                    // Not settled: the lease runs out and a rescue follows the job again.
+                    tracing::error!(%error, "finish failed; the job is left to the lease rescue");
+                    return false;
+                }
+            }
+        };
+        self.forget(job);
+        match outcome {
+            FinishOutcome::Finished(_) => true,
+            FinishOutcome::AlreadyFinished(existing) => {
+                tracing::info!(state = %existing.state, "already finished; nothing delivered or charged again");
+                false
+            }
+        }
+    }
+
+    /// Drops what this process kept about a job that ended.
+    fn forget(&self, job: &Job) {
+        self.inner.failures.lock().unwrap().remove(&job.id);
+        self.inner.llm_costs.lock().unwrap().remove(&job.id);
+    }
+
+    /// The user's language and whether they want files (defaults when storage fails).
+    pub(crate) async fn delivery_settings(&self, job: &Job) -> (Language, bool) {
+        if let Some(progress) = self.inner.messages.get(job.id) {
+            let as_file = match self.inner.ports.users.get_user(job.user).await {
+                Ok(Some(user)) => user.settings.send_as_file,
+                _ => false,
+            };
+            return (progress.language, as_file);
+        }
+        match self.inner.ports.users.get_user(job.user).await {
+            Ok(Some(user)) => (user.language, user.settings.send_as_file),
+            _ => (Language::default(), false),
+        }
+    }
+
+    /// Shows an intermediate state in the job's progress message, if this process has one.
+    pub(crate) fn report_progress(&self, job: &Job, notice: UserNotice) {
+        if let Some(ProgressMessage { message, language }) = self.inner.messages.get(job.id) {
+            self.inner.throttle.edit(message, language, notice);
+        }
+    }
+
+    /// Shows a final state: in the progress message when there is one (throttled, never
+    /// dropped), else as a new message.
+    pub(crate) async fn report_final(&self, job: &Job, language: Language, notice: UserNotice) {
+        match self.inner.messages.forget(job.id) {
+            Some(ProgressMessage { message, language }) => self.inner.throttle.edit(message, language, notice),
+            None => {
+                let to = Recipient { chat: job.chat, language };
+                if let Err(error) = self.inner.ports.messaging.send_notice(to, &notice).await {
+                    tracing::warn!(%error, "final notice not delivered");
+                }
+            }
+        }
+    }
+}
+
+/// The settlement of a cancel: the hold back, and fal's bill when it had started.
+pub(crate) fn cancel_settlement(job: &Job, ran_at_fal: bool, policy: mediagen_domain::SettlementPolicy) -> Settlement {
+    settle(&JobState::Canceled, job.hold, job.hold, ran_at_fal, policy)
+}

@@ -1,0 +1,70 @@
+//! Counters of what the engine did since start, for `/stats` and logs.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A snapshot of the engine's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Enhanced prompts served from the cache (no LLM call).
+    pub cache_hits: u64,
+    /// Enhancements that had to call the LLM.
+    pub cache_misses: u64,
+    /// Enhancements that failed (the original prompt was used).
+    pub enhance_failures: u64,
+    /// Requests accepted into the queue.
+    pub accepted: u64,
+    /// Requests refused at intake.
+    pub refused: u64,
+    /// Submissions fal accepted.
+    pub submitted: u64,
+    /// Jobs delivered and charged.
+    pub succeeded: u64,
+    /// Jobs that ended without a result.
+    pub failed: u64,
+    /// Jobs canceled by their user.
+    pub canceled: u64,
+    /// Jobs put back in the queue to be tried again.
+    pub retried: u64,
+    /// Circuit breakers opened.
+    pub breaker_trips: u64,
+}
+
+/// The live counters behind [`EngineStats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) cache_hits: AtomicU64,
+    pub(crate) cache_misses: AtomicU64,
+    pub(crate) enhance_failures: AtomicU64,
+    pub(crate) accepted: AtomicU64,
+    pub(crate) refused: AtomicU64,
+    pub(crate) submitted: AtomicU64,
+    pub(crate) succeeded: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) canceled: AtomicU64,
+    pub(crate) retried: AtomicU64,
+    pub(crate) breaker_trips: AtomicU64,
+}
+
+/// Adds one to a counter.
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> EngineStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        EngineStats {
+            cache_hits: get(&self.cache_hits),
+            cache_misses: get(&self.cache_misses),
+            enhance_failures: get(&self.enhance_failures),
+            accepted: get(&self.accepted),
+            refused: get(&self.refused),
+            submitted: get(&self.submitted),
+            succeeded: get(&self.succeeded),
+            failed: get(&self.failed),
+            canceled: get(&self.canceled),
+            retried: get(&self.retried),
+            breaker_trips: get(&self.breaker_trips),
+        }
+    }
+}

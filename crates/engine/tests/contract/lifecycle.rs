@@ -1,0 +1,145 @@
+//! Rescue at start, lease heartbeat, status polling and shutdown.
+
+use crate::support::{Harness, advance, one_image};
+use mediagen_domain::{JobState, ModelId, RequestId};
+use mediagen_ports::{RemoteHandle, RemoteStatus, Rescued};
+use std::time::Duration;
+
+#[tokio::test(start_paused = true)]
+async fn a_rescued_job_at_fal_is_followed_and_never_resubmitted() {
+    let h = Harness::new();
+    let job = {
+        let mut w = h.world();
+        w.user(1);
+        let account = w.account("main", 2);
+        let job = w.queued_job(1, one_image());
+        let request_id = RequestId::new("req-from-before");
+        w.jobs.get_mut(&job).unwrap().state =
+            JobState::Submitted { account: account.clone(), request_id: request_id.clone() };
+        let handle = RemoteHandle {
+            account,
+            model: ModelId::new("fal-ai/nano-banana"),
+            request_id,
+            status_url: "s".into(),
+            response_url: "r".into(),
+            cancel_url: "c".into(),
+        };
+        let rescued = w.job(job).clone();
+        w.rescue.push(Rescued::Resume(rescued, handle));
+        job
+    };
+    let engine = h.engine();
+    let running = h.start(&engine);
+    advance(5).await;
+    running.shutdown().await;
+
+    let w = h.world();
+    assert!(w.job_submits().is_empty(), "never resubmitted");
+    assert_eq!(w.waits.len(), 1);
+    assert_eq!(w.waits[0].request_id, RequestId::new("req-from-before"));
+    assert_eq!(w.job(job).state, JobState::Succeeded);
+    assert_eq!(w.results.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn leases_are_renewed_on_a_timer() {
+    let mut h = Harness::new();
+    h.config.lease = Duration::from_secs(60);
+    h.world().account("main", 2);
+    let engine = h.engine();
+    let running = h.start(&engine);
+    advance(61).await;
+    running.shutdown().await;
+    // Every lease / 3 = 20 s: at 0, 20, 40 and 60 s.
+    assert_eq!(h.world().renewals, 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn status_polling_records_when_fal_starts_the_job() {
+    let mut h = Harness::new();
+    h.config.status_poll = Some(Duration::from_secs(1));
+    let job = {
+        let mut w = h.world();
+        w.user(1);
+        w.account("main", 2);
+        w.status_answers
+            .extend([RemoteStatus::InQueue { position: Some(1) }, RemoteStatus::InQueue { position: Some(0) }]);
+        w.queued_job(1, one_image())
+    };
+    let engine = h.engine();
+    let running = h.start(&engine);
+    advance(10).await;
+    running.shutdown().await;
+    let w = h.world();
+    assert_eq!(w.marked_running, vec![job]);
+    assert_eq!(w.job(job).state, JobState::Succeeded);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_stops_claiming_and_run_returns() {
+    let h = Harness::new();
+    {
+        let mut w = h.world();
+        w.user(1);
+        w.account("main", 2);
+        w.queued_job(1, one_image());
+    }
+    let engine = h.engine();
+    let running = h.start(&engine);
+    advance(3).await;
+    running.shutdown().await;
+
+    let (claims, late) = {
+        let mut w = h.world();
+        assert!(!w.claims.is_empty(), "it was claiming while running");
+        (w.claims.len(), w.queued_job(1, one_image()))
+    };
+    advance(30).await;
+    let w = h.world();
+    assert_eq!(w.claims.len(), claims, "no claim after the shutdown signal");
+    assert_eq!(w.job(late).state, JobState::Queued, "left for the next start");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_raised_signal_before_start_claims_nothing() {
+    let h = Harness::new();
+    {
+        let mut w = h.world();
+        w.account("main", 2);
+        w.queued_job(1, one_image());
+    }
+    let engine = h.engine();
+    let (stop, signal) = tokio::sync::watch::channel(true);
+    engine.run(signal).await;
+    drop(stop);
+    assert!(h.world().claims.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn jobs_at_fal_are_followed_through_the_grace_period_and_the_rest_left_for_rescue() {
+    for (grace, finished) in [(10, true), (1, false)] {
+        let mut h = Harness::new();
+        // The job sits in fal's queue for 3 s after submit.
+        h.config.status_poll = Some(Duration::from_secs(1));
+        h.config.shutdown_grace = Duration::from_secs(grace);
+        let job = {
+            let mut w = h.world();
+            w.user(1);
+            w.account("main", 2);
+            w.status_answers.extend(std::iter::repeat_n(RemoteStatus::InQueue { position: Some(0) }, 3));
+            w.queued_job(1, one_image())
+        };
+        let engine = h.engine();
+        let running = h.start(&engine);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!h.world().job_submits().is_empty(), "submitted before the signal");
+        running.shutdown().await;
+
+        let w = h.world();
+        assert_eq!(w.job(job).state == JobState::Succeeded, finished, "grace {grace} s");
+        if !finished {
+            assert!(matches!(w.job(job).state, JobState::Submitted { .. }), "still at fal, for the rescue");
+            assert!(w.finishes.is_empty());
+        }
+    }
+}

@@ -1,0 +1,714 @@
+//! A scripted world behind mockall mocks of every port: each mock's closure reads and
+//! writes one shared state, so a test sets the scene, runs a use case and inspects what
+//! the engine asked of each port.
+
+use chrono::{TimeZone, Utc};
+use mediagen_domain::catalog::Catalog;
+use mediagen_domain::credit::{CreditPurchase, CreditSpend};
+use mediagen_domain::quota::Plans;
+use mediagen_domain::{
+    AccountId, ChatId, IdempotencyKey, Job, JobId, JobSpec, JobState, Language, MediaRef, ModelId, ModelKind, Money,
+    Prompt, RequestId, Role, Timestamp, User, UserId, UserSettings,
+};
+use mediagen_engine::{BreakerConfig, Engine, EngineConfig, Ports, RetryPolicy};
+use mediagen_ports::{
+    AccountLock, AccountRecord, CancelOutcome, CancelResult, ClaimRequest, ClaimedJob, DeliveredMedia, EnqueueOutcome,
+    EnqueueRequest, Finish, FinishOutcome, GenerationError, GenerationOutput, GenerationRequest, MediaBytes,
+    MediaRecord, MessageRef, MockAccountStore, MockAlertLog, MockClock, MockGeneration, MockJobQueue, MockMessaging,
+    MockPromptCache, MockUsageStore, MockUserStore, ModelUsage, OperatorAlert, OutputMedia, QueuePosition, Recipient,
+    RemoteHandle, RemoteStatus, Rescued, StorageError, UserNotice,
+};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// A fal answer to script: `GenerationError` is not `Clone`, so tests script these.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    Ok,
+    Retryable,
+    ContentPolicy,
+    InvalidInput,
+    Locked,
+    BadKey,
+    OutcomeUnknown,
+    Timeout,
+}
+
+impl Answer {
+    fn error(&self, account: &AccountId) -> GenerationError {
+        match self {
+            Answer::Ok => unreachable!("not an error"),
+            Answer::Retryable => GenerationError::Retryable("503 Service Unavailable".into()),
+            Answer::ContentPolicy => GenerationError::ContentPolicy,
+            Answer::InvalidInput => GenerationError::InvalidInput("image could not be loaded".into()),
+            Answer::Locked => {
+                GenerationError::AccountLocked { account: account.clone(), reason: "User is locked".into() }
+            }
+            Answer::BadKey => GenerationError::BadKey(account.clone()),
+            Answer::OutcomeUnknown => GenerationError::SubmitOutcomeUnknown("connection reset".into()),
+            Answer::Timeout => GenerationError::Timeout("start deadline".into()),
+        }
+    }
+}
+
+/// Everything the ports know and everything the engine asked of them.
+pub struct World {
+    pub now: Timestamp,
+    pub storage_down: bool,
+    // Users.
+    pub users: HashMap<UserId, User>,
+    pub upserted: Vec<UserId>,
+    // Queue.
+    pub jobs: BTreeMap<JobId, Job>,
+    pub handles: HashMap<JobId, RemoteHandle>,
+    pub next_job: i64,
+    pub enqueues: Vec<EnqueueRequest>,
+    /// Replaces the default enqueue (a new job at the end of the queue).
+    pub enqueue_answer: Option<EnqueueOutcome>,
+    pub claims: Vec<ClaimRequest>,
+    /// Jobs in flight per account when each claim came in.
+    pub claim_in_flight: Vec<HashMap<AccountId, u32>>,
+    pub requeues: Vec<(JobId, String, Option<Timestamp>)>,
+    pub finishes: Vec<(JobId, Finish)>,
+    /// Every finish answers `AlreadyFinished` (a redelivered completion).
+    pub already_finished: bool,
+    pub marked_running: Vec<JobId>,
+    /// `mark_submitted` answers this instead of recording: "conflict" or "down".
+    pub mark_submitted_fails: Option<&'static str>,
+    pub rescue: Vec<Rescued>,
+    pub renewals: u32,
+    // Accounts.
+    pub accounts: Vec<AccountRecord>,
+    pub purchases: HashMap<AccountId, Vec<CreditPurchase>>,
+    pub spend: HashMap<AccountId, Money>,
+    pub set_locks: Vec<(AccountId, Option<AccountLock>)>,
+    pub disabled: Vec<AccountId>,
+    // fal.
+    pub uploads: Vec<(AccountId, usize)>,
+    pub submits: Vec<(AccountId, GenerationRequest)>,
+    pub submit_answers: VecDeque<Answer>,
+    pub wait_answers: VecDeque<Answer>,
+    pub waits: Vec<RemoteHandle>,
+    pub llm_answer: Answer,
+    pub llm_calls: u32,
+    pub remote_cancels: Vec<RemoteHandle>,
+    pub remote_cancel_answer: CancelOutcome,
+    pub status_answers: VecDeque<RemoteStatus>,
+    pub outputs: u32,
+    // Messaging.
+    pub notices: Vec<(Recipient, UserNotice)>,
+    pub edits: Vec<(MessageRef, UserNotice)>,
+    pub results: Vec<(Recipient, JobId, usize, bool)>,
+    pub fetched: Vec<MediaRef>,
+    pub operator_alerts: Vec<OperatorAlert>,
+    pub next_message: i64,
+    // The rest.
+    pub cache: HashMap<String, (String, Timestamp)>,
+    pub alert_log: HashSet<(String, String)>,
+    pub saved_media: Vec<MediaRecord>,
+    pub fal_cost_this_month: Money,
+    pub requests_this_month: u64,
+}
+
+impl World {
+    fn new() -> Self {
+        Self {
+            now: Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap(),
+            storage_down: false,
+            users: HashMap::new(),
+            upserted: Vec::new(),
+            jobs: BTreeMap::new(),
+            handles: HashMap::new(),
+            next_job: 1,
+            enqueues: Vec::new(),
+            enqueue_answer: None,
+            claims: Vec::new(),
+            claim_in_flight: Vec::new(),
+            requeues: Vec::new(),
+            finishes: Vec::new(),
+            already_finished: false,
+            marked_running: Vec::new(),
+            mark_submitted_fails: None,
+            rescue: Vec::new(),
+            renewals: 0,
+            accounts: Vec::new(),
+            purchases: HashMap::new(),
+            spend: HashMap::new(),
+            set_locks: Vec::new(),
+            disabled: Vec::new(),
+            uploads: Vec::new(),
+            submits: Vec::new(),
+            submit_answers: VecDeque::new(),
+            wait_answers: VecDeque::new(),
+            waits: Vec::new(),
+            llm_answer: Answer::Ok,
+            llm_calls: 0,
+            remote_cancels: Vec::new(),
+            remote_cancel_answer: CancelOutcome::Requested,
+            status_answers: VecDeque::new(),
+            outputs: 1,
+            notices: Vec::new(),
+            edits: Vec::new(),
+            results: Vec::new(),
+            fetched: Vec::new(),
+            operator_alerts: Vec::new(),
+            next_message: 100,
+            cache: HashMap::new(),
+            alert_log: HashSet::new(),
+            saved_media: Vec::new(),
+            fal_cost_this_month: Money::ZERO,
+            requests_this_month: 0,
+        }
+    }
+
+    /// Adds a fal account with a concurrency limit set by override.
+    pub fn account(&mut self, name: &str, limit: u32) -> AccountId {
+        let id = AccountId::new(name);
+        self.accounts.push(AccountRecord {
+            id: id.clone(),
+            key_names: vec![format!("{name}-key")],
+            disabled: false,
+            locked: None,
+            limit_override: Some(limit),
+        });
+        id
+    }
+
+    /// Adds a regular user on the default (free) plan.
+    pub fn user(&mut self, id: i64) -> UserId {
+        let user = User {
+            id: UserId(id),
+            language: Language::Ru,
+            plan: "free".into(),
+            role: Role::User,
+            blocked: false,
+            settings: UserSettings::default(),
+        };
+        self.users.insert(user.id, user);
+        UserId(id)
+    }
+
+    /// Puts a queued job of `user` in the queue with a hold of `hold`.
+    pub fn queued_job(&mut self, user: i64, hold: Money) -> JobId {
+        let id = JobId(self.next_job);
+        self.next_job += 1;
+        let job = Job {
+            id,
+            user: UserId(user),
+            chat: ChatId(user),
+            spec: spec("a red fox in the snow"),
+            state: JobState::Queued,
+            hold,
+            attempts: 0,
+            created_at: self.now,
+            updated_at: self.now,
+        };
+        self.jobs.insert(id, job);
+        id
+    }
+
+    pub fn job(&self, id: JobId) -> &Job {
+        &self.jobs[&id]
+    }
+
+    pub fn finishes_of(&self, id: JobId) -> Vec<&Finish> {
+        self.finishes.iter().filter(|(j, _)| *j == id).map(|(_, f)| f).collect()
+    }
+
+    /// Submissions of generation jobs (prompt-helper calls left out).
+    pub fn job_submits(&self) -> Vec<&(AccountId, GenerationRequest)> {
+        self.submits.iter().filter(|(_, r)| r.kind != ModelKind::Llm).collect()
+    }
+
+    fn in_flight(&self, account: &AccountId) -> u32 {
+        self.jobs.values().filter(|j| j.state.account() == Some(account)).count() as u32
+    }
+
+    fn claim(&mut self, request: &ClaimRequest) -> Vec<ClaimedJob> {
+        self.claims.push(request.clone());
+        let in_flight = self.accounts.iter().map(|a| (a.id.clone(), self.in_flight(&a.id))).collect();
+        self.claim_in_flight.push(in_flight);
+        let mut claimed = Vec::new();
+        let queued: Vec<JobId> =
+            self.jobs.values().filter(|j| j.state == JobState::Queued).map(|j| j.id).collect::<Vec<_>>();
+        for id in queued {
+            if claimed.len() as u32 >= request.max_jobs {
+                break;
+            }
+            let free =
+                request.accounts.iter().find(|a| a.usable && self.in_flight(&a.account) < a.limit + request.overhang);
+            let Some(account) = free.map(|a| a.account.clone()) else { break };
+            let job = self.jobs.get_mut(&id).unwrap();
+            job.state = JobState::Dispatching { account: account.clone() };
+            claimed.push(ClaimedJob { job: job.clone(), account });
+        }
+        claimed
+    }
+
+    fn handle(&mut self, account: &AccountId, request: &GenerationRequest) -> RemoteHandle {
+        let n = self.submits.len();
+        let prefix = if request.kind == ModelKind::Llm { "llm" } else { "req" };
+        RemoteHandle {
+            account: account.clone(),
+            model: request.model.clone(),
+            request_id: RequestId::new(format!("{prefix}-{n}")),
+            status_url: format!("https://queue.fal.run/{prefix}-{n}/status"),
+            response_url: format!("https://queue.fal.run/{prefix}-{n}"),
+            cancel_url: format!("https://queue.fal.run/{prefix}-{n}/cancel"),
+        }
+    }
+}
+
+pub fn spec(prompt: &str) -> JobSpec {
+    JobSpec {
+        model: ModelId::new("fal-ai/nano-banana"),
+        kind: ModelKind::TextToImage,
+        prompt: Prompt::parse(prompt).unwrap(),
+        size: None,
+        num_images: 1,
+        input_media: Vec::new(),
+        seed: None,
+        enhance_prompt: false,
+    }
+}
+
+/// The nano-banana list price of one image.
+pub fn one_image() -> Money {
+    Money::from_micros(39_000)
+}
+
+fn down() -> StorageError {
+    StorageError::Unavailable("connection refused".into())
+}
+
+/// The shared world and the engine wired to it.
+pub struct Harness {
+    pub world: Arc<Mutex<World>>,
+    pub config: EngineConfig,
+}
+
+impl Harness {
+    pub fn new() -> Self {
+        let mut config = EngineConfig::new(Catalog::builtin(), Plans::default(), "test-owner");
+        config.retry = RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(8),
+            jitter: 0.0,
+        };
+        config.breaker = BreakerConfig { failure_threshold: 5, cool_down: Duration::from_secs(60) };
+        config.progress_interval = Duration::from_secs(1);
+        config.status_poll = None;
+        config.shutdown_grace = Duration::from_secs(5);
+        Self { world: Arc::new(Mutex::new(World::new())), config }
+    }
+
+    pub fn world(&self) -> MutexGuard<'_, World> {
+        self.world.lock().unwrap()
+    }
+
+    pub fn engine(&self) -> Engine {
+        Engine::new(self.ports(), self.config.clone())
+    }
+
+    /// Starts `run`; the returned closure-like handle stops it.
+    pub fn start(&self, engine: &Engine) -> Running {
+        let (stop, signal) = watch::channel(false);
+        let engine = engine.clone();
+        let task = tokio::spawn(async move { engine.run(signal).await });
+        Running { stop, task }
+    }
+
+    fn ports(&self) -> Ports {
+        Ports {
+            generation: Arc::new(self.generation()),
+            messaging: Arc::new(self.messaging()),
+            queue: Arc::new(self.queue()),
+            users: Arc::new(self.users()),
+            accounts: Arc::new(self.accounts()),
+            prompt_cache: Arc::new(self.prompt_cache()),
+            alerts: Arc::new(self.alert_log()),
+            usage: Arc::new(self.usage()),
+            clock: Arc::new(self.clock()),
+        }
+    }
+
+    fn clock(&self) -> MockClock {
+        let world = Arc::clone(&self.world);
+        let mut clock = MockClock::new();
+        clock.expect_now().returning(move || world.lock().unwrap().now);
+        clock
+    }
+
+    fn users(&self) -> MockUserStore {
+        let mut users = MockUserStore::new();
+        let world = Arc::clone(&self.world);
+        users.expect_get_user().returning(move |id| {
+            let w = world.lock().unwrap();
+            if w.storage_down {
+                return Err(down());
+            }
+            Ok(w.users.get(&id).cloned())
+        });
+        let world = Arc::clone(&self.world);
+        users.expect_upsert_user().returning(move |new| {
+            let mut w = world.lock().unwrap();
+            let user = User {
+                id: new.id,
+                language: new.language,
+                plan: new.plan.clone(),
+                role: new.role,
+                blocked: false,
+                settings: UserSettings::default(),
+            };
+            w.upserted.push(new.id);
+            w.users.insert(new.id, user.clone());
+            Ok(user)
+        });
+        users
+    }
+
+    fn queue(&self) -> MockJobQueue {
+        let mut queue = MockJobQueue::new();
+        let world = Arc::clone(&self.world);
+        queue.expect_enqueue().returning(move |request| {
+            let mut w = world.lock().unwrap();
+            if w.storage_down {
+                return Err(down());
+            }
+            w.enqueues.push(request.clone());
+            if let Some(answer) = w.enqueue_answer.clone() {
+                return Ok(answer);
+            }
+            let id = JobId(w.next_job);
+            w.next_job += 1;
+            let job = Job {
+                id,
+                user: request.user,
+                chat: request.chat,
+                spec: request.spec.clone(),
+                state: JobState::Queued,
+                hold: request.hold,
+                attempts: 0,
+                created_at: request.now,
+                updated_at: request.now,
+            };
+            w.jobs.insert(id, job.clone());
+            let total = w.jobs.values().filter(|j| j.state == JobState::Queued).count() as u32;
+            Ok(EnqueueOutcome::Enqueued(job, QueuePosition { position: total, total }))
+        });
+        let world = Arc::clone(&self.world);
+        queue.expect_claim().returning(move |request| Ok(world.lock().unwrap().claim(request)));
+        let world = Arc::clone(&self.world);
+        queue.expect_in_flight_by_account().returning(move || {
+            let w = world.lock().unwrap();
+            Ok(w.accounts.iter().map(|a| (a.id.clone(), w.in_flight(&a.id))).collect())
+        });
+        let world = Arc::clone(&self.world);
+        queue.expect_mark_submitted().returning(move |job, _owner, handle, _now| {
+            let mut w = world.lock().unwrap();
+            match w.mark_submitted_fails {
+                Some("conflict") => return Err(StorageError::Conflict("canceled meanwhile".into())),
+                Some(_) => return Err(down()),
+                None => {}
+            }
+            let entry = w.jobs.get_mut(&job).ok_or_else(|| StorageError::NotFound(job.to_string()))?;
+            match &entry.state {
+                JobState::Dispatching { account } if *account == handle.account => {
+                    entry.state =
+                        JobState::Submitted { account: account.clone(), request_id: handle.request_id.clone() };
+                    entry.attempts += 1;
+                    w.handles.insert(job, handle.clone());
+                    Ok(())
+                }
+                other => Err(StorageError::Conflict(format!("job is {other}"))),
+            }
+        });
+        let world = Arc::clone(&self.world);
+        queue.expect_mark_running().returning(move |job, _| {
+            let mut w = world.lock().unwrap();
+            w.marked_running.push(job);
+            let entry = w.jobs.get_mut(&job).unwrap();
+            if let JobState::Submitted { account, request_id } = &entry.state {
+                entry.state = JobState::Running { account: account.clone(), request_id: request_id.clone() };
+            }
+            Ok(())
+        });
+        let world = Arc::clone(&self.world);
+        queue.expect_requeue().returning(move |job, reason, not_before, _now| {
+            let mut w = world.lock().unwrap();
+            w.requeues.push((job, reason.to_owned(), not_before));
+            let entry = w.jobs.get_mut(&job).unwrap();
+            if !entry.state.is_in_flight() {
+                return Err(StorageError::Conflict(format!("job is {}", entry.state)));
+            }
+            entry.state = JobState::Queued;
+            Ok(entry.clone())
+        });
+        let world = Arc::clone(&self.world);
+        queue.expect_finish().returning(move |job, finish| {
+            let mut w = world.lock().unwrap();
+            let already = w.already_finished;
+            let entry = w.jobs.get_mut(&job).ok_or_else(|| StorageError::NotFound(job.to_string()))?;
+            if already || entry.state.is_terminal() {
+                return Ok(FinishOutcome::AlreadyFinished(entry.clone()));
+            }
+            entry.state = finish.state.clone();
+            let done = entry.clone();
+            w.finishes.push((job, finish.clone()));
+            Ok(FinishOutcome::Finished(done))
+        });
+        let world = Arc::clone(&self.world);
+        queue.expect_cancel().returning(move |job, user, _now| {
+            let mut w = world.lock().unwrap();
+            let handle = w.handles.get(&job).cloned();
+            let entry = w
+                .jobs
+                .get_mut(&job)
+                .filter(|j| j.user == user)
+                .ok_or_else(|| StorageError::NotFound(job.to_string()))?;
+            Ok(match entry.state.clone() {
+                JobState::Queued => {
+                    entry.state = JobState::Canceled;
+                    CancelResult::Canceled(entry.clone())
+                }
+                state if state.is_terminal() => CancelResult::AlreadyFinished(entry.clone()),
+                _ => CancelResult::InFlight(entry.clone(), handle),
+            })
+        });
+        let world = Arc::clone(&self.world);
+        queue.expect_renew_leases().returning(move |_, _| {
+            let mut w = world.lock().unwrap();
+            w.renewals += 1;
+            Ok(0)
+        });
+        let world = Arc::clone(&self.world);
+        queue.expect_rescue_expired().returning(move |_, _, _| Ok(std::mem::take(&mut world.lock().unwrap().rescue)));
+        queue.expect_wait_for_change().returning(|_| Ok(false));
+        queue
+    }
+
+    fn accounts(&self) -> MockAccountStore {
+        let mut accounts = MockAccountStore::new();
+        let world = Arc::clone(&self.world);
+        accounts.expect_list_accounts().returning(move || Ok(world.lock().unwrap().accounts.clone()));
+        let world = Arc::clone(&self.world);
+        accounts
+            .expect_purchases()
+            .returning(move |id| Ok(world.lock().unwrap().purchases.get(id).cloned().unwrap_or_default()));
+        let world = Arc::clone(&self.world);
+        accounts.expect_spends().returning(move |id| {
+            let w = world.lock().unwrap();
+            Ok(w.spend.get(id).map(|amount| vec![CreditSpend { amount: *amount, spent_at: w.now }]).unwrap_or_default())
+        });
+        let world = Arc::clone(&self.world);
+        accounts.expect_set_lock().returning(move |id, lock| {
+            let mut w = world.lock().unwrap();
+            w.set_locks.push((id.clone(), lock.clone()));
+            if let Some(account) = w.accounts.iter_mut().find(|a| a.id == *id) {
+                account.locked = lock;
+            }
+            Ok(())
+        });
+        let world = Arc::clone(&self.world);
+        accounts.expect_set_admin_state().returning(move |id, disabled, _| {
+            let mut w = world.lock().unwrap();
+            w.disabled.push(id.clone());
+            if let Some(account) = w.accounts.iter_mut().find(|a| a.id == *id) {
+                account.disabled = disabled;
+            }
+            Ok(())
+        });
+        accounts
+    }
+
+    fn generation(&self) -> MockGeneration {
+        let mut generation = MockGeneration::new();
+        let world = Arc::clone(&self.world);
+        generation.expect_upload().returning(move |account, media| {
+            let mut w = world.lock().unwrap();
+            w.uploads.push((account.clone(), media.bytes.len()));
+            Ok(format!("https://v3.fal.media/files/upload-{}.png", w.uploads.len()))
+        });
+        let world = Arc::clone(&self.world);
+        generation.expect_submit().returning(move |account, request| {
+            let mut w = world.lock().unwrap();
+            let answer = if request.kind == ModelKind::Llm {
+                w.llm_calls += 1;
+                w.llm_answer.clone()
+            } else {
+                w.submit_answers.pop_front().unwrap_or(Answer::Ok)
+            };
+            let handle = w.handle(account, request);
+            w.submits.push((account.clone(), request.clone()));
+            match answer {
+                Answer::Ok => Ok(handle),
+                other => Err(other.error(account)),
+            }
+        });
+        let world = Arc::clone(&self.world);
+        generation.expect_status().returning(move |_| {
+            Ok(world.lock().unwrap().status_answers.pop_front().unwrap_or(RemoteStatus::InProgress))
+        });
+        let world = Arc::clone(&self.world);
+        generation.expect_wait().returning(move |handle| {
+            let mut w = world.lock().unwrap();
+            if handle.request_id.as_str().starts_with("llm") {
+                return Ok(GenerationOutput {
+                    text: Some("A red fox in fresh snow, golden hour, shallow depth of field".into()),
+                    ..GenerationOutput::default()
+                });
+            }
+            w.waits.push(handle.clone());
+            match w.wait_answers.pop_front().unwrap_or(Answer::Ok) {
+                Answer::Ok => Ok(GenerationOutput {
+                    media: (0..w.outputs)
+                        .map(|i| OutputMedia {
+                            url: format!("https://v3.fal.media/files/{}-{i}.png", handle.request_id),
+                            content_type: Some("image/png".into()),
+                            width: Some(1024),
+                            height: Some(1024),
+                            file_size: Some(4),
+                        })
+                        .collect(),
+                    ..GenerationOutput::default()
+                }),
+                other => Err(other.error(&handle.account)),
+            }
+        });
+        let world = Arc::clone(&self.world);
+        generation.expect_cancel().returning(move |handle| {
+            let mut w = world.lock().unwrap();
+            w.remote_cancels.push(handle.clone());
+            Ok(w.remote_cancel_answer)
+        });
+        generation.expect_download().returning(|media| {
+            Ok(MediaBytes { bytes: vec![1, 2, 3, 4], content_type: "image/png".into(), file_name: media.url.clone() })
+        });
+        generation
+    }
+
+    fn messaging(&self) -> MockMessaging {
+        let mut messaging = MockMessaging::new();
+        let world = Arc::clone(&self.world);
+        messaging.expect_send_notice().returning(move |to, notice| {
+            let mut w = world.lock().unwrap();
+            w.notices.push((to, notice.clone()));
+            w.next_message += 1;
+            Ok(MessageRef { chat: to.chat, message_id: w.next_message })
+        });
+        let world = Arc::clone(&self.world);
+        messaging.expect_edit_notice().returning(move |message, _, notice| {
+            world.lock().unwrap().edits.push((message.clone(), notice.clone()));
+            Ok(())
+        });
+        let world = Arc::clone(&self.world);
+        messaging.expect_send_results().returning(move |to, job, media, as_file| {
+            let mut w = world.lock().unwrap();
+            w.results.push((to, job, media.len(), as_file));
+            let delivered = (0..media.len())
+                .map(|i| DeliveredMedia {
+                    message: MessageRef { chat: to.chat, message_id: 500 + i as i64 },
+                    file_id: format!("tg-file-{job}-{i}"),
+                })
+                .collect();
+            Ok(delivered)
+        });
+        let world = Arc::clone(&self.world);
+        messaging.expect_notify_operators().returning(move |alert| {
+            world.lock().unwrap().operator_alerts.push(alert.clone());
+            Ok(())
+        });
+        let world = Arc::clone(&self.world);
+        messaging.expect_fetch_input().returning(move |media, _max| {
+            world.lock().unwrap().fetched.push(media.clone());
+            Ok(MediaBytes { bytes: vec![7; 16], content_type: "image/jpeg".into(), file_name: "input.jpg".into() })
+        });
+        messaging
+    }
+
+    fn prompt_cache(&self) -> MockPromptCache {
+        let mut cache = MockPromptCache::new();
+        let world = Arc::clone(&self.world);
+        cache.expect_cache_get().returning(move |key, now| {
+            let w = world.lock().unwrap();
+            Ok(w.cache.get(key).filter(|(_, expires)| *expires > now).map(|(value, _)| value.clone()))
+        });
+        let world = Arc::clone(&self.world);
+        cache.expect_cache_put().returning(move |key, value, expires_at| {
+            world.lock().unwrap().cache.insert(key.to_owned(), (value.to_owned(), expires_at));
+            Ok(())
+        });
+        cache
+    }
+
+    fn alert_log(&self) -> MockAlertLog {
+        let mut log = MockAlertLog::new();
+        let world = Arc::clone(&self.world);
+        log.expect_record_alert().returning(move |key, period, _| {
+            Ok(world.lock().unwrap().alert_log.insert((key.to_owned(), period.to_owned())))
+        });
+        log
+    }
+
+    fn usage(&self) -> MockUsageStore {
+        let mut usage = MockUsageStore::new();
+        let world = Arc::clone(&self.world);
+        usage.expect_save_media().returning(move |record| {
+            world.lock().unwrap().saved_media.push(record.clone());
+            Ok(())
+        });
+        let world = Arc::clone(&self.world);
+        usage.expect_usage_by_model().returning(move |_, _| {
+            let w = world.lock().unwrap();
+            Ok(vec![ModelUsage {
+                model: ModelId::new("fal-ai/nano-banana"),
+                succeeded: 10,
+                failed: 0,
+                user_charged: w.fal_cost_this_month,
+                fal_cost: w.fal_cost_this_month,
+            }])
+        });
+        let world = Arc::clone(&self.world);
+        usage.expect_request_count().returning(move |_, _| Ok(world.lock().unwrap().requests_this_month));
+        usage
+    }
+}
+
+/// A running engine and the switch that stops it.
+pub struct Running {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Raises the shutdown signal and waits for `run` to return.
+    pub async fn shutdown(self) {
+        self.stop.send_replace(true);
+        self.task.await.unwrap();
+    }
+}
+
+/// Lets paused time run for `secs` seconds (every timer due in that span fires).
+pub async fn advance(secs: u64) {
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+}
+
+/// An intake request for `prompt` by `user`.
+pub fn request(user: i64, prompt: &str) -> mediagen_engine::IntakeRequest {
+    mediagen_engine::IntakeRequest {
+        key: IdempotencyKey::new(format!("tg:{user}:{prompt}")),
+        user: UserId(user),
+        chat: ChatId(user),
+        language: Language::En,
+        model: None,
+        prompt: prompt.into(),
+        size: None,
+        num_images: 1,
+        input_media: Vec::new(),
+        seed: None,
+        enhance: Some(false),
+    }
+}
