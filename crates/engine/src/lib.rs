@@ -9,6 +9,7 @@ mod dispatch;
 mod enhance;
 mod follow;
 mod intake;
+mod operator;
 mod progress;
 mod stats;
 mod tasks;
@@ -18,6 +19,7 @@ pub use cancel::CancelOutcome;
 pub use config::{EngineConfig, RetryPolicy};
 pub use enhance::{EnhanceOutcome, EnhanceRequest};
 pub use intake::{IntakeOutcome, IntakeRequest};
+pub use operator::AccountOverview;
 pub use stats::EngineStats;
 
 use mediagen_domain::{AccountId, JobId, Money};

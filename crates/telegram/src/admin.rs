@@ -1,0 +1,170 @@
+//! Operator commands. Only reached after the admin check; replies are for operators (English).
+
+use crate::app::BotApp;
+use crate::command::AdminCommand;
+use mediagen_domain::quota::{day_start, month_start};
+use mediagen_domain::{AccountId, Money, Role};
+use mediagen_ports::ModelUsage;
+use std::fmt::Write;
+use teloxide::prelude::*;
+
+/// Runs an operator command and returns the reply text.
+pub(crate) async fn run(bot: &Bot, app: &BotApp, command: AdminCommand) -> String {
+    let result = match command {
+        AdminCommand::Stats => stats(app).await,
+        AdminCommand::Accounts => accounts(app).await,
+        AdminCommand::TopUp { account, amount } => top_up(app, account, amount).await,
+        AdminCommand::Budget(amount) => Ok(format!(
+            "The monthly budget is set in configuration (MEDIAGEN_BUDGET_USD); it is {} now. Asked for {amount}: change the setting and restart.",
+            app.deps.engine.config().budget.monthly_budget.map_or("not set".to_owned(), |b| b.to_string())
+        )),
+        AdminCommand::Quota { user, plan } => {
+            if app.plans().get(&plan).is_none() {
+                let known: Vec<&str> = app.plans().iter().map(|p| p.name.as_str()).collect();
+                return format!("Unknown plan {plan:?}. Plans: {}", known.join(", "));
+            }
+            update_user(app, user, |u| u.plan = plan.clone()).await.map(|()| format!("User {user} is now on plan {plan}."))
+        }
+        AdminCommand::Block(user) => {
+            if app.is_admin(user) {
+                return "Operators cannot be blocked.".to_owned();
+            }
+            update_user(app, user, |u| u.blocked = true).await.map(|()| format!("User {user} is blocked."))
+        }
+        AdminCommand::Unblock(user) => {
+            update_user(app, user, |u| u.blocked = false).await.map(|()| format!("User {user} is unblocked."))
+        }
+        AdminCommand::Broadcast(text) => broadcast(bot, app, text).await,
+    };
+    result.unwrap_or_else(|error| format!("Could not do that: {error}"))
+}
+
+async fn update_user(
+    app: &BotApp,
+    user: mediagen_domain::UserId,
+    change: impl FnOnce(&mut mediagen_domain::User),
+) -> anyhow::Result<()> {
+    let Some(mut record) = app.deps.users.get_user(user).await? else {
+        anyhow::bail!("user {user} has never written to the bot");
+    };
+    change(&mut record);
+    app.deps.users.update_user(&record).await?;
+    Ok(())
+}
+
+fn model_lines(out: &mut String, usage: &[ModelUsage]) {
+    if usage.is_empty() {
+        out.push_str("  (no jobs)\n");
+    }
+    for row in usage {
+        let _ = writeln!(
+            out,
+            "  {}: {} ok, {} failed, users charged {}, fal {}",
+            row.model, row.succeeded, row.failed, row.user_charged, row.fal_cost
+        );
+    }
+}
+
+async fn stats(app: &BotApp) -> anyhow::Result<String> {
+    let now = app.now();
+    let usage = &app.deps.usage;
+    let today = usage.usage_by_model(day_start(now), now).await?;
+    let month = usage.usage_by_model(month_start(now), now).await?;
+    let users_month = usage.usage_by_user(month_start(now), now).await?;
+    let queued = app.deps.queue.queued_count().await?;
+    let accounts = app.deps.engine.accounts_overview().await?;
+    let requests = usage.request_count(month_start(now), now).await?;
+    let tier = app.catalog().volume_discounts().tier_for(requests);
+
+    let mut out = String::new();
+    let _ = writeln!(out, "Today:");
+    model_lines(&mut out, &today);
+    let _ = writeln!(out, "This month ({requests} requests, volume tier {}: {}% off):", tier.name, tier.percent_off);
+    model_lines(&mut out, &month);
+    let fal_month = Money::checked_sum(month.iter().map(|m| m.fal_cost)).unwrap_or(Money::ZERO);
+    let _ = writeln!(out, "  fal cost after volume discount: {}", tier.apply(fal_month));
+    if tier.enterprise {
+        let _ = writeln!(out, "  Above the enterprise threshold: talk to fal sales about enterprise pricing.");
+    }
+    let _ = writeln!(out, "Users active this month: {}", users_month.len());
+    let _ = writeln!(out, "Queue now: {queued}");
+    for account in &accounts {
+        let _ = writeln!(out, "  {}: {}/{} in flight", account.id, account.in_flight, account.limit);
+    }
+    let stats = app.deps.engine.stats();
+    let _ = write!(
+        out,
+        "Prompt cache: {} hits, {} misses",
+        stats.cache_hits, stats.cache_misses
+    );
+    Ok(out)
+}
+
+async fn accounts(app: &BotApp) -> anyhow::Result<String> {
+    let accounts = app.deps.engine.accounts_overview().await?;
+    if accounts.is_empty() {
+        return Ok("No fal accounts are configured.".to_owned());
+    }
+    let mut out = String::new();
+    for a in accounts {
+        let state = match (&a.locked, a.disabled, a.paused) {
+            (Some(lock), _, _) => format!("LOCKED since {} ({})", lock.since.format("%Y-%m-%d %H:%M UTC"), lock.reason),
+            (None, true, _) => "disabled".to_owned(),
+            (None, false, true) => "paused by the circuit breaker".to_owned(),
+            (None, false, false) => "active".to_owned(),
+        };
+        let _ = writeln!(out, "{} — {state}", a.id);
+        let _ = writeln!(
+            out,
+            "  limit {} ({} in flight){}; bought over 28 days: {}; balance {}",
+            a.limit,
+            a.in_flight,
+            a.limit_override.map_or(String::new(), |o| format!(", negotiated {o}")),
+            a.window_sum,
+            a.balance
+        );
+        match &a.next_drop {
+            Some(drop) => {
+                let _ = writeln!(
+                    out,
+                    "  limit drops {} → {} at {}",
+                    drop.from,
+                    drop.to,
+                    drop.at.format("%Y-%m-%d %H:%M UTC")
+                );
+            }
+            None => out.push_str("  no limit drop ahead\n"),
+        }
+        if let Some(top_up) = &a.top_up {
+            let _ = writeln!(out, "  {top_up}");
+        }
+    }
+    Ok(out)
+}
+
+async fn top_up(app: &BotApp, account: String, amount: Money) -> anyhow::Result<String> {
+    let id = AccountId::new(account);
+    let limit = app.deps.engine.record_purchase(&id, amount, app.now()).await?;
+    Ok(format!("Recorded a purchase of {amount} for {id}. Its limit is now {limit}."))
+}
+
+async fn broadcast(bot: &Bot, app: &BotApp, text: String) -> anyhow::Result<String> {
+    let users = app.deps.users.list_users().await?;
+    let (mut sent, mut failed) = (0, 0);
+    for user in users.iter().filter(|u| !u.blocked && u.role != Role::Admin) {
+        match bot.send_message(teloxide::types::ChatId(user.id.0), text.clone()).await {
+            Ok(_) => sent += 1,
+            Err(teloxide::RequestError::RetryAfter(wait)) => {
+                tokio::time::sleep(wait.duration()).await;
+                match bot.send_message(teloxide::types::ChatId(user.id.0), text.clone()).await {
+                    Ok(_) => sent += 1,
+                    Err(_) => failed += 1,
+                }
+            }
+            Err(_) => failed += 1,
+        }
+        // Throttled: Telegram allows about 30 messages a second over all chats.
+        tokio::time::sleep(app.config.broadcast_gap).await;
+    }
+    Ok(format!("Broadcast sent to {sent} users ({failed} could not be reached)."))
+}

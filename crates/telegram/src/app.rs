@@ -1,0 +1,195 @@
+//! What the bot handlers share: the engine, the stores they read, configuration and the
+//! little in-memory state a chat needs (pending prompts, albums, flood control).
+
+use mediagen_domain::catalog::Catalog;
+use mediagen_domain::quota::Plans;
+use mediagen_domain::{ChatId, MediaRef, Timestamp, UserId};
+use mediagen_engine::Engine;
+use mediagen_ports::{AccountStore, Clock, JobQueue, UsageStore, UserStore};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Settings of the Telegram front end.
+#[derive(Debug, Clone)]
+pub struct BotConfig {
+    /// Telegram user ids of the operators: admin commands and alerts.
+    pub admins: HashSet<UserId>,
+    /// How long to wait for the rest of an album after its first photo.
+    pub album_wait: Duration,
+    /// Requests one user may make per `flood_window` before being asked to wait.
+    pub flood_limit: u32,
+    /// The flood window.
+    pub flood_window: Duration,
+    /// Pause between broadcast messages (Telegram allows about 30 a second in all).
+    pub broadcast_gap: Duration,
+}
+
+impl Default for BotConfig {
+    fn default() -> Self {
+        Self {
+            admins: HashSet::new(),
+            album_wait: Duration::from_millis(1200),
+            flood_limit: 20,
+            flood_window: Duration::from_secs(60),
+            broadcast_gap: Duration::from_millis(50),
+        }
+    }
+}
+
+/// The ports and engine the handlers use.
+#[derive(Clone)]
+pub struct BotDeps {
+    /// The use cases.
+    pub engine: Engine,
+    /// Users and settings.
+    pub users: Arc<dyn UserStore>,
+    /// Jobs: history, usage, queue figures.
+    pub queue: Arc<dyn JobQueue>,
+    /// fal accounts (operator commands).
+    pub accounts: Arc<dyn AccountStore>,
+    /// Media records and usage figures.
+    pub usage: Arc<dyn UsageStore>,
+    /// The current instant.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct BotApp {
+    pub(crate) deps: BotDeps,
+    pub(crate) config: Arc<BotConfig>,
+    pub(crate) pending: Arc<PendingPrompts>,
+    pub(crate) albums: Arc<Mutex<HashMap<String, Album>>>,
+    pub(crate) flood: Arc<FloodGate>,
+    /// The bot's own username, learned once (to strip `/cmd@bot` suffixes).
+    pub(crate) username: Arc<std::sync::OnceLock<String>>,
+}
+
+impl BotApp {
+    /// A front end over `deps`.
+    pub fn new(deps: BotDeps, config: BotConfig) -> Self {
+        let flood = FloodGate::new(config.flood_limit, config.flood_window);
+        Self {
+            deps,
+            config: Arc::new(config),
+            pending: Arc::new(PendingPrompts::default()),
+            albums: Arc::default(),
+            flood: Arc::new(flood),
+            username: Arc::default(),
+        }
+    }
+
+    pub(crate) fn catalog(&self) -> &Catalog {
+        &self.deps.engine.config().catalog
+    }
+
+    pub(crate) fn plans(&self) -> &Plans {
+        &self.deps.engine.config().plans
+    }
+
+    pub(crate) fn now(&self) -> Timestamp {
+        self.deps.clock.now()
+    }
+
+    pub(crate) fn is_admin(&self, user: UserId) -> bool {
+        self.config.admins.contains(&user)
+    }
+}
+
+/// Photos of one album arriving as separate updates.
+#[derive(Debug, Clone)]
+pub(crate) struct Album {
+    pub(crate) chat: ChatId,
+    pub(crate) update_id: u32,
+    pub(crate) caption: Option<String>,
+    pub(crate) media: Vec<MediaRef>,
+}
+
+/// Prompts waiting for a button press (`/img`, `/enhance`), by a small id in the button.
+///
+/// In memory on purpose: losing them on restart costs a user one re-send, and the
+/// buttons then say they expired.
+#[derive(Default)]
+pub(crate) struct PendingPrompts {
+    next: AtomicU64,
+    entries: Mutex<VecDeque<(u64, UserId, String)>>,
+}
+
+impl PendingPrompts {
+    /// How many prompts are remembered before the oldest are forgotten.
+    const CAPACITY: usize = 10_000;
+
+    pub(crate) fn put(&self, user: UserId, prompt: String) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut entries = self.entries.lock().expect("pending prompts lock");
+        if entries.len() >= Self::CAPACITY {
+            entries.pop_front();
+        }
+        entries.push_back((id, user, prompt));
+        id
+    }
+
+    /// The prompt, only for the user who made it (buttons can be forwarded or forged).
+    pub(crate) fn get(&self, id: u64, user: UserId) -> Option<String> {
+        let entries = self.entries.lock().expect("pending prompts lock");
+        entries.iter().find(|(i, u, _)| *i == id && *u == user).map(|(_, _, p)| p.clone())
+    }
+}
+
+/// Per-user flood control: at most `limit` requests per `window`.
+pub(crate) struct FloodGate {
+    limit: u32,
+    window: Duration,
+    seen: Mutex<HashMap<UserId, VecDeque<std::time::Instant>>>,
+}
+
+impl FloodGate {
+    pub(crate) fn new(limit: u32, window: Duration) -> Self {
+        Self { limit, window, seen: Mutex::default() }
+    }
+
+    /// `Ok` when the request may go on; otherwise the seconds until it may.
+    pub(crate) fn check(&self, user: UserId, now: std::time::Instant) -> Result<(), u32> {
+        let mut seen = self.seen.lock().expect("flood lock");
+        let times = seen.entry(user).or_default();
+        while times.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
+            times.pop_front();
+        }
+        if times.len() as u32 >= self.limit {
+            let oldest = *times.front().expect("non-empty when at the limit");
+            let wait = self.window.saturating_sub(now.duration_since(oldest));
+            return Err(u32::try_from(wait.as_secs().max(1)).unwrap_or(u32::MAX));
+        }
+        times.push_back(now);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn flood_gate_admits_the_limit_then_says_how_long_to_wait() {
+        let gate = FloodGate::new(3, Duration::from_secs(60));
+        let start = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(gate.check(UserId(1), start), Ok(()));
+        }
+        assert_eq!(gate.check(UserId(1), start + Duration::from_secs(20)), Err(40));
+        assert_eq!(gate.check(UserId(2), start), Ok(()), "other users are not affected");
+        assert_eq!(gate.check(UserId(1), start + Duration::from_secs(61)), Ok(()));
+    }
+
+    #[test]
+    fn pending_prompts_belong_to_their_user() {
+        let pending = PendingPrompts::default();
+        let id = pending.put(UserId(1), "a cat".into());
+        assert_eq!(pending.get(id, UserId(1)).as_deref(), Some("a cat"));
+        assert_eq!(pending.get(id, UserId(2)), None);
+        assert_eq!(pending.get(id + 1, UserId(1)), None);
+    }
+}
