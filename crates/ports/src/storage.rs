@@ -6,7 +6,7 @@
 
 use crate::generation::RemoteHandle;
 use async_trait::async_trait;
-use mediagen_domain::credit::CreditPurchase;
+use mediagen_domain::credit::{CreditPurchase, CreditSpend};
 use mediagen_domain::quota::{Plan, QuotaRefusal, UserUsage};
 use mediagen_domain::{
     AccountId, ChatId, IdempotencyKey, Job, JobId, JobState, Language, ModelId, Money, Role, Settlement, Timestamp,
@@ -221,20 +221,24 @@ pub trait JobQueue: Send + Sync {
     ///
     /// # Errors
     /// `Unavailable` when the database is down (nothing was written). A quota refusal
-    /// is an `Ok(Refused)`, not an error.
+    /// is an `Ok(Refused)`, not an error. MUST return `NotFound` when the user was never
+    /// stored (`upsert_user` comes first).
     async fn enqueue(&self, request: &EnqueueRequest) -> Result<EnqueueOutcome, StorageError>;
 
     /// Claims queued jobs under the domain's scheduling policy; never exceeds any
     /// account's limit (plus overhang), even with several processes claiming at once.
     ///
     /// # Errors
-    /// `Unavailable` when the database is down.
+    /// `Unavailable` when the database is down; `NotFound` when a listed account was never
+    /// stored (`upsert_account` comes first), and then nothing is claimed.
     async fn claim(&self, request: &ClaimRequest) -> Result<Vec<ClaimedJob>, StorageError>;
 
     /// Records that fal accepted the job.
     ///
     /// # Errors
-    /// MUST return `Conflict` when the job is not `Dispatching` under `owner`.
+    /// MUST return `Conflict` when the job is not `Dispatching` under `owner` (e.g. its
+    /// lease expired and it was requeued: the caller must cancel the request at fal) or
+    /// `handle.account` is not the account it was claimed for; `NotFound` for an unknown job.
     async fn mark_submitted(
         &self,
         job: JobId,
@@ -245,15 +249,20 @@ pub trait JobQueue: Send + Sync {
 
     /// Records that fal started running it.
     ///
+    /// Repeating it for a running job is a no-op.
+    ///
     /// # Errors
-    /// `Conflict` when the job is not submitted.
+    /// `Conflict` when the job is not submitted (or running); `NotFound` for an unknown job.
     async fn mark_running(&self, job: JobId, now: Timestamp) -> Result<(), StorageError>;
 
     /// Puts an in-flight job back in the queue (submit refused before acceptance, a
     /// retry after an upstream failure, an account lock), not before `not_before`.
     ///
+    /// The job keeps its place in the queue (its enqueue time) and its attempt count;
+    /// its account, fal handle and lease are cleared.
+    ///
     /// # Errors
-    /// `Conflict` when the job is terminal or queued.
+    /// `Conflict` when the job is terminal or queued; `NotFound` for an unknown job.
     async fn requeue(
         &self,
         job: JobId,
@@ -266,7 +275,10 @@ pub trait JobQueue: Send + Sync {
     /// finish of a terminal job writes nothing and returns `AlreadyFinished`.
     ///
     /// # Errors
-    /// `NotFound` for an unknown job; `Conflict` when `finish.state` is not terminal.
+    /// `NotFound` for an unknown job; `Conflict` when `finish.state` is not terminal, when
+    /// the job's state cannot reach it (a queued or dispatching job cannot succeed), or when
+    /// the settlement does not split the hold exactly (`user_charge + user_refund == hold`,
+    /// nothing negative). Nothing is written on error.
     async fn finish(&self, job: JobId, finish: &Finish) -> Result<FinishOutcome, StorageError>;
 
     /// Cancels a queued job (refunding its hold), or reports where an in-flight one is.
@@ -281,8 +293,8 @@ pub trait JobQueue: Send + Sync {
     /// `Unavailable` when the database is down.
     async fn renew_leases(&self, owner: &str, until: Timestamp) -> Result<u64, StorageError>;
 
-    /// Takes over jobs whose lease expired: those fal accepted are handed to `new_owner`
-    /// to resume, the rest go back to the queue.
+    /// Takes over jobs whose lease expired (`lease_until <= now`): those fal accepted are
+    /// handed to `new_owner` to resume, the rest go back to the queue.
     ///
     /// # Errors
     /// `Unavailable` when the database is down.
@@ -400,6 +412,16 @@ pub trait AccountStore: Send + Sync {
     /// # Errors
     /// `NotFound` for an unknown account.
     async fn total_spend(&self, id: &AccountId) -> Result<Money, StorageError>;
+
+    /// What fal billed the account, one entry per UTC day with spend, oldest first, each
+    /// stamped at that day's last billed job (a late stamp can only understate the
+    /// balance when credit expires, never overstate it). Feeds
+    /// `mediagen_domain::credit::AccountCredit::spends`, whose FIFO expiry needs the
+    /// timestamps a total lacks.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown account.
+    async fn spends(&self, id: &AccountId) -> Result<Vec<CreditSpend>, StorageError>;
 
     /// Locks (`Some`) or unlocks (`None`) the account.
     ///

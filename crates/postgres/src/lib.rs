@@ -1,0 +1,15 @@
+#![doc = include_str!("../README.md")]
+
+mod accounts;
+mod error;
+mod misc;
+mod queue;
+mod rows;
+mod sql;
+mod store;
+mod users;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use store::{MIGRATOR, PgStore, migrate};

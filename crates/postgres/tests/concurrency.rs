@@ -1,0 +1,200 @@
+//! The queue under concurrency: several processes claiming against shared account limits,
+//! and one user's simultaneous requests against a cap of one.
+
+mod common;
+
+use common::*;
+use mediagen_domain::quota::{Plan, QuotaRefusal};
+use mediagen_domain::{AccountId, FailureReason, Job, JobState, Money};
+use mediagen_ports::{EnqueueOutcome, EnqueueRequest, Finish, JobQueue};
+use mediagen_postgres::PgStore;
+use mediagen_postgres::testing::{TestDb, fresh_database};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const JOBS: usize = 2_000;
+const LIMIT: u32 = 5;
+const USERS: i64 = 20;
+
+/// What one claimer did.
+#[derive(Debug, Default)]
+struct Tally {
+    claims: u64,
+    claimed: u64,
+    finished: u64,
+    requeued: u64,
+}
+
+/// One dispatcher process: claim, check the limits, then finish (or requeue) a random
+/// part of what it holds, until the queue is empty and it holds nothing.
+async fn claimer(
+    db: Arc<TestDb>,
+    owner: &'static str,
+    seed: u64,
+    accounts: Vec<AccountId>,
+    clock: Arc<AtomicU64>,
+) -> Tally {
+    let store = db.separate_store(3).await;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut held: Vec<(Job, AccountId)> = Vec::new();
+    let mut tally = Tally::default();
+    loop {
+        let now = t(i64::try_from(clock.fetch_add(1, Ordering::Relaxed)).unwrap());
+        let capacities = accounts.iter().map(|a| capacity(a, LIMIT)).collect();
+        let claimed = store.claim(&claim_request(owner, capacities, rng.random_range(1..=4), now)).await.unwrap();
+        tally.claims += 1;
+        tally.claimed += claimed.len() as u64;
+        // The committed state, read by a third connection, never exceeds a limit.
+        for (account, in_flight) in in_flight_now(&store).await {
+            assert!(in_flight <= i64::from(LIMIT), "{account} has {in_flight} in flight after a claim by {owner}");
+        }
+        held.extend(claimed.into_iter().map(|c| (c.job, c.account)));
+
+        let mut kept = Vec::new();
+        for (job, account) in held.drain(..) {
+            let roll: f64 = rng.random();
+            if roll < 0.4 {
+                complete(&store, &job, &account, owner, now).await;
+                tally.finished += 1;
+            } else if roll < 0.5 {
+                let failed = Finish {
+                    state: JobState::Failed { reason: FailureReason::Upstream("503".into()) },
+                    settlement: mediagen_domain::Settlement {
+                        user_charge: Money::ZERO,
+                        user_refund: job.hold,
+                        fal_cost: Money::ZERO,
+                    },
+                    media: vec![],
+                    now,
+                };
+                store.finish(job.id, &failed).await.unwrap();
+                tally.finished += 1;
+            } else if roll < 0.55 {
+                store.requeue(job.id, "retry", None, now).await.unwrap();
+                tally.requeued += 1;
+            } else {
+                kept.push((job, account));
+            }
+        }
+        held = kept;
+        if held.is_empty() && store.queued_count().await.unwrap() == 0 {
+            return tally;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_claimers_never_exceed_an_account_limit() {
+    let db = Arc::new(fresh_database().await);
+    let store = db.store().await;
+    let accounts = vec![add_account(&store, "a").await, add_account(&store, "b").await];
+    for u in 1..=USERS {
+        add_user(&store, u).await;
+    }
+    // Enqueue through the port, four requests at a time.
+    let mut intake = Vec::new();
+    for lane in 0..4 {
+        let store = store.clone();
+        intake.push(tokio::spawn(async move {
+            for i in (lane..JOBS).step_by(4) {
+                let user = mediagen_domain::UserId(1 + (i as i64 % USERS));
+                enqueue(&store, user, &format!("job-{i}"), t(i as i64)).await;
+            }
+        }));
+    }
+    for lane in intake {
+        lane.await.unwrap();
+    }
+    assert_eq!(store.queued_count().await.unwrap() as usize, JOBS);
+
+    let clock = Arc::new(AtomicU64::new(10_000));
+    let one = tokio::spawn(claimer(Arc::clone(&db), "p1", 1, accounts.clone(), Arc::clone(&clock)));
+    let two = tokio::spawn(claimer(Arc::clone(&db), "p2", 2, accounts.clone(), Arc::clone(&clock)));
+    let (one, two) = (one.await.unwrap(), two.await.unwrap());
+    eprintln!("p1: {one:?}\np2: {two:?}");
+
+    assert_eq!(one.finished + two.finished, JOBS as u64, "every job finished exactly once");
+    assert_eq!(one.claimed + two.claimed, JOBS as u64 + one.requeued + two.requeued);
+    assert!(one.claimed > 0 && two.claimed > 0, "both processes took part");
+    let finished: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE finished_at IS NOT NULL")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(finished as usize, JOBS);
+    let claims: i64 = sqlx::query_scalar("SELECT count(*) FROM job_events WHERE event = 'claimed'")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(claims as u64, one.claimed + two.claimed);
+    assert!(unbalanced_jobs(&store).await.is_empty(), "hold = charge + refund for every job");
+    let charged_twice: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT job_id FROM ledger WHERE kind = 'charge' GROUP BY job_id HAVING count(*) > 1) d",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(charged_twice, 0);
+    drop(store);
+}
+
+/// Ten simultaneous requests of one user under `plan`; returns the outcomes.
+async fn race(store: &PgStore, plan: Plan, same_key: bool) -> Vec<EnqueueOutcome> {
+    let user = add_user(store, 1).await;
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let store = store.clone();
+        let plan = plan.clone();
+        let key = if same_key { "tg:1".to_owned() } else { format!("tg:{i}") };
+        tasks.push(tokio::spawn(async move {
+            store.enqueue(&EnqueueRequest { plan, ..request(user, &key, cents(5), t(0)) }).await.unwrap()
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap());
+    }
+    let (jobs, holds): (i64, i64) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM ledger WHERE kind = 'hold')")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!((jobs, holds), (1, 1), "one job, one hold");
+    outcomes
+}
+
+fn accepted(outcomes: &[EnqueueOutcome]) -> usize {
+    outcomes.iter().filter(|o| matches!(o, EnqueueOutcome::Enqueued(..))).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_cap_of_one_admits_one_of_ten_simultaneous_requests() {
+    let db = fresh_database().await;
+    let store = db.store().await;
+    let outcomes = race(&store, plan(1), false).await;
+    assert_eq!(accepted(&outcomes), 1, "{outcomes:?}");
+    let full = outcomes.iter().filter(|o| matches!(o, EnqueueOutcome::Refused(QuotaRefusal::QueueFull { .. }))).count();
+    assert_eq!(full, 9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daily_cap_of_one_admits_one_of_ten_simultaneous_requests() {
+    let db = fresh_database().await;
+    let store = db.store().await;
+    let outcomes = race(&store, Plan { daily_jobs: Some(1), ..plan(100) }, false).await;
+    assert_eq!(accepted(&outcomes), 1, "{outcomes:?}");
+    let daily =
+        outcomes.iter().filter(|o| matches!(o, EnqueueOutcome::Refused(QuotaRefusal::DailyJobs { .. }))).count();
+    assert_eq!(daily, 9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_deliveries_of_one_update_make_one_job() {
+    let db = fresh_database().await;
+    let store = db.store().await;
+    let outcomes = race(&store, plan(100), true).await;
+    assert_eq!(accepted(&outcomes), 1, "{outcomes:?}");
+    let duplicates = outcomes.iter().filter(|o| matches!(o, EnqueueOutcome::Duplicate(_))).count();
+    assert_eq!(duplicates, 9);
+}

@@ -1,0 +1,554 @@
+//! Contract tests of `JobQueue`: every method, the ledger that goes with each state
+//! change, leases and notifications. Each test runs on a fresh database.
+
+mod common;
+
+use common::*;
+use mediagen_domain::job::Settlement;
+use mediagen_domain::quota::{Plan, QuotaRefusal, UserUsage};
+use mediagen_domain::{AccountId, FailureReason, JobId, JobState, MediaRef, Money, RequestId, Role, UserId};
+use mediagen_ports::{
+    AccountCapacity, CancelResult, EnqueueOutcome, Finish, FinishOutcome, JobQueue, MediaRecord, QueuePosition,
+    Rescued, StorageError, UsageStore,
+};
+use mediagen_postgres::testing::fresh_database;
+
+#[tokio::test]
+async fn enqueue_holds_credit_and_reports_the_position() {
+    let db = fresh_database().await;
+    let store = db.store().await;
+    let user = add_user(&store, 1).await;
+    let mut request = request(user, "tg:1", cents(5), t(0));
+    request.spec.input_media = vec![MediaRef { file_id: "AgAD".into(), size_bytes: Some(1000) }];
+
+    let EnqueueOutcome::Enqueued(job, place) = store.enqueue(&request).await.unwrap() else { panic!() };
+    assert_eq!(place, QueuePosition { position: 1, total: 1 });
+    assert_eq!(job.state, JobState::Queued);
+    assert_eq!((job.user, job.chat, job.hold, job.attempts), (user, request.chat, cents(5), 0));
+    assert_eq!(job.spec, request.spec);
+    assert_eq!((job.created_at, job.updated_at), (t(0), t(0)));
+    assert_eq!(store.get_job(job.id).await.unwrap(), Some(job.clone()));
+    assert_eq!(ledger(&store, job.id, "hold").await, Some(cents(5).micros()));
+    assert_eq!(ledger_rows(&store, job.id).await, 1);
+
+    let second = enqueue(&store, user, "tg:2", t(1)).await;
+    assert_eq!(store.queue_position(second.id).await.unwrap(), Some(QueuePosition { position: 2, total: 2 }));
+    assert_eq!(store.queued_count().await.unwrap(), 2);
+    let events: Vec<String> = sqlx::query_scalar("SELECT event FROM job_events WHERE job_id = $1")
+        .bind(job.id.0)
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(events, vec!["enqueued"]);
+}
+
+#[tokio::test]
+async fn enqueue_is_idempotent_on_its_key() {
+    let db = fresh_database().await;
+    let store = db.store().await;
+    let user = add_user(&store, 1).await;
+    let first = enqueue(&store, user, "tg:42", t(0)).await;
+    // Redelivered later, even with a different price: the same job, no second hold.
+    let again = store.enqueue(&request(user, "tg:42", cents(9), t(5))).await.unwrap();
+    assert_eq!(again, EnqueueOutcome::Duplicate(first.clone()));
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs").fetch_one(store.pool()).await.unwrap();
+    let holds: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM ledger WHERE kind = 'hold'").fetch_one(store.pool()).await.unwrap();
+    assert_eq!((jobs, holds), (1, 1));
+}
+
+#[tokio::test]
+async fn enqueue_for_an_unknown_user_is_not_found() {
+    let db = fresh_database().await;
+    let store = db.store().await;
+    let outcome = store.enqueue(&request(UserId(404), "k", cents(5), t(0))).await;
+    assert!(matches!(outcome, Err(StorageError::NotFound(_))), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn quotas_refuse_without_writing_anything() {
+    let db = fresh_database().await;
+    let store = db.store().await;
+    let user = add_user(&store, 1).await;
+    let daily = Plan { daily_jobs: Some(2), ..plan(10) };
+    for (i, expect_ok) in [(0, true), (1, true), (2, false)] {
+        let outcome = store
+            .enqueue(&mediagen_ports::EnqueueRequest {
+                plan: daily.clone(),
+                ..request(user, &format!("d{i}"), cents(5), t(i))
+            })
+            .await
+            .unwrap();
+        assert_eq!(matches!(outcome, EnqueueOutcome::Enqueued(..)), expect_ok, "{outcome:?}");
+        if !expect_ok {
+            assert!(matches!(outcome, EnqueueOutcome::Refused(QuotaRefusal::DailyJobs { limit: 2, used: 2, .. })));
+        }
+    }
+    // A new UTC day resets the daily count.
+    let tomorrow = t(24 * 3600);
+    let outcome = store
+        .enqueue(&mediagen_ports::EnqueueRequest { plan: daily.clone(), ..request(user, "d3", cents(5), tomorrow) })
+        .await
+        .unwrap();
+    assert!(matches!(outcome, EnqueueOutcome::Enqueued(..)), "{outcome:?}");
+
+    // Holds count toward the monthly spend: 3 held jobs x 5c = 15c, so 6c more passes a 20c cap.
+    let monthly = Plan { monthly_spend: Some(cents(20)), ..plan(10) };
+    let outcome = store
+        .enqueue(&mediagen_ports::EnqueueRequest { plan: monthly.clone(), ..request(user, "m1", cents(6), tomorrow) })
+        .await
+        .unwrap();
+    assert!(matches!(outcome, EnqueueOutcome::Refused(QuotaRefusal::MonthlySpend { spent, .. }) if spent == cents(15)));
+    // Admins are never refused.
+    let admin =
+        mediagen_ports::EnqueueRequest { plan: monthly, role: Role::Admin, ..request(user, "m2", cents(6), tomorrow) };
+    assert!(matches!(store.enqueue(&admin).await.unwrap(), EnqueueOutcome::Enqueued(..)));
+
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs").fetch_one(store.pool()).await.unwrap();
+    let holds: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM ledger WHERE kind = 'hold'").fetch_one(store.pool()).await.unwrap();
+    assert_eq!((jobs, holds), (4, 4), "refusals write nothing");
+}
+
+#[tokio::test]
+async fn user_usage_counts_today_month_flight_and_queue() {
+    let db = fresh_database().await;
+    let store = db.store().await;
+    let main = add_account(&store, "main").await;
+    let user = add_user(&store, 1).await;
+    let yesterday = t(-24 * 3600);
+    let old = enqueue(&store, user, "y", yesterday).await;
+    store.claim(&claim_request("w", vec![capacity(&main, 1)], 1, yesterday)).await.unwrap();
+    complete(&store, &old, &main, "w", yesterday).await; // charged 4c
+    enqueue(&store, user, "a", t(0)).await;
+    enqueue(&store, user, "b", t(1)).await;
+    store.claim(&claim_request("w", vec![capacity(&main, 1)], 1, t(2))).await.unwrap();
+
+    let usage = store.user_usage(user, t(3)).await.unwrap();
+    // Same month: the 4c charge plus two 5c holds still active.
+    assert_eq!(usage, UserUsage { jobs_today: 2, spend_this_month: cents(14), in_flight: 1, queued: 1 });
+    assert_eq!(store.user_usage(UserId(99), t(3)).await.unwrap(), UserUsage::default());
+}
+
+#[tokio::test]
+async fn claim_fills_free_slots_fairly() {
+    let db = fresh_database().await;
+    let store = db.store().await;
+    let (a, b) = (add_account(&store, "a").await, add_account(&store, "b").await);
+    let heavy = add_user(&store, 1).await;
+    let light = add_user(&store, 2).await;
+    for i in 0..6 {
+        enqueue(&store, heavy, &format!("h{i}"), t(i)).await;
+    }
+    let light_job = enqueue(&store, light, "l0", t(100)).await;
+
+    // Two slots on `a`, one on `b`; `b` is unusable on the first claim.
+    let first = store
+        .claim(&claim_request(
+            "w1",
+            vec![capacity(&a, 2), AccountCapacity { usable: false, ..capacity(&b, 1) }],
+            10,
+            t(200),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 2);
+    assert!(first.iter().all(|c| c.account == a));
+    // The heavy user's oldest goes first, then the light user's only job (fewer in flight).
+    assert_eq!(first[0].job.spec, spec(MODEL));
+    assert_eq!(first[0].job.user, heavy);
+    assert_eq!(first[1].job.id, light_job.id);
+    for claimed in &first {
+        assert_eq!(claimed.job.state, JobState::Dispatching { account: a.clone() });
+        assert_eq!(store.queue_position(claimed.job.id).await.unwrap(), None, "left the queue");
+    }
+    assert_eq!(store.in_flight_by_account().await.unwrap(), vec![(a.clone(), 2)]);
+
+    // `a` is full; overhang 1 adds one per account; max_jobs bounds the call.
+    let mut request = claim_request("w2", vec![capacity(&a, 2), capacity(&b, 1)], 10, t(201));
+    request.overhang = 1;
+    let second = store.claim(&request).await.unwrap();
+    assert_eq!(second.len(), 3, "1 overhang slot on a + 2 on b");
+    let third = store.claim(&request).await.unwrap();
+    assert!(third.is_empty(), "every slot taken");
+    assert_eq!(store.queued_count().await.unwrap(), 2);
+    let mut in_flight = store.in_flight_by_account().await.unwrap();
+    in_flight.sort();
+    assert_eq!(in_flight, vec![(a.clone(), 3), (b.clone(), 2)]);
+
+    let bounded = claim_request("w3", vec![capacity(&AccountId::new("a"), 100)], 1, t(202));
+    assert_eq!(store.claim(&bounded).await.unwrap().len(), 1, "max_jobs");
+}
+
+#[tokio::test]
+async fn claim_respects_plan_caps_and_not_before() {
+    let db = fresh_database().await;
+    let store = db.store().await;
+    let a = add_account(&store, "a").await;
+    let capped = add_user_on(&store, 1, "free", Role::User).await;
+    let admin = add_user_on(&store, 2, "free", Role::Admin).await;
+    for i in 0..3 {
+        enqueue(&store, capped, &format!("c{i}"), t(i)).await;
+        enqueue(&store, admin, &format!("a{i}"), t(10 + i)).await;
+    }
+    let mut request = claim_request("w", vec![capacity(&a, 10)], 10, t(20));
+    request.in_flight_caps = vec![("free".into(), 1)];
+    let claimed = store.claim(&request).await.unwrap();
+    let by_user = |u: UserId| claimed.iter().filter(|c| c.job.user == u).count();
+    assert_eq!((by_user(capped), by_user(admin)), (1, 3), "the plan caps the user, not the admin");
+    assert!(store.claim(&request).await.unwrap().is_empty(), "still at the cap");
+
+    // A job requeued with not_before waits until then, but keeps its place.
+    let job = claimed.iter().find(|c| c.job.user == capped).unwrap().job.clone();
+    store.requeue(job.id, "fal answered 503", Some(t(60)), t(21)).await.unwrap();
+    assert_eq!(store.queue_position(job.id).await.unwrap(), Some(QueuePosition { position: 1, total: 3 }));
+    assert!(
+        store
+            .claim(&claim_request("w", vec![capacity(&a, 10)], 10, t(59)))
+            .await
+            .unwrap()
+            .iter()
+            .all(|c| c.job.id != job.id)
+    );
+    let later = store.claim(&claim_request("w", vec![capacity(&a, 20)], 10, t(60))).await.unwrap();
+    assert!(later.iter().any(|c| c.job.id == job.id));
+}
+
+#[tokio::test]
+async fn claim_names_unknown_accounts() {
+    let db = fresh_database().await;
+    let store = db.store().await;
+    let user = add_user(&store, 1).await;
+    enqueue(&store, user, "k", t(0)).await;
+    let outcome = store.claim(&claim_request("w", vec![capacity(&AccountId::new("ghost"), 1)], 1, t(1))).await;
+    assert!(matches!(outcome, Err(StorageError::NotFound(_))), "{outcome:?}");
+    assert_eq!(store.queued_count().await.unwrap(), 1, "nothing claimed");
+}
+
+#[tokio::test]
+async fn submit_and_run_follow_the_state_machine() {
+    let db = fresh_database().await;
+    let store = db.store().await;
+    let a = add_account(&store, "a").await;
+    let user = add_user(&store, 1).await;
+    let job = enqueue(&store, user, "k", t(0)).await;
+    let h = handle(&a, job.id);
+
+    assert!(matches!(store.mark_submitted(job.id, "w", &h, t(1)).await, Err(StorageError::Conflict(_))), "queued");
+    assert!(matches!(store.mark_running(job.id, t(1)).await, Err(StorageError::Conflict(_))));
+    store.claim(&claim_request("w", vec![capacity(&a, 1)], 1, t(1))).await.unwrap();
+    assert!(matches!(store.mark_running(job.id, t(1)).await, Err(StorageError::Conflict(_))), "not submitted yet");
+    assert!(matches!(store.mark_submitted(job.id, "intruder", &h, t(2)).await, Err(StorageError::Conflict(_))));
+    let elsewhere = handle(&AccountId::new("b"), job.id);
+    assert!(matches!(store.mark_submitted(job.id, "w", &elsewhere, t(2)).await, Err(StorageError::Conflict(_))));
+    assert_eq!(store.remote_handle(job.id).await.unwrap(), None);
+
+    store.mark_submitted(job.id, "w", &h, t(2)).await.unwrap();
+    let stored = store.get_job(job.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, JobState::Submitted { account: a.clone(), request_id: h.request_id.clone() });
+    assert_eq!((stored.attempts, stored.updated_at), (1, t(2)));
+    assert_eq!(store.remote_handle(job.id).await.unwrap(), Some(h.clone()));
+    assert!(matches!(store.mark_submitted(job.id, "w", &h, t(3)).await, Err(StorageError::Conflict(_))), "twice");
+
+    store.mark_running(job.id, t(4)).await.unwrap();
+    store.mark_running(job.id, t(5)).await.unwrap(); // Repeated polls are harmless.
+    let stored = store.get_job(job.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, JobState::Running { account: a.clone(), request_id: h.request_id.clone() });
+    assert_eq!(stored.updated_at, t(4));
+    let events: Vec<String> = sqlx::query_scalar("SELECT event FROM job_events WHERE job_id = $1 ORDER BY id")
+        .bind(job.id.0)
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(events, vec!["enqueued", "claimed", "submitted", "started"]);
+    assert!(matches!(store.mark_running(JobId(999), t(5)).await, Err(StorageError::NotFound(_))));
+}
+
+#[tokio::test]
+async fn requeue_returns_in_flight_jobs_and_refuses_the_rest() {
+    let db = fresh_database().await;
+    let store = db.store().await;
+    let a = add_account(&store, "a").await;
+    let user = add_user(&store, 1).await;
+    let job = enqueue(&store, user, "k", t(0)).await;
+    assert!(matches!(store.requeue(job.id, "x", None, t(1)).await, Err(StorageError::Conflict(_))), "queued");
+
+    store.claim(&claim_request("w", vec![capacity(&a, 1)], 1, t(1))).await.unwrap();
+    store.mark_submitted(job.id, "w", &handle(&a, job.id), t(2)).await.unwrap();
+    let requeued = store.requeue(job.id, "result 503", None, t(3)).await.unwrap();
+    assert_eq!(requeued.state, JobState::Queued);
+    assert_eq!(requeued.attempts, 1, "attempts survive the requeue");
+    assert_eq!(store.remote_handle(job.id).await.unwrap(), None, "the old handle is gone");
+    assert_eq!(store.in_flight_by_account().await.unwrap(), vec![]);
+
+    store.claim(&claim_request("w", vec![capacity(&a, 1)], 1, t(4))).await.unwrap();
+    let h2 = mediagen_ports::RemoteHandle { request_id: RequestId::new("second"), ..handle(&a, job.id) };
+    store.mark_submitted(job.id, "w", &h2, t(5)).await.unwrap();
+    assert_eq!(store.get_job(job.id).await.unwrap().unwrap().attempts, 2);
+    store.finish(job.id, &success(job.hold, cents(4), t(6))).await.unwrap();
+    assert!(matches!(store.requeue(job.id, "x", None, t(7)).await, Err(StorageError::Conflict(_))), "terminal");
+    assert!(matches!(store.requeue(JobId(999), "x", None, t(7)).await, Err(StorageError::NotFound(_))));
+}
+
+#[tokio::test]
+async fn finish_settles_once() {
+    let db = fresh_database().await;
+    let store = db.store().await;
+    let a = add_account(&store, "a").await;
+    let user = add_user(&store, 1).await;
+    let job = enqueue(&store, user, "k", t(0)).await;
+    store.claim(&claim_request("w", vec![capacity(&a, 1)], 1, t(1))).await.unwrap();
+    store.mark_submitted(job.id, "w", &handle(&a, job.id), t(2)).await.unwrap();
+
+    let media = MediaRecord {
+        job: job.id,
+        fal_url: "https://v3.fal.media/files/fox.png".into(),
+        telegram_file_id: None,
+        size_bytes: Some(1_234),
+        content_type: Some("image/png".into()),
+    };
+    let mut finish = success(job.hold, cents(4), t(3));
+    finish.media = vec![media.clone()];
+
+    let FinishOutcome::Finished(done) = store.finish(job.id, &finish).await.unwrap() else { panic!() };
+    assert_eq!(done.state, JobState::Succeeded);
+    assert_eq!(ledger(&store, job.id, "charge").await, Some(cents(4).micros()));
+    assert_eq!(ledger(&store, job.id, "refund").await, Some(cents(1).micros()));
+    assert_eq!(ledger(&store, job.id, "fal_cost").await, Some(cents(4).micros()));
+    assert_eq!(store.media_for_job(job.id).await.unwrap(), vec![media]);
+    assert_eq!(store.in_flight_by_account().await.unwrap(), vec![]);
+
+    // A second finish, even a different one, writes nothing.
+    let again = Finish { state: JobState::Failed { reason: FailureReason::Timeout }, ..finish.clone() };
+    assert_eq!(store.finish(job.id, &again).await.unwrap(), FinishOutcome::AlreadyFinished(done.clone()));
+    assert_eq!(store.finish(job.id, &finish).await.unwrap(), FinishOutcome::AlreadyFinished(done));
+    assert_eq!(ledger_rows(&store, job.id).await, 4, "hold, charge, refund, fal cost: once each");
+    assert_eq!(store.usage_by_model(t(0), t(10)).await.unwrap()[0].user_charged, cents(4), "charged once");
+    assert!(unbalanced_jobs(&store).await.is_empty());
+}
+
+#[tokio::test]
+async fn finish_refuses_what_the_state_machine_or_the_hold_forbid() {
+    let db = fresh_database().await;
+    let store = db.store().await;
+    let a = add_account(&store, "a").await;
+    let user = add_user(&store, 1).await;
+    let job = enqueue(&store, user, "k", t(0)).await;
+
+    assert!(matches!(
+        store.finish(JobId(999), &success(job.hold, cents(4), t(1))).await,
+        Err(StorageError::NotFound(_))
+    ));
+    let not_terminal = Finish { state: JobState::Queued, ..success(job.hold, cents(4), t(1)) };
+    assert!(matches!(store.finish(job.id, &not_terminal).await, Err(StorageError::Conflict(_))));
+    assert!(
+        matches!(store.finish(job.id, &success(job.hold, cents(4), t(1))).await, Err(StorageError::Conflict(_))),
+        "a queued job cannot succeed"
+    );
+    store.claim(&claim_request("w", vec![capacity(&a, 1)], 1, t(1))).await.unwrap();
+    store.mark_submitted(job.id, "w", &handle(&a, job.id), t(2)).await.unwrap();
+    let greedy = Finish {
+        settlement: Settlement { user_charge: cents(5), user_refund: cents(5), fal_cost: cents(4) },
+        ..success(job.hold, cents(4), t(3))
+    };
+    assert!(matches!(store.finish(job.id, &greedy).await, Err(StorageError::Conflict(_))), "charge + refund > hold");
+    assert_eq!(ledger_rows(&store, job.id).await, 1, "only the hold");
+
+    // An upstream failure refunds everything and bills nothing.
+    let failed = Finish {
+        state: JobState::Failed { reason: FailureReason::Upstream("502 at result".into()) },
+        settlement: Settlement { user_charge: Money::ZERO, user_refund: job.hold, fal_cost: Money::ZERO },
+        media: vec![],
+        now: t(4),
+    };
+    let FinishOutcome::Finished(done) = store.finish(job.id, &failed).await.unwrap() else { panic!() };
+    assert_eq!(done.state, failed.state, "the reason round-trips");
+    assert_eq!(ledger(&store, job.id, "refund").await, Some(job.hold.micros()));
+}
+
+#[tokio::test]
+async fn cancel_refunds_queued_jobs_and_points_at_in_flight_ones() {
+    let db = fresh_database().await;
+    let store = db.store().await;
+    let a = add_account(&store, "a").await;
+    let (user, other) = (add_user(&store, 1).await, add_user(&store, 2).await);
+    let queued = enqueue(&store, user, "q", t(0)).await;
+    let dispatching = enqueue(&store, user, "d", t(1)).await;
+    let submitted = enqueue(&store, user, "s", t(2)).await;
+
+    assert!(matches!(store.cancel(queued.id, other, t(3)).await, Err(StorageError::NotFound(_))), "not theirs");
+    assert!(matches!(store.cancel(JobId(999), user, t(3)).await, Err(StorageError::NotFound(_))));
+
+    // Claim the two later jobs only: cancel the first one's place in line first.
+    let CancelResult::Canceled(canceled) = store.cancel(queued.id, user, t(3)).await.unwrap() else { panic!() };
+    assert_eq!(canceled.state, JobState::Canceled);
+    assert_eq!(ledger(&store, queued.id, "charge").await, Some(0));
+    assert_eq!(ledger(&store, queued.id, "refund").await, Some(queued.hold.micros()));
+    assert_eq!(ledger(&store, queued.id, "fal_cost").await, Some(0));
+    assert_eq!(store.cancel(queued.id, user, t(4)).await.unwrap(), CancelResult::AlreadyFinished(canceled));
+
+    store.claim(&claim_request("w", vec![capacity(&a, 2)], 2, t(5))).await.unwrap();
+    let h = handle(&a, submitted.id);
+    store.mark_submitted(submitted.id, "w", &h, t(6)).await.unwrap();
+    let CancelResult::InFlight(job, None) = store.cancel(dispatching.id, user, t(7)).await.unwrap() else { panic!() };
+    assert_eq!(job.state, JobState::Dispatching { account: a.clone() });
+    let CancelResult::InFlight(job, Some(found)) = store.cancel(submitted.id, user, t(7)).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!((job.id, found), (submitted.id, h));
+    assert_eq!(ledger_rows(&store, submitted.id).await, 1, "nothing settled yet");
+
+    // The engine cancels at fal, then finishes it: fal may bill what already ran.
+    let finish = Finish {
+        state: JobState::Canceled,
+        settlement: Settlement { user_charge: Money::ZERO, user_refund: submitted.hold, fal_cost: cents(4) },
+        media: vec![],
+        now: t(8),
+    };
+    assert!(matches!(store.finish(submitted.id, &finish).await.unwrap(), FinishOutcome::Finished(_)));
+    assert!(unbalanced_jobs(&store).await.is_empty());
+}
+
+#[tokio::test]
+async fn leases_are_renewed_and_expired_ones_rescued() {
+    let db = fresh_database().await;
+    let store = db.store().await;
+    let a = add_account(&store, "a").await;
+    let user = add_user(&store, 1).await;
+    let never_sent = enqueue(&store, user, "n", t(0)).await;
+    let at_fal = enqueue(&store, user, "f", t(1)).await;
+    let renewed = enqueue(&store, user, "r", t(2)).await;
+
+    // `dead` claims two and submits one; `alive` claims the third. Leases run to t(30).
+    store.claim(&claim_request("dead", vec![capacity(&a, 2)], 2, t(0))).await.unwrap();
+    let h = handle(&a, at_fal.id);
+    store.mark_submitted(at_fal.id, "dead", &h, t(3)).await.unwrap();
+    store.mark_running(at_fal.id, t(4)).await.unwrap();
+    store.claim(&claim_request("alive", vec![capacity(&a, 3)], 1, t(0))).await.unwrap();
+    assert_eq!(store.renew_leases("alive", t(100)).await.unwrap(), 1);
+    assert_eq!(store.renew_leases("nobody", t(100)).await.unwrap(), 0);
+
+    assert!(store.rescue_expired("new", t(90), t(29)).await.unwrap().is_empty(), "not expired yet");
+    let mut rescued = store.rescue_expired("new", t(90), t(30)).await.unwrap();
+    assert_eq!(rescued.len(), 2);
+    rescued.sort_by_key(|r| match r {
+        Rescued::Resume(job, _) | Rescued::Requeued(job) => job.id,
+    });
+    let Rescued::Requeued(requeued) = &rescued[0] else { panic!("{rescued:?}") };
+    assert_eq!((requeued.id, &requeued.state), (never_sent.id, &JobState::Queued));
+    let Rescued::Resume(resumed, resumed_handle) = &rescued[1] else { panic!("{rescued:?}") };
+    assert_eq!(resumed.id, at_fal.id);
+    assert_eq!(resumed.state, JobState::Running { account: a.clone(), request_id: h.request_id.clone() });
+    assert_eq!(resumed_handle, &h, "resumed, never resubmitted");
+    assert_eq!(resumed.attempts, 1);
+
+    // The new owner holds the lease now; the old one has lost it.
+    assert_eq!(store.renew_leases("dead", t(200)).await.unwrap(), 0);
+    assert_eq!(store.renew_leases("new", t(120)).await.unwrap(), 1);
+    assert!(store.rescue_expired("other", t(200), t(95)).await.unwrap().is_empty(), "both leases renewed");
+    assert_eq!(store.get_job(renewed.id).await.unwrap().unwrap().state, JobState::Dispatching { account: a.clone() });
+    assert_eq!(store.queue_position(never_sent.id).await.unwrap(), Some(QueuePosition { position: 1, total: 1 }));
+    let late = store.mark_submitted(never_sent.id, "dead", &handle(&a, never_sent.id), t(31)).await;
+    assert!(matches!(late, Err(StorageError::Conflict(_))), "a late owner cannot submit what it lost");
+    let finished = store.finish(at_fal.id, &success(at_fal.hold, cents(4), t(40))).await.unwrap();
+    assert!(matches!(finished, FinishOutcome::Finished(_)), "the new owner finishes it");
+}
+
+#[tokio::test]
+async fn queue_positions_and_recent_jobs() {
+    let db = fresh_database().await;
+    let store = db.store().await;
+    let (alice, bob) = (add_user(&store, 1).await, add_user(&store, 2).await);
+    let a1 = enqueue(&store, alice, "a1", t(0)).await;
+    let b1 = enqueue(&store, bob, "b1", t(1)).await;
+    let a2 = enqueue(&store, alice, "a2", t(2)).await;
+    assert_eq!(store.queue_position(a1.id).await.unwrap(), Some(QueuePosition { position: 1, total: 3 }));
+    assert_eq!(store.queue_position(b1.id).await.unwrap(), Some(QueuePosition { position: 2, total: 3 }));
+    assert_eq!(store.queue_position(a2.id).await.unwrap(), Some(QueuePosition { position: 3, total: 3 }));
+    store.cancel(a1.id, alice, t(3)).await.unwrap();
+    assert_eq!(store.queue_position(a1.id).await.unwrap(), None);
+    assert_eq!(store.queue_position(a2.id).await.unwrap(), Some(QueuePosition { position: 2, total: 2 }));
+    assert!(matches!(store.queue_position(JobId(999)).await, Err(StorageError::NotFound(_))));
+
+    let recent: Vec<JobId> = store.recent_jobs(alice, 10).await.unwrap().iter().map(|j| j.id).collect();
+    assert_eq!(recent, vec![a2.id, a1.id], "newest first");
+    assert_eq!(store.recent_jobs(alice, 1).await.unwrap().len(), 1);
+    assert!(store.recent_jobs(UserId(99), 10).await.unwrap().is_empty());
+    assert_eq!(store.get_job(JobId(999)).await.unwrap(), None);
+    assert_eq!(store.remote_handle(JobId(999)).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_change_wakes_on_an_enqueue_from_another_process() {
+    let db = fresh_database().await;
+    let dispatcher = db.store().await;
+    let intake = db.separate_store(2).await;
+    let user = add_user(&intake, 1).await;
+
+    assert!(!dispatcher.wait_for_change(50).await.unwrap(), "nothing happened: timed out");
+    let waiting = tokio::spawn({
+        let dispatcher = dispatcher.clone();
+        async move {
+            let started = std::time::Instant::now();
+            (dispatcher.wait_for_change(10_000).await.unwrap(), started.elapsed())
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    enqueue(&intake, user, "k", t(0)).await;
+    let (woken, waited) = waiting.await.unwrap();
+    assert!(woken, "woken by the notification");
+    assert!(waited < std::time::Duration::from_secs(5), "woken at once, not by the timeout: {waited:?}");
+
+    // Finishing (here: a cancel) notifies too.
+    let job = intake.recent_jobs(user, 1).await.unwrap().remove(0);
+    let waiting = tokio::spawn({
+        let dispatcher = dispatcher.clone();
+        async move { dispatcher.wait_for_change(10_000).await.unwrap() }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    intake.cancel(job.id, user, t(1)).await.unwrap();
+    assert!(waiting.await.unwrap());
+}
+
+#[tokio::test]
+async fn every_finished_job_balances_its_hold() {
+    let db = fresh_database().await;
+    let store = db.store().await;
+    let a = add_account(&store, "a").await;
+    let user = add_user(&store, 1).await;
+    let mut jobs = Vec::new();
+    for i in 0..12 {
+        let hold = cents(3 + i % 4);
+        let request = request(user, &format!("k{i}"), hold, t(i));
+        let EnqueueOutcome::Enqueued(job, _) = store.enqueue(&request).await.unwrap() else { panic!() };
+        jobs.push(job);
+    }
+    store.claim(&claim_request("w", vec![capacity(&a, 8)], 8, t(20))).await.unwrap();
+    for (i, job) in jobs.iter().enumerate() {
+        let now = t(30 + i as i64);
+        match i % 4 {
+            0 if i < 8 => {
+                complete(&store, job, &a, "w", now).await;
+            }
+            1 if i < 8 => {
+                let failed = Finish {
+                    state: JobState::Failed { reason: FailureReason::ContentPolicy },
+                    settlement: Settlement { user_charge: Money::ZERO, user_refund: job.hold, fal_cost: cents(3) },
+                    media: vec![],
+                    now,
+                };
+                store.finish(job.id, &failed).await.unwrap();
+            }
+            _ if i >= 8 => {
+                store.cancel(job.id, user, now).await.unwrap();
+            }
+            _ => {} // Still in flight: only the hold.
+        }
+    }
+    assert!(unbalanced_jobs(&store).await.is_empty());
+    let finished: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE finished_at IS NOT NULL")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(finished, 8);
+}
