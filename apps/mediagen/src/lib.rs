@@ -1,0 +1,5 @@
+//! The mediagen app: configuration and wiring, used by the `mediagen` binary and by the
+//! end-to-end tests that start the whole bot in-process.
+
+pub mod settings;
+pub mod wiring;

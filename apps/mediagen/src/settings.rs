@@ -1,0 +1,416 @@
+//! Layered configuration: `config/default.toml`, then the operator's file
+//! (`MEDIAGEN_CONFIG`), then `MEDIAGEN__SECTION__KEY` variables, then secrets from the
+//! environment. Secrets are `SecretString`s and
+//! the settings' `Debug` never shows them.
+
+use anyhow::{Context, bail};
+use mediagen_domain::budget::BudgetPolicy;
+use mediagen_domain::catalog::{BUILTIN_TOML, Catalog};
+use mediagen_domain::credit::CreditPolicy;
+use mediagen_domain::quota::Plans;
+use mediagen_fal::{FalAccountConfig, FalConfig, FalKey};
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Everything the app reads before it starts.
+pub struct Settings {
+    /// Operators' Telegram user ids.
+    pub admins: Vec<i64>,
+    /// Telegram front end.
+    pub telegram: TelegramSettings,
+    /// Log output.
+    pub log: LogSettings,
+    /// The bot token (`TELOXIDE_TOKEN`).
+    pub bot_token: Option<SecretString>,
+    /// The database URL (`DATABASE_URL`); may carry a password.
+    pub database_url: Option<SecretString>,
+    /// Pool size.
+    pub database_max_connections: u32,
+    /// fal adapter configuration, keys included.
+    pub fal: FalConfig,
+    /// Engine tuning.
+    pub engine: EngineSettings,
+    /// The operator's budget alerts.
+    pub budget: BudgetPolicy,
+    /// Credit-window tiers and lock threshold.
+    pub credit: CreditPolicy,
+    /// Model catalog and price table.
+    pub catalog: Catalog,
+    /// Quota plans.
+    pub plans: Plans,
+    /// Environment variables of fal keys that are configured but not set.
+    pub missing_fal_keys: Vec<String>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("admins", &self.admins)
+            .field("telegram", &self.telegram)
+            .field("bot_token", &self.bot_token.as_ref().map(|_| "[REDACTED]"))
+            .field("database_url", &self.database_url.as_ref().map(|_| "[REDACTED]"))
+            .field("fal", &self.fal)
+            .field("engine", &self.engine)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[telegram]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramSettings {
+    /// Bot API base URL (a local fake in tests and the demo).
+    pub api_url: String,
+    /// Requests per user per window.
+    pub flood_limit: u32,
+    /// The flood window in seconds.
+    pub flood_window_secs: u64,
+    /// Wait for the rest of an album, in milliseconds.
+    pub album_wait_ms: u64,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// `pretty` or `json`.
+    pub format: String,
+}
+
+/// `[engine]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSettings {
+    /// Extra jobs per account in fal's own queue.
+    pub overhang: u32,
+    /// Most jobs claimed at once.
+    pub claim_batch: u32,
+    /// Lease length.
+    pub lease_secs: u64,
+    /// Mean job time for wait estimates.
+    pub mean_service_secs: u64,
+    /// Following after a shutdown signal.
+    pub shutdown_grace_secs: u64,
+    /// Warn before a credit-window drop.
+    pub limit_drop_warning_days: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    catalog_overrides: Vec<PathBuf>,
+    plans_file: PathBuf,
+    admin: AdminSettings,
+    telegram: TelegramSettings,
+    log: LogSettings,
+    database: DatabaseSettings,
+    engine: EngineSettings,
+    #[serde(default)]
+    budget: BudgetPolicy,
+    #[serde(default)]
+    credit: CreditPolicy,
+    fal: toml::Table,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminSettings {
+    ids: IdList,
+}
+
+/// Operator ids as a TOML array, one integer, or the comma-separated text of
+/// `MEDIAGEN__ADMIN__IDS=111,222`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum IdList {
+    List(Vec<i64>),
+    One(i64),
+    Text(String),
+}
+
+impl IdList {
+    fn ids(self) -> anyhow::Result<Vec<i64>> {
+        match self {
+            IdList::List(ids) => Ok(ids),
+            IdList::One(id) => Ok(vec![id]),
+            IdList::Text(text) => text
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse::<i64>().with_context(|| format!("admin id {s:?} is not a Telegram user id")))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DatabaseSettings {
+    max_connections: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountSettings {
+    name: String,
+    keys: Vec<String>,
+}
+
+/// Merges `overlay` into `base`, table by table; other values are replaced.
+pub fn merge(base: &mut toml::Table, overlay: toml::Table) {
+    for (key, value) in overlay {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(base_table)), toml::Value::Table(overlay_table)) => {
+                merge(base_table, overlay_table);
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// `MEDIAGEN__SECTION__KEY=value` variables as a table to merge. A value that reads as a
+/// TOML value (a number, a boolean, an array) is taken as one; anything else is text.
+fn env_layer(vars: &HashMap<String, String>) -> toml::Table {
+    let mut layer = toml::Table::new();
+    for (name, value) in vars {
+        let Some(path) = name.strip_prefix("MEDIAGEN__") else { continue };
+        let keys: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+        let Some((last, sections)) = keys.split_last() else { continue };
+        let parsed = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.clone()));
+        insert_path(&mut layer, sections, last.clone(), parsed);
+    }
+    layer
+}
+
+fn insert_path(table: &mut toml::Table, sections: &[String], key: String, value: toml::Value) {
+    match sections.split_first() {
+        None => {
+            table.insert(key, value);
+        }
+        Some((section, rest)) => {
+            let entry = table.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(next) = entry {
+                insert_path(next, rest, key, value);
+            }
+        }
+    }
+}
+
+fn read(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// The environment variable that holds one fal key.
+pub fn key_variable(account: &str, key: &str) -> String {
+    let clean = |s: &str| {
+        s.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect::<String>()
+    };
+    format!("FAL_KEY__{}__{}", clean(account), clean(key))
+}
+
+fn take_string(table: &mut toml::Table, key: &str) -> anyhow::Result<Option<String>> {
+    match table.remove(key) {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => Ok(Some(s)),
+        Some(other) => bail!("[fal] {key} must be text, not {other}"),
+    }
+}
+
+impl Settings {
+    /// Loads the settings from `base_dir` (where `config/` lives), an optional overlay
+    /// file and the environment `vars` (passed in, so tests need not touch the process's).
+    ///
+    /// # Errors
+    /// A readable message naming the file, setting or variable at fault.
+    pub fn load(base_dir: &Path, overlay: Option<&Path>, vars: &HashMap<String, String>) -> anyhow::Result<Settings> {
+        let env = |name: &str| vars.get(name).filter(|v| !v.is_empty()).cloned();
+        let base_path = base_dir.join("config/default.toml");
+        let mut table: toml::Table =
+            read(&base_path)?.parse().with_context(|| format!("{} is not valid TOML", base_path.display()))?;
+        if let Some(path) = overlay {
+            let extra: toml::Table =
+                read(path)?.parse().with_context(|| format!("{} is not valid TOML", path.display()))?;
+            merge(&mut table, extra);
+        }
+        merge(&mut table, env_layer(vars));
+        let file: FileSettings =
+            toml::Value::Table(table).try_into().context("configuration has a wrong or unknown setting")?;
+
+        let mut layers = vec![BUILTIN_TOML.to_owned()];
+        for path in &file.catalog_overrides {
+            layers.push(read(&base_dir.join(path))?);
+        }
+        let layer_refs: Vec<&str> = layers.iter().map(String::as_str).collect();
+        let catalog = Catalog::from_toml_layers(&layer_refs).context("model catalog")?;
+        let plans = Plans::from_toml(&read(&base_dir.join(&file.plans_file))?).context("quota plans")?;
+
+        let mut fal_table = file.fal;
+        let accounts_value = fal_table.remove("accounts").unwrap_or(toml::Value::Array(Vec::new()));
+        let accounts: Vec<AccountSettings> = accounts_value.try_into().context("[[fal.accounts]]")?;
+        let queue_url = take_string(&mut fal_table, "queue_url")?;
+        let rest_url = take_string(&mut fal_table, "rest_url")?;
+        let cdn_url = take_string(&mut fal_table, "cdn_url")?;
+        let mut fal: FalConfig = toml::Value::Table(fal_table).try_into().context("[fal]")?;
+        if let Some(url) = queue_url {
+            fal.queue_base = url;
+        }
+        if let Some(url) = rest_url {
+            fal.rest_base = url;
+        }
+        if let Some(url) = cdn_url.filter(|u| !u.is_empty()) {
+            fal.cdn_bases = vec![url];
+        }
+        let single_key = env("FAL_KEY");
+        let total_keys: usize = accounts.iter().map(|a| a.keys.len()).sum();
+        let mut missing_fal_keys = Vec::new();
+        for account in accounts {
+            let mut keys = Vec::new();
+            for name in account.keys {
+                let variable = key_variable(&account.name, &name);
+                let secret = match (env(&variable), &single_key) {
+                    (Some(secret), _) => secret,
+                    (None, Some(secret)) if total_keys == 1 => secret.clone(),
+                    _ => {
+                        missing_fal_keys.push(variable);
+                        continue;
+                    }
+                };
+                keys.push(FalKey { name, secret: SecretString::from(secret) });
+            }
+            fal.accounts.push(FalAccountConfig { name: account.name, keys });
+        }
+
+        Ok(Settings {
+            admins: file.admin.ids.ids()?,
+            telegram: file.telegram,
+            log: file.log,
+            bot_token: env("TELOXIDE_TOKEN").map(SecretString::from),
+            database_url: env("DATABASE_URL").map(SecretString::from),
+            database_max_connections: file.database.max_connections,
+            fal,
+            engine: file.engine,
+            budget: file.budget,
+            credit: file.credit,
+            catalog,
+            plans,
+            missing_fal_keys,
+        })
+    }
+
+    /// Fails, naming the variables, when a configured fal key is not in the environment.
+    ///
+    /// # Errors
+    /// The list of missing variables.
+    pub fn require_fal_keys(&self) -> anyhow::Result<()> {
+        if self.missing_fal_keys.is_empty() {
+            return Ok(());
+        }
+        bail!(
+            "fal keys are missing: set {} (or FAL_KEY when there is one account with one key)",
+            self.missing_fal_keys.join(", ")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workspace() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    }
+
+    fn env_of(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    fn temp_file(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("mediagen-settings-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("local.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn shipped_files_load_with_a_single_fal_key_and_hide_secrets() {
+        let env = env_of(&[
+            ("FAL_KEY", "id:secret-xyz"),
+            ("TELOXIDE_TOKEN", "123:ABC"),
+            ("DATABASE_URL", "postgres://u:pw-789@h/db"),
+        ]);
+        let settings = Settings::load(&workspace(), None, &env).unwrap();
+        assert_eq!(settings.fal.accounts.len(), 1);
+        assert_eq!(settings.fal.accounts[0].name, "main");
+        assert_eq!(settings.fal.queue_base, "https://queue.fal.run");
+        assert_eq!(settings.plans.default_plan().name, "free");
+        assert!(settings.budget.monthly_budget.is_some());
+        let shown = format!("{settings:?}");
+        for secret in ["secret-xyz", "123:ABC", "pw-789"] {
+            assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+        }
+    }
+
+    #[test]
+    fn fixed_environment_names_override_the_files() {
+        let env = env_of(&[
+            ("FAL_KEY", "k"),
+            ("MEDIAGEN__TELEGRAM__API_URL", "http://127.0.0.1:8081"),
+            ("MEDIAGEN__FAL__QUEUE_URL", "http://127.0.0.1:9000"),
+            ("MEDIAGEN__FAL__REST_URL", "http://127.0.0.1:9001"),
+            ("MEDIAGEN__FAL__CDN_URL", "http://127.0.0.1:9002/"),
+            ("MEDIAGEN__ADMIN__IDS", "111, 222"),
+            ("MEDIAGEN__ENGINE__OVERHANG", "2"),
+        ]);
+        let settings = Settings::load(&workspace(), None, &env).unwrap();
+        assert_eq!(settings.telegram.api_url, "http://127.0.0.1:8081");
+        assert_eq!(settings.fal.queue_base, "http://127.0.0.1:9000");
+        assert_eq!(settings.fal.rest_base, "http://127.0.0.1:9001");
+        assert_eq!(settings.fal.cdn_bases, ["http://127.0.0.1:9002/"]);
+        assert_eq!(settings.admins, [111, 222]);
+        assert_eq!(settings.engine.overhang, 2);
+        let one =
+            Settings::load(&workspace(), None, &env_of(&[("FAL_KEY", "k"), ("MEDIAGEN__ADMIN__IDS", "42")])).unwrap();
+        assert_eq!(one.admins, [42]);
+        let bad = Settings::load(&workspace(), None, &env_of(&[("FAL_KEY", "k"), ("MEDIAGEN__ADMIN__IDS", "42,bob")]));
+        assert!(format!("{:#}", bad.unwrap_err()).contains("bob"));
+    }
+
+    #[test]
+    fn missing_key_names_the_variable() {
+        let settings = Settings::load(&workspace(), None, &env_of(&[])).unwrap();
+        let error = settings.require_fal_keys().unwrap_err();
+        assert!(format!("{error:#}").contains("FAL_KEY__MAIN__PRIMARY"), "{error:#}");
+        let with_key = Settings::load(&workspace(), None, &env_of(&[("FAL_KEY", "k")])).unwrap();
+        assert!(with_key.require_fal_keys().is_ok());
+    }
+
+    #[test]
+    fn overlay_adds_accounts_and_changes_one_value() {
+        let overlay = temp_file(
+            "overlay",
+            "[engine]\noverhang = 3\n\n[fal]\naccounts = [{ name = \"a\", keys = [\"k1\", \"k2\"] }, { name = \"b\", keys = [\"k\"] }]\n",
+        );
+        let env = env_of(&[("FAL_KEY__A__K1", "a1"), ("FAL_KEY__A__K2", "a2"), ("FAL_KEY__B__K", "b1")]);
+        let settings = Settings::load(&workspace(), Some(&overlay), &env).unwrap();
+        assert_eq!(settings.engine.overhang, 3);
+        assert_eq!(settings.engine.claim_batch, 16, "untouched values keep the base file's");
+        let names: Vec<(&str, usize)> = settings.fal.accounts.iter().map(|a| (a.name.as_str(), a.keys.len())).collect();
+        assert_eq!(names, [("a", 2), ("b", 1)]);
+    }
+
+    #[test]
+    fn unknown_settings_are_refused_by_name() {
+        let overlay = temp_file("bad", "[engine]\noverhung = 3\n");
+        let error = Settings::load(&workspace(), Some(&overlay), &env_of(&[("FAL_KEY", "k")])).unwrap_err();
+        assert!(format!("{error:#}").contains("overhung"), "{error:#}");
+    }
+}
