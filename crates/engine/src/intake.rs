@@ -115,8 +115,10 @@ impl Engine {
         if user.blocked {
             return Err(Refusal::Blocked);
         }
-        let prompt = Prompt::parse(&request.prompt).map_err(|e| Refusal::BadPrompt(e.to_string()))?;
         let model = self.pick_model(request, &user)?;
+        // Files first: a user who fixes the caption should not then learn the photo is too big.
+        check_inputs(request, model)?;
+        let prompt = Prompt::parse(&request.prompt).map_err(|e| Refusal::BadPrompt(e.to_string()))?;
         let spec = self.job_spec(request, &user, model, prompt)?;
         let price = config.catalog.estimate(&spec).map_err(|e| pricing_refusal(e, &spec.model))?;
         let plan = config.plans.get(&user.plan).unwrap_or_else(|| config.plans.default_plan()).clone();
@@ -174,7 +176,7 @@ impl Engine {
         }
     }
 
-    /// The job as it will be queued, checked against the model's limits.
+    /// The job as it will be queued, checked against the model's size and image limits.
     fn job_spec(
         &self,
         request: &IntakeRequest,
@@ -189,15 +191,6 @@ impl Engine {
         } else {
             model.resolve_size(asked).map_err(|e| pricing_refusal(e, &model.id))?
         };
-        let given = u32::try_from(request.input_media.len()).unwrap_or(u32::MAX);
-        if given > model.max_input_images {
-            return Err(Refusal::TooManyImages { given, max: model.max_input_images });
-        }
-        if let Some(max) = model.max_input_bytes
-            && let Some(size) = request.input_media.iter().filter_map(|m| m.size_bytes).find(|&b| b > max)
-        {
-            return Err(Refusal::FileTooLarge { size, max });
-        }
         let num_images = if model.kind.makes_images() {
             let max = u8::try_from(model.max_images).unwrap_or(u8::MAX).max(1);
             request.num_images.clamp(1, max)
@@ -242,4 +235,18 @@ fn pricing_refusal(error: PricingError, model: &ModelId) -> Refusal {
             Refusal::UnknownModel(model.clone())
         }
     }
+}
+
+/// The input files against the model's limits: how many, and how large each may be.
+fn check_inputs(request: &IntakeRequest, model: &ModelSpec) -> Result<(), Refusal> {
+    let given = u32::try_from(request.input_media.len()).unwrap_or(u32::MAX);
+    if given > model.max_input_images {
+        return Err(Refusal::TooManyImages { given, max: model.max_input_images });
+    }
+    if let Some(max) = model.max_input_bytes
+        && let Some(size) = request.input_media.iter().filter_map(|m| m.size_bytes).find(|&b| b > max)
+    {
+        return Err(Refusal::FileTooLarge { size, max });
+    }
+    Ok(())
 }

@@ -67,7 +67,12 @@ impl Engine {
     ///
     /// # Errors
     /// `NotFound` for an unknown account; other storage errors as they come.
-    pub async fn record_purchase(&self, account: &AccountId, amount: Money, at: Timestamp) -> Result<u32, StorageError> {
+    pub async fn record_purchase(
+        &self,
+        account: &AccountId,
+        amount: Money,
+        at: Timestamp,
+    ) -> Result<u32, StorageError> {
         let ports = &self.inner.ports;
         ports.accounts.add_purchase(account, &CreditPurchase { amount, purchased_at: at }).await?;
         ports.accounts.set_lock(account, None).await?;
