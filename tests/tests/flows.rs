@@ -1,0 +1,144 @@
+//! More user flows end to end: progress edits, languages, buttons, replies, albums, history.
+
+use mediagen_e2e::{Stack, StackOptions};
+use mediagen_telegram_fake::{ChatMessage, Content, SimUser};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn png() -> Vec<u8> {
+    vec![
+        0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00,
+        0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4, 0x89, 0x00, 0x00, 0x00,
+        0x0D, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0xF8, 0xCF, 0xC0, 0xF0, 0x1F, 0x00, 0x05, 0x00, 0x01, 0xFF,
+        0x89, 0x99, 0x3D, 0x1D, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
+    ]
+}
+
+fn user(stack: &Stack, id: i64, language: &str) -> SimUser {
+    let user = SimUser::new(id, format!("User{id}")).with_language(language);
+    stack.telegram.add_user(&user);
+    user
+}
+
+fn text_of(message: &ChatMessage) -> &str {
+    message.text.as_deref().unwrap_or("")
+}
+
+fn photos(messages: &[ChatMessage]) -> Vec<&ChatMessage> {
+    messages.iter().filter(|m| matches!(m.content, Content::Photo { .. })).collect()
+}
+
+async fn wait_for_message(stack: &Stack, chat: i64, needle: &str) -> ChatMessage {
+    let found = stack
+        .telegram
+        .wait_for_value(|view| view.messages_to(chat).into_iter().find(|m| text_of(m).contains(needle)), WAIT)
+        .await;
+    found.unwrap_or_else(|_| {
+        let said: Vec<String> = stack.telegram.messages_to(chat).iter().map(|m| text_of(m).to_owned()).collect();
+        panic!("the bot never said {needle:?} to {chat}; it said {said:#?}")
+    })
+}
+
+async fn wait_for_photos(stack: &Stack, chat: i64, count: usize) -> Vec<ChatMessage> {
+    let found = stack
+        .telegram
+        .wait_for_value(
+            |view| {
+                let messages = view.messages_to(chat);
+                (photos(&messages).len() >= count).then(|| photos(&messages).into_iter().cloned().collect())
+            },
+            WAIT,
+        )
+        .await;
+    found.unwrap_or_else(|_| {
+        let said: Vec<String> = stack.telegram.messages_to(chat).iter().map(|m| text_of(m).to_owned()).collect();
+        panic!("fewer than {count} pictures reached {chat}; the bot said {said:#?}")
+    })
+}
+
+fn first_button_data(message: &ChatMessage) -> String {
+    let markup = message.reply_markup.as_ref().expect("a keyboard");
+    markup["inline_keyboard"][0][0]["callback_data"].as_str().expect("callback data").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_progress_message_is_edited_to_done_and_russian_users_read_russian() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let olga = user(&stack, 2001, "ru");
+    stack.telegram.send_text(&olga, "кот в космосе");
+    wait_for_photos(&stack, olga.id, 1).await;
+    let progress = wait_for_message(&stack, olga.id, "готово").await;
+    assert!(progress.edit_count >= 1, "one message per job, edited as it moves: {progress:?}");
+    assert!(text_of(&progress).contains("Задание №"), "{}", text_of(&progress));
+
+    stack.telegram.send_text(&olga, "/help");
+    wait_for_message(&stack, olga.id, "Что я умею").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn img_offers_models_with_prices_and_a_button_press_generates() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let pia = user(&stack, 2002, "en");
+    stack.telegram.send_text(&pia, "/img a lighthouse at dusk");
+    let menu = wait_for_message(&stack, pia.id, "Choose a model").await;
+    let labels: Vec<String> = menu.reply_markup.as_ref().unwrap()["inline_keyboard"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_array().unwrap().iter().map(|b| b["text"].as_str().unwrap().to_owned()))
+        .collect();
+    assert!(labels.iter().all(|l| l.contains('$')), "every option shows its price: {labels:?}");
+    assert!(labels.iter().any(|l| l.contains("$0.0400")), "FLUX Pro 1024x1024 is $0.04: {labels:?}");
+
+    stack.telegram.press_button(&pia, menu.message_id, &first_button_data(&menu)).unwrap();
+    wait_for_photos(&stack, pia.id, 1).await;
+    let answered = stack.telegram.calls_of("answerCallbackQuery");
+    assert_eq!(answered.len(), 1, "the button press was answered");
+
+    // A forged button is refused politely, and changes nothing.
+    let before = stack.fal.handle().requests().len();
+    let result = stack.telegram.press_button(&pia, menu.message_id, "p:999999:0:0");
+    assert!(result.is_err(), "the fake only presses buttons that exist");
+    assert_eq!(stack.fal.handle().requests().len(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replying_to_a_result_edits_it_and_history_resends_by_file_id() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let quinn = user(&stack, 2003, "en");
+    stack.telegram.send_text(&quinn, "a small wooden boat");
+    let first = wait_for_photos(&stack, quinn.id, 1).await;
+
+    stack.telegram.reply_to(&quinn, first[0].message_id, "paint it red").unwrap();
+    wait_for_photos(&stack, quinn.id, 2).await;
+    let edits: Vec<_> =
+        stack.fal.handle().requests().into_iter().filter(|r| r.endpoint.ends_with("nano-banana/edit")).collect();
+    assert_eq!(edits.len(), 1, "the reply became an edit of the replied picture");
+
+    stack.telegram.send_text(&quinn, "/history");
+    wait_for_message(&stack, quinn.id, "Your latest jobs").await;
+    wait_for_photos(&stack, quinn.id, 4).await;
+    let resent = stack.telegram.calls_of("sendPhoto").iter().filter(|c| c.resent_file_id().is_some()).count();
+    assert!(resent >= 2, "history re-sends both pictures by file id, got {resent}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_album_becomes_one_edit_and_too_many_photos_are_refused() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let ray = user(&stack, 2004, "en");
+    stack.telegram.send_album(&ray, vec![png().into(), png().into()], Some("put them side by side")).unwrap();
+    wait_for_photos(&stack, ray.id, 1).await;
+    let edit = stack
+        .fal
+        .handle()
+        .requests()
+        .into_iter()
+        .find(|r| r.endpoint.ends_with("nano-banana/edit"))
+        .expect("an edit reached fal");
+    assert_eq!(edit.input["image_urls"].as_array().unwrap().len(), 2, "both photos in one job");
+
+    stack.telegram.send_album(&ray, (0..4).map(|_| png().into()).collect(), Some("all four")).unwrap();
+    let refusal = wait_for_message(&stack, ray.id, "at most 3").await;
+    assert!(text_of(&refusal).contains("4 images"), "{}", text_of(&refusal));
+}
