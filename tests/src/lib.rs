@@ -37,7 +37,15 @@ pub struct Stack {
     pub db: TestDb,
     stop: watch::Sender<bool>,
     bot: Option<JoinHandle<anyhow::Result<()>>>,
+    vars: HashMap<String, String>,
     _scratch: Option<PathBuf>,
+}
+
+/// Starts the bot in a task with these environment variables.
+fn start_bot(vars: &HashMap<String, String>) -> (watch::Sender<bool>, JoinHandle<anyhow::Result<()>>) {
+    let settings = Settings::load(&workspace(), None, vars).expect("settings load");
+    let (stop, shutdown) = watch::channel(false);
+    (stop, tokio::spawn(mediagen::wiring::run(settings, shutdown)))
 }
 
 /// The workspace root (where `config/` lives).
@@ -87,17 +95,25 @@ impl Stack {
         for (k, v) in &options.env {
             set(k, v.clone());
         }
-        let settings = Settings::load(&workspace(), None, &vars).expect("settings load");
-        let (stop, shutdown) = watch::channel(false);
-        let bot = tokio::spawn(mediagen::wiring::run(settings, shutdown));
-        Stack {
-            telegram,
-            fal,
-            db,
-            stop,
-            bot: Some(bot),
-            _scratch: scratch.map(|p| p.parent().map(Path::to_path_buf).unwrap_or(p)),
-        }
+        let (stop, bot) = start_bot(&vars);
+        let scratch = scratch.map(|p| p.parent().map(Path::to_path_buf).unwrap_or(p));
+        Stack { telegram, fal, db, stop, bot: Some(bot), vars, _scratch: scratch }
+    }
+
+    /// Stops the bot (gracefully) and starts it again with another `DATABASE_URL`; the
+    /// fakes and the database stay as they are.
+    ///
+    /// # Panics
+    /// When the bot fails to stop cleanly.
+    pub async fn restart_with_database_url(mut self, url: String) -> Stack {
+        let _ = self.stop.send(true);
+        let bot = self.bot.take().expect("running");
+        bot.await.expect("the bot task panicked").expect("the bot stopped cleanly");
+        self.vars.insert("DATABASE_URL".to_owned(), url);
+        let (stop, bot) = start_bot(&self.vars);
+        self.stop = stop;
+        self.bot = Some(bot);
+        self
     }
 
     /// Stops the bot and waits for it, returning what it returned.

@@ -23,12 +23,25 @@ pub async fn run(bot: Bot, app: BotApp, mut shutdown: watch::Receiver<bool>) {
         .error_handler(LoggingErrorHandler::with_custom_text("telegram handler failed"))
         .build();
     let token = dispatcher.shutdown_token();
-    tokio::spawn(async move {
-        let _ = shutdown.wait_for(|stop| *stop).await;
-        // Errors only when the dispatcher is not running yet or already stopped.
-        if let Ok(done) = token.shutdown() {
-            done.await;
-        }
-    });
+    let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopper = {
+        let finished = std::sync::Arc::clone(&finished);
+        tokio::spawn(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+            // `shutdown` fails while the dispatcher is still starting: try until it takes,
+            // or until the dispatcher has ended by itself.
+            while !finished.load(std::sync::atomic::Ordering::SeqCst) {
+                match token.shutdown() {
+                    Ok(done) => {
+                        done.await;
+                        break;
+                    }
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                }
+            }
+        })
+    };
     dispatcher.dispatch().await;
+    finished.store(true, std::sync::atomic::Ordering::SeqCst);
+    stopper.abort();
 }
