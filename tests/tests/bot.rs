@@ -1,22 +1,12 @@
 //! The whole bot against the fal simulator, the fake Bot API and a fresh database: the
 //! flows a user and an operator go through.
 
-use mediagen_e2e::{ADMIN_ID, Stack, StackOptions};
+use mediagen_e2e::{ADMIN_ID, Stack, StackOptions, tiny_png};
 use mediagen_telegram_fake::{ChatMessage, Content, SimUser};
 use serde_json::json;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// A tiny valid PNG (1x1), as a phone would never send but any decoder accepts.
-fn png() -> Vec<u8> {
-    vec![
-        0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00,
-        0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4, 0x89, 0x00, 0x00, 0x00,
-        0x0D, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0xF8, 0xCF, 0xC0, 0xF0, 0x1F, 0x00, 0x05, 0x00, 0x01, 0xFF,
-        0x89, 0x99, 0x3D, 0x1D, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
-    ]
-}
 
 fn user(stack: &Stack, id: i64) -> SimUser {
     let user = SimUser::new(id, format!("User{id}")).with_language("en");
@@ -79,7 +69,7 @@ async fn a_user_generates_an_image_and_is_charged_its_price() {
 async fn a_photo_with_a_caption_is_edited_from_uploaded_bytes_never_a_telegram_url() {
     let stack = Stack::start(StackOptions::default()).await;
     let bob = user(&stack, 1002);
-    stack.telegram.send_photo(&bob, png(), Some("make it look like a comic"));
+    stack.telegram.send_photo(&bob, tiny_png(), Some("make it look like a comic"));
 
     wait_for_photo(&stack, bob.id).await;
     let requests = stack.fal.handle().requests();
@@ -148,7 +138,7 @@ async fn a_content_policy_refusal_is_explained_and_not_charged() {
 async fn a_twenty_megabyte_photo_gets_a_clear_error() {
     let stack = Stack::start(StackOptions::default()).await;
     let fay = user(&stack, 1006);
-    let mut big = png();
+    let mut big = tiny_png();
     big.resize(20 * 1024 * 1024, 0);
     stack.telegram.send_document(&fay, big, "holiday.png", "image/png");
     let message = wait_for_text(&stack, fay.id, "MB").await;
@@ -165,7 +155,7 @@ async fn odd_updates_get_sensible_answers_and_nothing_crashes() {
     stack.telegram.send_text(&gus, "/frobnicate now");
     wait_for_text(&stack, gus.id, "don't know that command").await;
 
-    stack.telegram.send_photo(&gus, png(), None);
+    stack.telegram.send_photo(&gus, tiny_png(), None);
     wait_for_text(&stack, gus.id, "prompt is empty").await;
 
     stack.telegram.push_update(

@@ -1,19 +1,10 @@
 //! More user flows end to end: progress edits, languages, buttons, replies, albums, history.
 
-use mediagen_e2e::{Stack, StackOptions};
+use mediagen_e2e::{Stack, StackOptions, tiny_png};
 use mediagen_telegram_fake::{ChatMessage, Content, SimUser};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn png() -> Vec<u8> {
-    vec![
-        0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00,
-        0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4, 0x89, 0x00, 0x00, 0x00,
-        0x0D, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0xF8, 0xCF, 0xC0, 0xF0, 0x1F, 0x00, 0x05, 0x00, 0x01, 0xFF,
-        0x89, 0x99, 0x3D, 0x1D, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
-    ]
-}
 
 fn user(stack: &Stack, id: i64, language: &str) -> SimUser {
     let user = SimUser::new(id, format!("User{id}")).with_language(language);
@@ -127,7 +118,7 @@ async fn replying_to_a_result_edits_it_and_history_resends_by_file_id() {
 async fn an_album_becomes_one_edit_and_too_many_photos_are_refused() {
     let stack = Stack::start(StackOptions::default()).await;
     let ray = user(&stack, 2004, "en");
-    stack.telegram.send_album(&ray, vec![png().into(), png().into()], Some("put them side by side")).unwrap();
+    stack.telegram.send_album(&ray, vec![tiny_png().into(), tiny_png().into()], Some("put them side by side")).unwrap();
     wait_for_photos(&stack, ray.id, 1).await;
     let edit = stack
         .fal
@@ -138,7 +129,7 @@ async fn an_album_becomes_one_edit_and_too_many_photos_are_refused() {
         .expect("an edit reached fal");
     assert_eq!(edit.input["image_urls"].as_array().unwrap().len(), 2, "both photos in one job");
 
-    stack.telegram.send_album(&ray, (0..4).map(|_| png().into()).collect(), Some("all four")).unwrap();
+    stack.telegram.send_album(&ray, (0..4).map(|_| tiny_png().into()).collect(), Some("all four")).unwrap();
     let refusal = wait_for_message(&stack, ray.id, "at most 3").await;
     assert!(text_of(&refusal).contains("4 images"), "{}", text_of(&refusal));
 }
