@@ -1,5 +1,6 @@
-//! The `mediagen` binary: `run` the bot, `migrate` the database, start the `fal-sim`
-//! simulator, or print the `catalog`.
+//! The `mediagen` binary: `run` the bot, `migrate` the database, move a SQLite database to
+//! PostgreSQL (`migrate-storage`), start the `fal-sim` simulator, print the `catalog`, or
+//! answer the operator from the database: the capacity `plan` and usage `report`s.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -26,10 +27,40 @@ enum Command {
     Run,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Copy a SQLite database into an empty PostgreSQL one, once, keeping every id (stop the
+    /// bot first; then point DATABASE_URL at PostgreSQL).
+    MigrateStorage {
+        /// The SQLite database to copy, e.g. `sqlite://mediagen.sqlite`.
+        #[arg(long)]
+        from: String,
+        /// The empty PostgreSQL database to fill, e.g. `postgres://user@host/mediagen`.
+        #[arg(long)]
+        to: String,
+    },
     /// Start the fal simulator (for the demo, tests and benchmarks).
     FalSim(mediagen_fal_sim::SimArgs),
     /// Print the model catalog with its prices.
     Catalog,
+    /// Recommend the fal credit tier (or number of accounts) that keeps the p95 queue wait
+    /// under a target, from the measured history.
+    Plan {
+        /// The p95 wait target in seconds (default: `[planner] target_wait_secs`).
+        #[arg(long)]
+        target_wait: Option<u64>,
+    },
+    /// Print a usage and cost report: `day`, `week`, `month` (so far), or `csv` (the cost
+    /// allocation per user and model; `csv-week`, `csv-day` for other periods).
+    Report {
+        /// day | week | month | csv | csv-day | csv-week | csv-month.
+        #[arg(default_value = "day")]
+        what: String,
+        /// The last complete period (yesterday, the seven days before today, last month).
+        #[arg(long)]
+        previous: bool,
+        /// Also write the chart as a PNG to this file.
+        #[arg(long)]
+        chart: Option<PathBuf>,
+    },
 }
 
 fn load(cli: &Cli) -> anyhow::Result<Settings> {
@@ -60,6 +91,29 @@ async fn main() -> anyhow::Result<()> {
             let settings = load(&cli)?;
             mediagen::wiring::connect(&settings).await?;
             println!("migrations applied");
+            Ok(())
+        }
+        Command::MigrateStorage { from, to } => {
+            let moved = mediagen::storage::migrate_storage(from, to).await?;
+            for (table, rows) in &moved.tables {
+                println!("{table:<18} {rows:>9} rows");
+            }
+            for (kind, micros) in &moved.ledger {
+                println!("ledger {kind:<11} {:>9} (equal on both sides)", mediagen_domain::Money::from_micros(*micros));
+            }
+            println!("copied; now set DATABASE_URL to the PostgreSQL URL and start the bot");
+            Ok(())
+        }
+        Command::Plan { target_wait } => {
+            let settings = load(&cli)?;
+            println!("{}", mediagen::insights::plan(&settings, *target_wait, chrono::Utc::now()).await?);
+            Ok(())
+        }
+        Command::Report { what, previous, chart } => {
+            let settings = load(&cli)?;
+            let request = mediagen::insights::ReportRequest::parse(what)?;
+            let now = chrono::Utc::now();
+            print!("{}", mediagen::insights::report(&settings, request, *previous, chart.as_deref(), now).await?);
             Ok(())
         }
         Command::FalSim(args) => mediagen_fal_sim::run_cli(args.clone()).await.context("fal simulator"),

@@ -4,9 +4,11 @@
 //! the settings' `Debug` never shows them.
 
 use anyhow::{Context, bail};
+use chrono::{NaiveTime, Weekday};
 use mediagen_domain::budget::BudgetPolicy;
 use mediagen_domain::catalog::{BUILTIN_TOML, Catalog};
 use mediagen_domain::credit::CreditPolicy;
+use mediagen_domain::planner::PlannerSettings;
 use mediagen_domain::quota::Plans;
 use mediagen_fal::{FalAccountConfig, FalConfig, FalKey};
 use secrecy::SecretString;
@@ -42,6 +44,98 @@ pub struct Settings {
     pub plans: Plans,
     /// Environment variables of fal keys that are configured but not set.
     pub missing_fal_keys: Vec<String>,
+    /// When the daily and weekly summaries go out.
+    pub reports: ReportSchedule,
+    /// Thresholds of the credit and capacity alerts.
+    pub alerts: AlertSettings,
+    /// The capacity planner's target and history.
+    pub planner: PlannerSettings,
+    /// The Prometheus endpoint.
+    pub metrics: MetricsSettings,
+}
+
+/// `[reports]`, parsed: UTC times of the scheduled summaries (`None` = off).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportSchedule {
+    /// The daily summary of the previous UTC day.
+    pub daily_at: Option<NaiveTime>,
+    /// The weekly summary of the seven days before.
+    pub weekly_at: Option<(Weekday, NaiveTime)>,
+}
+
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ReportFile {
+    daily_at: String,
+    weekly_at: String,
+}
+
+impl Default for ReportFile {
+    fn default() -> Self {
+        ReportFile { daily_at: "08:00".into(), weekly_at: "mon 08:00".into() }
+    }
+}
+
+fn time_of_day(text: &str) -> anyhow::Result<NaiveTime> {
+    NaiveTime::parse_from_str(text.trim(), "%H:%M")
+        .with_context(|| format!("{text:?} is not a time of day (HH:MM, UTC)"))
+}
+
+impl ReportFile {
+    fn parse(self) -> anyhow::Result<ReportSchedule> {
+        let daily_at = match self.daily_at.trim() {
+            "" => None,
+            text => Some(time_of_day(text).context("[reports] daily_at")?),
+        };
+        let weekly_at = match self.weekly_at.trim() {
+            "" => None,
+            text => {
+                let (day, time) = text
+                    .split_once(char::is_whitespace)
+                    .context("[reports] weekly_at must be a weekday and a time, e.g. \"mon 08:00\"")?;
+                let day: Weekday =
+                    day.parse().map_err(|_| anyhow::anyhow!("[reports] weekly_at: {day:?} is not a weekday"))?;
+                Some((day, time_of_day(time).context("[reports] weekly_at")?))
+            }
+        };
+        Ok(ReportSchedule { daily_at, weekly_at })
+    }
+}
+
+/// `[alerts]`: when credit and capacity alerts fire.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertSettings {
+    /// Warn when an account's credit runs out within this many days at the current burn.
+    pub balance_warning_days: i64,
+    /// The burn rate is the average daily spend over this many days.
+    pub burn_window_days: i64,
+    /// Warn when unspent credit expires within this many days.
+    pub expiry_warning_days: i64,
+    /// Alert when today's busy time at full capacity with jobs waiting reaches this percent.
+    pub saturation_percent: f64,
+    /// ...once the day has had at least this many busy minutes.
+    pub saturation_min_busy_minutes: i64,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        AlertSettings {
+            balance_warning_days: 7,
+            burn_window_days: 7,
+            expiry_warning_days: 30,
+            saturation_percent: 20.0,
+            saturation_min_busy_minutes: 30,
+        }
+    }
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// `host:port` to serve `GET /metrics` on; empty turns it off.
+    pub listen: String,
 }
 
 impl std::fmt::Debug for Settings {
@@ -53,6 +147,8 @@ impl std::fmt::Debug for Settings {
             .field("database_url", &self.database_url.as_ref().map(|_| "[REDACTED]"))
             .field("fal", &self.fal)
             .field("engine", &self.engine)
+            .field("reports", &self.reports)
+            .field("metrics", &self.metrics)
             .finish_non_exhaustive()
     }
 }
@@ -112,6 +208,14 @@ struct FileSettings {
     #[serde(default)]
     credit: CreditPolicy,
     fal: toml::Table,
+    #[serde(default)]
+    reports: ReportFile,
+    #[serde(default)]
+    alerts: AlertSettings,
+    #[serde(default)]
+    planner: PlannerSettings,
+    #[serde(default)]
+    metrics: MetricsSettings,
 }
 
 #[derive(Deserialize)]
@@ -302,6 +406,10 @@ impl Settings {
             catalog,
             plans,
             missing_fal_keys,
+            reports: file.reports.parse()?,
+            alerts: file.alerts,
+            planner: file.planner,
+            metrics: file.metrics,
         })
     }
 
@@ -405,6 +513,44 @@ mod tests {
         assert_eq!(settings.engine.claim_batch, 16, "untouched values keep the base file's");
         let names: Vec<(&str, usize)> = settings.fal.accounts.iter().map(|a| (a.name.as_str(), a.keys.len())).collect();
         assert_eq!(names, [("a", 2), ("b", 1)]);
+    }
+
+    #[test]
+    fn report_schedule_alerts_planner_and_metrics_load_and_layer() {
+        let shipped = Settings::load(&workspace(), None, &env_of(&[("FAL_KEY", "k")])).unwrap();
+        let eight = NaiveTime::from_hms_opt(8, 0, 0).unwrap();
+        assert_eq!(shipped.reports, ReportSchedule { daily_at: Some(eight), weekly_at: Some((Weekday::Mon, eight)) });
+        assert_eq!(shipped.alerts, AlertSettings::default());
+        assert_eq!(shipped.planner, PlannerSettings::default());
+        assert_eq!(shipped.metrics.listen, "", "the endpoint is off unless an operator turns it on");
+
+        let overlay = temp_file(
+            "insights",
+            "[reports]\ndaily_at = \"\"\nweekly_at = \"fri 17:30\"\n\n[planner]\ntarget_wait_secs = 10\n\n[alerts]\nsaturation_percent = 35.5\n",
+        );
+        let env = env_of(&[
+            ("FAL_KEY", "k"),
+            ("MEDIAGEN__METRICS__LISTEN", "127.0.0.1:9464"),
+            ("MEDIAGEN__ALERTS__EXPIRY_WARNING_DAYS", "14"),
+        ]);
+        let s = Settings::load(&workspace(), Some(&overlay), &env).unwrap();
+        assert_eq!(s.reports.daily_at, None, "an empty time turns the daily summary off");
+        assert_eq!(s.reports.weekly_at, Some((Weekday::Fri, NaiveTime::from_hms_opt(17, 30, 0).unwrap())));
+        assert_eq!(s.planner.target_wait_secs, 10);
+        assert_eq!(s.planner.history_days, 28, "untouched planner values keep their defaults");
+        assert_eq!(s.alerts.saturation_percent, 35.5);
+        assert_eq!(s.alerts.expiry_warning_days, 14);
+        assert_eq!(s.metrics.listen, "127.0.0.1:9464");
+
+        for (bad, named) in [
+            ("[reports]\ndaily_at = \"8 o'clock\"\n", "daily_at"),
+            ("[reports]\nweekly_at = \"someday 08:00\"\n", "someday"),
+            ("[planner]\ntarget_wait = 3\n", "target_wait"),
+        ] {
+            let overlay = temp_file("insights-bad", bad);
+            let error = Settings::load(&workspace(), Some(&overlay), &env_of(&[("FAL_KEY", "k")])).unwrap_err();
+            assert!(format!("{error:#}").contains(named), "{bad}: {error:#}");
+        }
     }
 
     #[test]

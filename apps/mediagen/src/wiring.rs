@@ -2,12 +2,12 @@
 //! until shutdown. Nothing else happens here.
 
 use crate::settings::Settings;
+use crate::storage::{self, Storage};
 use anyhow::Context;
 use mediagen_domain::{AccountId, ChatId, UserId};
-use mediagen_engine::{Engine, EngineConfig, Ports};
+use mediagen_engine::{Engine, EngineConfig, InsightsConfig, Ports};
 use mediagen_fal::FalGeneration;
-use mediagen_ports::{AccountStore, SystemClock};
-use mediagen_postgres::PgStore;
+use mediagen_ports::SystemClock;
 use mediagen_telegram::{BotApp, BotConfig, BotDeps, TelegramMessaging};
 use secrecy::ExposeSecret;
 use std::sync::Arc;
@@ -21,16 +21,15 @@ fn owner_id() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-/// Connects to the database and applies pending migrations.
+/// Opens the database of `DATABASE_URL` (SQLite or PostgreSQL, by its scheme; the SQLite
+/// file `storage::DEFAULT_URL` when unset) and applies pending migrations.
 ///
 /// # Errors
-/// When `DATABASE_URL` is unset or the database cannot be reached.
-pub async fn connect(settings: &Settings) -> anyhow::Result<PgStore> {
-    let url = settings.database_url.as_ref().context("DATABASE_URL is not set")?;
+/// When the URL's scheme is unknown or the database cannot be opened.
+pub async fn connect(settings: &Settings) -> anyhow::Result<Storage> {
+    let url = settings.database_url.as_ref().map_or(storage::DEFAULT_URL, |url| url.expose_secret());
     // The URL may carry a password: the error says what failed, never the URL.
-    PgStore::connect(url.expose_secret(), settings.database_max_connections)
-        .await
-        .context("cannot open the database (check DATABASE_URL)")
+    storage::open(url, settings.database_max_connections).await.context("cannot open the database (check DATABASE_URL)")
 }
 
 /// Runs the bot until `shutdown` turns true.
@@ -40,10 +39,14 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<PgStore> {
 pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let token = settings.bot_token.clone().context("TELOXIDE_TOKEN is not set")?;
     settings.require_fal_keys()?;
-    let store = Arc::new(connect(&settings).await?);
+    let store = connect(&settings).await?;
     let generation = FalGeneration::new(settings.fal.clone()).context("fal configuration")?;
     for (account, keys) in generation.accounts() {
-        store.upsert_account(&account, &keys).await.with_context(|| format!("registering fal account {account}"))?;
+        store
+            .accounts
+            .upsert_account(&account, &keys)
+            .await
+            .with_context(|| format!("registering fal account {account}"))?;
     }
     let accounts: Vec<AccountId> = generation.accounts().into_iter().map(|(id, _)| id).collect();
     tracing::info!(accounts = ?accounts, "fal accounts registered");
@@ -62,26 +65,28 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow:
     config.mean_service = Duration::from_secs(settings.engine.mean_service_secs);
     config.shutdown_grace = Duration::from_secs(settings.engine.shutdown_grace_secs);
     config.limit_drop_warning = chrono::TimeDelta::days(settings.engine.limit_drop_warning_days);
+    config.insights = insights_config(&settings);
 
     let clock = Arc::new(SystemClock);
     let ports = Ports {
         generation: Arc::new(generation),
         messaging,
-        queue: store.clone(),
-        users: store.clone(),
-        accounts: store.clone(),
-        prompt_cache: store.clone(),
-        alerts: store.clone(),
-        usage: store.clone(),
+        queue: store.queue.clone(),
+        users: store.users.clone(),
+        accounts: store.accounts.clone(),
+        prompt_cache: store.prompt_cache.clone(),
+        alerts: store.alerts.clone(),
+        usage: store.usage.clone(),
+        reports: store.reports.clone(),
         clock: clock.clone(),
     };
     let engine = Engine::new(ports, config);
     let deps = BotDeps {
         engine: engine.clone(),
-        users: store.clone(),
-        queue: store.clone(),
-        accounts: store.clone(),
-        usage: store.clone(),
+        users: store.users.clone(),
+        queue: store.queue.clone(),
+        accounts: store.accounts.clone(),
+        usage: store.usage.clone(),
         clock,
     };
     let bot_config = BotConfig {
@@ -92,7 +97,41 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow:
         ..BotConfig::default()
     };
     let app = BotApp::new(deps, bot_config);
+    let metrics = match settings.metrics.listen.trim() {
+        "" => None,
+        address => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("[metrics] cannot listen on {address}"))?;
+            tracing::info!(address = %listener.local_addr()?, "serving Prometheus metrics on /metrics");
+            let render = crate::metrics::of_engine(engine.clone());
+            Some(tokio::spawn(crate::metrics::serve(listener, render, shutdown.clone())))
+        }
+    };
     tokio::join!(engine.run(shutdown.clone()), mediagen_telegram::run(bot, app, shutdown));
+    if let Some(server) = metrics {
+        match server.await {
+            Ok(Err(error)) => tracing::warn!(%error, "metrics server failed"),
+            Err(error) => tracing::warn!(%error, "metrics server task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The engine's report schedule, alert thresholds and planner settings from `settings`.
+pub fn insights_config(settings: &Settings) -> InsightsConfig {
+    let days = chrono::TimeDelta::days;
+    let alerts = &settings.alerts;
+    InsightsConfig {
+        daily_report_at: settings.reports.daily_at,
+        weekly_report_at: settings.reports.weekly_at,
+        balance_warning: days(alerts.balance_warning_days),
+        burn_window: days(alerts.burn_window_days.max(1)),
+        expiry_warning: days(alerts.expiry_warning_days),
+        saturation_percent: alerts.saturation_percent,
+        saturation_min_busy: chrono::TimeDelta::minutes(alerts.saturation_min_busy_minutes),
+        planner: settings.planner.clone(),
+    }
 }

@@ -8,6 +8,7 @@ pub mod ids;
 pub mod job;
 pub mod model;
 pub mod money;
+pub mod planner;
 pub mod prompt;
 pub mod quota;
 pub mod scheduler;

@@ -2,10 +2,12 @@
 //! and the knobs of its loops.
 
 use crate::breaker::BreakerConfig;
+use chrono::{NaiveTime, TimeDelta, Weekday};
 use mediagen_domain::SettlementPolicy;
 use mediagen_domain::budget::BudgetPolicy;
 use mediagen_domain::catalog::Catalog;
 use mediagen_domain::credit::CreditPolicy;
+use mediagen_domain::planner::PlannerSettings;
 use mediagen_domain::quota::Plans;
 use std::time::Duration;
 
@@ -55,6 +57,10 @@ pub struct EngineConfig {
     pub limit_drop_warning: chrono::TimeDelta,
     /// After a shutdown signal, how long jobs already at fal are still followed.
     pub shutdown_grace: Duration,
+    /// Scheduled reports, the thresholds of the credit and capacity alerts, the planner.
+    pub insights: InsightsConfig,
+    /// How often the engine looks whether a scheduled report is due.
+    pub report_tick: Duration,
 }
 
 impl EngineConfig {
@@ -82,6 +88,50 @@ impl EngineConfig {
             operator_checks: Duration::from_secs(15 * 60),
             limit_drop_warning: chrono::TimeDelta::days(3),
             shutdown_grace: Duration::from_secs(30),
+            insights: InsightsConfig::default(),
+            report_tick: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Operator intelligence: when summaries go out, when credit and capacity alerts fire,
+/// and what the capacity planner aims for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InsightsConfig {
+    /// When the daily summary (of the previous UTC day) goes out, UTC; `None` turns it off.
+    pub daily_report_at: Option<NaiveTime>,
+    /// The day and time the weekly summary (of the seven days before) goes out, UTC.
+    pub weekly_report_at: Option<(Weekday, NaiveTime)>,
+    /// Warn when an account's unexpired credit runs out within this at the current burn.
+    pub balance_warning: TimeDelta,
+    /// The burn rate is the average daily fal spend over this trailing stretch.
+    pub burn_window: TimeDelta,
+    /// Warn when a purchase with unspent credit expires within this.
+    pub expiry_warning: TimeDelta,
+    /// Alert when, today, the share of busy time spent at full capacity with jobs waiting
+    /// reaches this many percent.
+    pub saturation_percent: f64,
+    /// ...but only once the day has had at least this much busy time.
+    pub saturation_min_busy: TimeDelta,
+    /// The capacity planner's target and history.
+    pub planner: PlannerSettings,
+}
+
+impl Default for InsightsConfig {
+    /// Daily summary at 08:00 UTC, weekly on Monday at 08:00; warn 7 days before credit runs
+    /// out (7-day burn) and 30 days before unspent credit expires; saturation alert at 20 %
+    /// of at least 30 minutes of busy time; the planner's defaults.
+    fn default() -> Self {
+        let eight = NaiveTime::from_hms_opt(8, 0, 0).unwrap_or(NaiveTime::MIN);
+        Self {
+            daily_report_at: Some(eight),
+            weekly_report_at: Some((Weekday::Mon, eight)),
+            balance_warning: TimeDelta::days(7),
+            burn_window: TimeDelta::days(7),
+            expiry_warning: TimeDelta::days(30),
+            saturation_percent: 20.0,
+            saturation_min_busy: TimeDelta::minutes(30),
+            planner: PlannerSettings::default(),
         }
     }
 }

@@ -339,14 +339,15 @@ impl Engine {
         }
     }
 
-    /// Heartbeat, periodic rescue and operator checks, until aborted at shutdown.
+    /// Heartbeat, periodic rescue, operator checks and scheduled reports, until aborted at shutdown.
     async fn background(self) {
         let config = &self.inner.config;
         let ports = &self.inner.ports;
         let mut heartbeat = tokio::time::interval((config.lease / 3).max(Duration::from_millis(10)));
         let mut rescue = tokio::time::interval(config.rescue_interval.max(Duration::from_millis(10)));
         let mut checks = tokio::time::interval(config.operator_checks.max(Duration::from_millis(10)));
-        for timer in [&mut heartbeat, &mut rescue, &mut checks] {
+        let mut reports = tokio::time::interval(config.report_tick.max(Duration::from_millis(10)));
+        for timer in [&mut heartbeat, &mut rescue, &mut checks, &mut reports] {
             timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
         // The start-up rescue already ran.
@@ -361,6 +362,7 @@ impl Engine {
                 }
                 _ = rescue.tick() => self.rescue().await,
                 _ = checks.tick() => self.operator_checks().await,
+                _ = reports.tick() => self.scheduled_reports().await,
             }
         }
     }

@@ -11,20 +11,23 @@ mod follow;
 mod intake;
 mod operator;
 mod progress;
+mod reports;
 mod stats;
 mod tasks;
 
 pub use breaker::BreakerConfig;
 pub use cancel::CancelOutcome;
-pub use config::{EngineConfig, RetryPolicy};
+pub use config::{EngineConfig, InsightsConfig, RetryPolicy};
 pub use enhance::{EnhanceOutcome, EnhanceRequest};
 pub use intake::{IntakeOutcome, IntakeRequest};
+pub use mediagen_reports::{Period, ReportKind};
 pub use operator::AccountOverview;
+pub use reports::RenderedReport;
 pub use stats::EngineStats;
 
 use mediagen_domain::{AccountId, JobId, Money};
 use mediagen_ports::{
-    AccountStore, AlertLog, Clock, Generation, JobQueue, Messaging, PromptCache, UsageStore, UserStore,
+    AccountStore, AlertLog, Clock, Generation, JobQueue, Messaging, PromptCache, ReportStore, UsageStore, UserStore,
 };
 use progress::{ProgressMessages, Throttle};
 use stats::Counters;
@@ -54,6 +57,8 @@ pub struct Ports {
     pub alerts: Arc<dyn AlertLog>,
     /// Media records and the month's usage figures.
     pub usage: Arc<dyn UsageStore>,
+    /// What reports, the capacity planner, `/metrics` and the credit and capacity alerts read.
+    pub reports: Arc<dyn ReportStore>,
     /// The current instant for everything stored (leases, quotas, alert periods).
     pub clock: Arc<dyn Clock>,
 }
@@ -92,6 +97,8 @@ pub(crate) struct Inner {
     llm_costs: Mutex<HashMap<JobId, Money>>,
     /// Accounts this process saw locked, so a lock is handled (and alerted) once.
     locked: Mutex<HashSet<AccountId>>,
+    /// Scheduled reports this process saw sent (key, period), so it asks storage once.
+    reports_sent: Mutex<HashSet<(String, String)>>,
 }
 
 impl Engine {
@@ -114,6 +121,7 @@ impl Engine {
             failures: Mutex::default(),
             llm_costs: Mutex::default(),
             locked: Mutex::default(),
+            reports_sent: Mutex::default(),
         };
         Self { inner: Arc::new(inner) }
     }

@@ -3,6 +3,7 @@
 pub mod clock;
 pub mod generation;
 pub mod messaging;
+pub mod reports;
 pub mod storage;
 
 pub use clock::{Clock, SystemClock};
@@ -14,6 +15,7 @@ pub use messaging::{
     DeliveredMedia, MessageRef, Messaging, MessagingError, OperatorAlert, Recipient, Refusal, ResultMedia, Severity,
     UserNotice,
 };
+pub use reports::{DayCount, JobCounts, JobTiming, ReportStore, SlotInterval, UsageRow};
 pub use storage::{
     AccountCapacity, AccountLock, AccountRecord, AccountStore, AlertLog, CancelResult, ClaimRequest, ClaimedJob,
     EnqueueOutcome, EnqueueRequest, Finish, FinishOutcome, JobQueue, MediaRecord, ModelUsage, NewUser, PromptCache,
@@ -26,5 +28,7 @@ pub use clock::MockClock;
 pub use generation::MockGeneration;
 #[cfg(feature = "mock")]
 pub use messaging::MockMessaging;
+#[cfg(feature = "mock")]
+pub use reports::MockReportStore;
 #[cfg(feature = "mock")]
 pub use storage::{MockAccountStore, MockAlertLog, MockJobQueue, MockPromptCache, MockUsageStore, MockUserStore};

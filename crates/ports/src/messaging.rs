@@ -237,6 +237,20 @@ pub trait Messaging: Send + Sync {
     /// `Other` when no operator chat could be reached.
     async fn notify_operators(&self, alert: &OperatorAlert) -> Result<(), MessagingError>;
 
+    /// Sends an alert with a file attached (a report's chart, a CSV) to every operator
+    /// chat: the alert's text in full, and the file (an image as a picture, anything else
+    /// as a document).
+    ///
+    /// The default sends the alert alone, for front ends that cannot carry files.
+    ///
+    /// # Errors
+    /// `TooLarge` when the file exceeds the platform's limit; `Other` when no operator
+    /// chat could be reached.
+    async fn notify_operators_with_file(&self, alert: &OperatorAlert, file: &MediaBytes) -> Result<(), MessagingError> {
+        let _ = file;
+        self.notify_operators(alert).await
+    }
+
     /// Fetches the bytes of a user's input file, so that no platform URL (which would
     /// carry the bot token) ever leaves the adapter.
     ///

@@ -71,3 +71,17 @@ fn retryable_classification() {
     assert!(!GenerationError::ContentPolicy.is_retryable());
     assert!(!GenerationError::SubmitOutcomeUnknown("lost".into()).is_retryable());
 }
+
+#[tokio::test]
+async fn report_store_mock_returns_what_it_is_told() {
+    use mediagen_ports::{JobCounts, MockReportStore, ReportStore};
+    let mut reports = MockReportStore::new();
+    reports
+        .expect_job_counts()
+        .times(1)
+        .returning(|| Ok(JobCounts { queued: 3, succeeded: 9, ..JobCounts::default() }));
+    let counts = reports.job_counts().await.unwrap();
+    assert_eq!(counts.by_name()[0], ("queued", 3));
+    assert_eq!(counts.by_name()[4], ("succeeded", 9));
+    assert_eq!(counts.by_name().iter().map(|(_, n)| n).sum::<u64>(), 12);
+}

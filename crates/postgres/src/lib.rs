@@ -4,6 +4,7 @@ mod accounts;
 mod error;
 mod misc;
 mod queue;
+mod reports;
 mod rows;
 mod sql;
 mod store;

@@ -26,7 +26,7 @@ pub async fn migrate(pool: &PgPool) -> Result<(), StorageError> {
 }
 
 /// PostgreSQL storage: implements `UserStore`, `JobQueue`, `AccountStore`, `PromptCache`,
-/// `AlertLog` and `UsageStore` on one pool.
+/// `AlertLog`, `UsageStore` and `ReportStore` on one pool.
 ///
 /// Cheap to clone; clones share the pool and the change listener, which stops when the
 /// last clone is dropped.

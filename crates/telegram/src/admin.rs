@@ -3,14 +3,103 @@
 use crate::app::BotApp;
 use crate::command::AdminCommand;
 use mediagen_domain::quota::{day_start, month_start};
-use mediagen_domain::{AccountId, Money, Role};
-use mediagen_ports::ModelUsage;
+use mediagen_domain::{AccountId, ChatId, Money, Role};
+use mediagen_ports::{MediaBytes, ModelUsage};
 use std::fmt::Write;
 use teloxide::prelude::*;
+use teloxide::types::InputFile;
 
-/// Runs an operator command and returns the reply text.
-pub(crate) async fn run(bot: &Bot, app: &BotApp, command: AdminCommand) -> String {
+/// Telegram's limit on a message's text, with room to spare.
+const TEXT_LIMIT: usize = 4000;
+/// Telegram's limit on a caption.
+const CAPTION_LIMIT: usize = 1000;
+
+/// What an operator command answers: text, and a file for reports (a chart or a CSV).
+#[derive(Debug)]
+pub(crate) struct AdminReply {
+    pub(crate) text: String,
+    pub(crate) file: Option<(MediaBytes, String)>,
+}
+
+impl From<String> for AdminReply {
+    fn from(text: String) -> Self {
+        AdminReply { text, file: None }
+    }
+}
+
+/// Splits `text` into messages under Telegram's limit, at line ends where it can.
+pub(crate) fn chunks(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in text.split_inclusive('\n') {
+        if current.chars().count() + line.chars().count() > TEXT_LIMIT && !current.is_empty() {
+            out.push(std::mem::take(&mut current));
+        }
+        if line.chars().count() > TEXT_LIMIT {
+            let mut chars = line.chars().peekable();
+            while chars.peek().is_some() {
+                out.push(chars.by_ref().take(TEXT_LIMIT).collect());
+            }
+            continue;
+        }
+        current.push_str(line);
+    }
+    if !current.trim().is_empty() || out.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// A caption cut to Telegram's limit.
+pub(crate) fn caption(text: &str) -> String {
+    if text.chars().count() > CAPTION_LIMIT {
+        text.chars().take(CAPTION_LIMIT).collect::<String>() + "…"
+    } else {
+        text.to_owned()
+    }
+}
+
+/// Sends a reply: its text (in as many messages as it needs), then its file: a PNG as a
+/// picture, anything else as a document.
+pub(crate) async fn send(bot: &Bot, chat: ChatId, reply: AdminReply) -> Result<(), teloxide::RequestError> {
+    let to = teloxide::types::ChatId(chat.0);
+    for part in chunks(&reply.text) {
+        bot.send_message(to, part).await?;
+    }
+    if let Some((file, text)) = reply.file {
+        let input = InputFile::memory(file.bytes).file_name(file.file_name);
+        if file.content_type == "image/png" {
+            bot.send_photo(to, input).caption(caption(&text)).await?;
+        } else {
+            bot.send_document(to, input).caption(caption(&text)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs an operator command and returns the reply.
+pub(crate) async fn run(bot: &Bot, app: &BotApp, command: AdminCommand) -> AdminReply {
+    let engine = &app.deps.engine;
     let result = match command {
+        AdminCommand::Report(kind) => {
+            return match engine.report(kind).await {
+                Ok(report) => AdminReply { text: report.text, file: report.chart.map(|png| (png, report.caption)) },
+                Err(error) => format!("Could not build the report: {error}").into(),
+            };
+        }
+        AdminCommand::Costs(kind) => {
+            return match engine.cost_allocation(kind).await {
+                Ok(csv) => AdminReply {
+                    text: format!("Cost allocation per user and model, {kind} so far (UTC):"),
+                    file: Some((csv, "charged = what users paid; fal_discounted = what fal charges after the month's volume discount".to_owned())),
+                },
+                Err(error) => format!("Could not build the cost allocation: {error}").into(),
+            };
+        }
+        AdminCommand::Plan(target) => engine
+            .capacity_plan(target.map(|secs| chrono::TimeDelta::seconds(i64::from(secs))))
+            .await
+            .map_err(anyhow::Error::from),
         AdminCommand::Stats => stats(app).await,
         AdminCommand::Accounts => accounts(app).await,
         AdminCommand::TopUp { account, amount } => top_up(app, account, amount).await,
@@ -21,13 +110,15 @@ pub(crate) async fn run(bot: &Bot, app: &BotApp, command: AdminCommand) -> Strin
         AdminCommand::Quota { user, plan } => {
             if app.plans().get(&plan).is_none() {
                 let known: Vec<&str> = app.plans().iter().map(|p| p.name.as_str()).collect();
-                return format!("Unknown plan {plan:?}. Plans: {}", known.join(", "));
+                return format!("Unknown plan {plan:?}. Plans: {}", known.join(", ")).into();
             }
-            update_user(app, user, |u| u.plan = plan.clone()).await.map(|()| format!("User {user} is now on plan {plan}."))
+            update_user(app, user, |u| u.plan = plan.clone())
+                .await
+                .map(|()| format!("User {user} is now on plan {plan}."))
         }
         AdminCommand::Block(user) => {
             if app.is_admin(user) {
-                return "Operators cannot be blocked.".to_owned();
+                return "Operators cannot be blocked.".to_owned().into();
             }
             update_user(app, user, |u| u.blocked = true).await.map(|()| format!("User {user} is blocked."))
         }
@@ -36,7 +127,7 @@ pub(crate) async fn run(bot: &Bot, app: &BotApp, command: AdminCommand) -> Strin
         }
         AdminCommand::Broadcast(text) => broadcast(bot, app, text).await,
     };
-    result.unwrap_or_else(|error| format!("Could not do that: {error}"))
+    result.unwrap_or_else(|error| format!("Could not do that: {error}")).into()
 }
 
 async fn update_user(
@@ -92,11 +183,7 @@ async fn stats(app: &BotApp) -> anyhow::Result<String> {
         let _ = writeln!(out, "  {}: {}/{} in flight", account.id, account.in_flight, account.limit);
     }
     let stats = app.deps.engine.stats();
-    let _ = write!(
-        out,
-        "Prompt cache: {} hits, {} misses",
-        stats.cache_hits, stats.cache_misses
-    );
+    let _ = write!(out, "Prompt cache: {} hits, {} misses", stats.cache_hits, stats.cache_misses);
     Ok(out)
 }
 
@@ -167,4 +254,24 @@ async fn broadcast(bot: &Bot, app: &BotApp, text: String) -> anyhow::Result<Stri
         tokio::time::sleep(app.config.broadcast_gap).await;
     }
     Ok(format!("Broadcast sent to {sent} users ({failed} could not be reached)."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_replies_split_at_line_ends_under_the_limit() {
+        let line = format!("{}\n", "x".repeat(999));
+        let text = line.repeat(9);
+        let parts = chunks(&text);
+        assert_eq!(parts.iter().map(|p| p.chars().count()).collect::<Vec<_>>(), vec![4000, 4000, 1000]);
+        assert_eq!(parts.concat(), text);
+        let one_long_line = "y".repeat(9_000);
+        let parts = chunks(&one_long_line);
+        assert_eq!(parts.iter().map(String::len).collect::<Vec<_>>(), vec![4000, 4000, 1000]);
+        assert_eq!(chunks("short"), vec!["short".to_owned()]);
+        assert_eq!(caption(&"z".repeat(1500)).chars().count(), 1001);
+        assert_eq!(caption("chart"), "chart");
+    }
 }

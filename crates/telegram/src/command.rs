@@ -4,6 +4,7 @@
 //! callback data) is handled in one tested place.
 
 use mediagen_domain::{ImageSize, JobId, ModelId, Money, UserId};
+use mediagen_engine::ReportKind;
 
 /// A command from a user's text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +73,13 @@ pub enum AdminCommand {
     Unblock(UserId),
     /// `/broadcast <text>`.
     Broadcast(String),
+    /// `/report [day|week|month]`: the summary so far, with its chart.
+    Report(ReportKind),
+    /// `/costs [day|week|month]` or `/report csv`: the cost allocation per user as CSV.
+    Costs(ReportKind),
+    /// `/plan [target]`: the capacity plan, for a p95 wait target in seconds (`30`, `45s`,
+    /// `2m`) or the configured one.
+    Plan(Option<u32>),
 }
 
 /// Parses a message's text. `bot_username` strips `/cmd@bot` suffixes meant for us.
@@ -130,10 +138,54 @@ pub fn parse_text(text: &str, bot_username: &str) -> UserCommand {
             Ok(id) => UserCommand::Admin(AdminCommand::Unblock(UserId(id))),
             Err(_) => bad("/block <user id>"),
         },
+        "report" => match args.split_whitespace().collect::<Vec<_>>().as_slice() {
+            [] => UserCommand::Admin(AdminCommand::Report(ReportKind::Day)),
+            ["csv"] => UserCommand::Admin(AdminCommand::Costs(ReportKind::Month)),
+            ["csv", kind] | [kind, "csv"] => match ReportKind::parse(kind) {
+                Some(kind) => UserCommand::Admin(AdminCommand::Costs(kind)),
+                None => bad("/report day|week|month|csv"),
+            },
+            [kind] => match ReportKind::parse(kind) {
+                Some(kind) => UserCommand::Admin(AdminCommand::Report(kind)),
+                None => bad("/report day|week|month|csv"),
+            },
+            _ => bad("/report day|week|month|csv"),
+        },
+        "costs" => match args {
+            "" => UserCommand::Admin(AdminCommand::Costs(ReportKind::Month)),
+            kind => match ReportKind::parse(kind) {
+                Some(kind) => UserCommand::Admin(AdminCommand::Costs(kind)),
+                None => bad("/costs [day|week|month]"),
+            },
+        },
+        "plan" => match args {
+            "" => UserCommand::Admin(AdminCommand::Plan(None)),
+            target => match parse_seconds(target) {
+                Some(secs) => UserCommand::Admin(AdminCommand::Plan(Some(secs))),
+                None => bad("/plan [p95 wait target, e.g. 30s or 2m]"),
+            },
+        },
         "broadcast" if !args.is_empty() => UserCommand::Admin(AdminCommand::Broadcast(args.to_owned())),
         "broadcast" => bad("/broadcast <text>"),
         _ => UserCommand::Unknown(command.chars().take(64).collect()),
     }
+}
+
+/// `30`, `30s`, `2m`, `1h` as seconds (at most a day).
+fn parse_seconds(text: &str) -> Option<u32> {
+    let text = text.trim().to_ascii_lowercase();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text.as_str(), ""),
+    };
+    let n: u32 = number.parse().ok()?;
+    let secs = match unit.trim() {
+        "" | "s" | "sec" | "secs" => n,
+        "m" | "min" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        _ => return None,
+    };
+    (secs <= 86_400).then_some(secs)
 }
 
 fn parse_settings(args: &str) -> Result<Option<SettingsChange>, ()> {
@@ -247,14 +299,44 @@ mod tests {
             parse_text("/topup main 100", "b"),
             UserCommand::Admin(AdminCommand::TopUp { account: "main".into(), amount: Money::from_dollars(100) })
         );
-        assert_eq!(parse_text("/budget 250.50", "b"), UserCommand::Admin(AdminCommand::Budget(Money::from_micros(250_500_000))));
+        assert_eq!(
+            parse_text("/budget 250.50", "b"),
+            UserCommand::Admin(AdminCommand::Budget(Money::from_micros(250_500_000)))
+        );
         assert_eq!(
             parse_text("/quota 42 pro", "b"),
             UserCommand::Admin(AdminCommand::Quota { user: UserId(42), plan: "pro".into() })
         );
         assert_eq!(parse_text("/block 42", "b"), UserCommand::Admin(AdminCommand::Block(UserId(42))));
         assert_eq!(parse_text("/unblock 42", "b"), UserCommand::Admin(AdminCommand::Unblock(UserId(42))));
-        for bad in ["/topup main", "/topup main -5", "/topup main abc", "/budget x", "/quota x pro", "/block", "/broadcast"] {
+        for bad in
+            ["/topup main", "/topup main -5", "/topup main abc", "/budget x", "/quota x pro", "/block", "/broadcast"]
+        {
+            match parse_text(bad, "b") {
+                UserCommand::Unknown(why) => assert!(why.starts_with("usage:"), "{bad}: {why}"),
+                other => panic!("{bad} parsed as {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn report_costs_and_plan_commands() {
+        let admin = |text: &str| match parse_text(text, "b") {
+            UserCommand::Admin(command) => command,
+            other => panic!("{text} parsed as {other:?}"),
+        };
+        assert_eq!(admin("/report"), AdminCommand::Report(ReportKind::Day));
+        assert_eq!(admin("/report week"), AdminCommand::Report(ReportKind::Week));
+        assert_eq!(admin("/report Month"), AdminCommand::Report(ReportKind::Month));
+        assert_eq!(admin("/report csv"), AdminCommand::Costs(ReportKind::Month));
+        assert_eq!(admin("/report csv week"), AdminCommand::Costs(ReportKind::Week));
+        assert_eq!(admin("/costs"), AdminCommand::Costs(ReportKind::Month));
+        assert_eq!(admin("/costs day"), AdminCommand::Costs(ReportKind::Day));
+        assert_eq!(admin("/plan"), AdminCommand::Plan(None));
+        assert_eq!(admin("/plan 45"), AdminCommand::Plan(Some(45)));
+        assert_eq!(admin("/plan 45s"), AdminCommand::Plan(Some(45)));
+        assert_eq!(admin("/plan 2m"), AdminCommand::Plan(Some(120)));
+        for bad in ["/report year", "/report day week", "/costs forever", "/plan soon", "/plan 2d", "/plan 99999999h"] {
             match parse_text(bad, "b") {
                 UserCommand::Unknown(why) => assert!(why.starts_with("usage:"), "{bad}: {why}"),
                 other => panic!("{bad} parsed as {other:?}"),

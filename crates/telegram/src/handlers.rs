@@ -149,7 +149,7 @@ async fn on_message(bot: Bot, msg: Message, update: Update, app: BotApp) -> Hand
                 return say(&bot, ctx.chat, strings(ctx.language()).admins_only()).await;
             }
             let reply = admin::run(&bot, &app, command).await;
-            say(&bot, ctx.chat, reply).await
+            admin::send(&bot, ctx.chat, reply).await
         }
         UserCommand::Unknown(detail) if detail.starts_with("usage:") && app.is_admin(ctx.user.id) => {
             say(&bot, ctx.chat, detail).await
@@ -171,7 +171,10 @@ fn input_media(msg: &Message) -> Option<Result<MediaRef, Refusal>> {
             if !is_image {
                 return Some(Err(Refusal::NotAnImage));
             }
-            Some(Ok(MediaRef { file_id: doc.document.file.id.0.clone(), size_bytes: Some(u64::from(doc.document.file.size)) }))
+            Some(Ok(MediaRef {
+                file_id: doc.document.file.id.0.clone(),
+                size_bytes: Some(u64::from(doc.document.file.size)),
+            }))
         }
         _ => None,
     }
@@ -319,7 +322,8 @@ async fn show_settings(bot: &Bot, app: &BotApp, user: &User, chat: ChatId) -> Ha
         InlineKeyboardButton::callback(s.button(Button::ToggleEnhance), ButtonAction::ToggleEnhance.encode()),
         InlineKeyboardButton::callback(s.button(Button::SwitchLanguage), ButtonAction::SwitchLanguage.encode()),
     ]]);
-    let text = s.settings(model.as_str(), &size, user.settings.send_as_file, user.settings.enhance_prompts, user.language);
+    let text =
+        s.settings(model.as_str(), &size, user.settings.send_as_file, user.settings.enhance_prompts, user.language);
     bot.send_message(tg(chat), text).reply_markup(ReplyMarkup::InlineKeyboard(keyboard)).await.map(|_| ())
 }
 

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use mediagen_domain::{ChatId, JobId, Language, MediaRef};
 use mediagen_ports::{
-    DeliveredMedia, MediaBytes, MessageRef, Messaging, MessagingError, OperatorAlert, Recipient, ResultMedia,
-    Severity, UserNotice,
+    DeliveredMedia, MediaBytes, MessageRef, Messaging, MessagingError, OperatorAlert, Recipient, ResultMedia, Severity,
+    UserNotice,
 };
 use teloxide::net::Download;
 use teloxide::prelude::*;
@@ -56,12 +56,19 @@ fn progress_keyboard(language: Language, notice: &UserNotice) -> Option<InlineKe
     }
 }
 
+/// The mark in front of an operator alert.
+fn severity_icon(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Info => "ℹ️",
+        Severity::Warning => "⚠️",
+        Severity::Critical => "🚨",
+    }
+}
+
 /// Maps teloxide's errors onto the port's, so the engine never sees a teloxide type.
 pub(crate) fn classify(error: RequestError) -> MessagingError {
     match error {
-        RequestError::RetryAfter(seconds) => {
-            MessagingError::RateLimited { retry_after_secs: seconds.seconds() }
-        }
+        RequestError::RetryAfter(seconds) => MessagingError::RateLimited { retry_after_secs: seconds.seconds() },
         RequestError::Api(
             ApiError::MessageNotModified | ApiError::MessageToEditNotFound | ApiError::MessageIdInvalid,
         ) => MessagingError::NotModified,
@@ -107,15 +114,16 @@ pub(crate) fn sniff_image(bytes: &[u8]) -> Option<&'static str> {
 }
 
 impl TelegramMessaging {
-    async fn send_one(&self, chat: teloxide::types::ChatId, media: ResultMedia, as_file: bool) -> Result<Message, RequestError> {
+    async fn send_one(
+        &self,
+        chat: teloxide::types::ChatId,
+        media: ResultMedia,
+        as_file: bool,
+    ) -> Result<Message, RequestError> {
         match media {
             ResultMedia::Stored(MediaRef { file_id, .. }) => {
                 let file = InputFile::file_id(FileId(file_id));
-                if as_file {
-                    self.bot.send_document(chat, file).await
-                } else {
-                    self.bot.send_photo(chat, file).await
-                }
+                if as_file { self.bot.send_document(chat, file).await } else { self.bot.send_photo(chat, file).await }
             }
             ResultMedia::Bytes(MediaBytes { bytes, content_type, file_name }) => {
                 let too_big_for_photo = bytes.len() > PHOTO_LIMIT_BYTES;
@@ -144,7 +152,12 @@ impl Messaging for TelegramMessaging {
         Ok(message_ref(&message))
     }
 
-    async fn edit_notice(&self, message: &MessageRef, language: Language, notice: &UserNotice) -> Result<(), MessagingError> {
+    async fn edit_notice(
+        &self,
+        message: &MessageRef,
+        language: Language,
+        notice: &UserNotice,
+    ) -> Result<(), MessagingError> {
         let id = i32::try_from(message.message_id).map_err(|_| MessagingError::NotModified)?;
         let mut request = self.bot.edit_message_text(
             teloxide::types::ChatId(message.chat.0),
@@ -197,12 +210,7 @@ impl Messaging for TelegramMessaging {
     }
 
     async fn notify_operators(&self, alert: &OperatorAlert) -> Result<(), MessagingError> {
-        let icon = match alert.severity {
-            Severity::Info => "ℹ️",
-            Severity::Warning => "⚠️",
-            Severity::Critical => "🚨",
-        };
-        let text = format!("{icon} {}\n\n{}", alert.title, alert.body);
+        let text = format!("{} {}\n\n{}", severity_icon(alert.severity), alert.title, alert.body);
         let mut reached = 0;
         let mut last_error = None;
         for chat in &self.operator_chats {
@@ -210,6 +218,31 @@ impl Messaging for TelegramMessaging {
                 Ok(_) => reached += 1,
                 Err(error) => {
                     tracing::warn!(chat = %chat, error = %error, "operator alert not delivered");
+                    last_error = Some(error);
+                }
+            }
+        }
+        match (reached, last_error) {
+            (0, Some(error)) => Err(classify(error)),
+            (0, None) => Err(MessagingError::Other(anyhow::anyhow!("no operator chat is configured"))),
+            _ => Ok(()),
+        }
+    }
+
+    async fn notify_operators_with_file(&self, alert: &OperatorAlert, file: &MediaBytes) -> Result<(), MessagingError> {
+        if file.bytes.len() > DOCUMENT_LIMIT_BYTES {
+            return Err(MessagingError::TooLarge(file.bytes.len() as u64));
+        }
+        let text = format!("{} {}\n\n{}", severity_icon(alert.severity), alert.title, alert.body);
+        let mut reached = 0;
+        let mut last_error = None;
+        for chat in &self.operator_chats {
+            let reply =
+                crate::admin::AdminReply { text: text.clone(), file: Some((file.clone(), alert.title.clone())) };
+            match crate::admin::send(&self.bot, *chat, reply).await {
+                Ok(()) => reached += 1,
+                Err(error) => {
+                    tracing::warn!(chat = %chat, error = %error, "operator report not delivered");
                     last_error = Some(error);
                 }
             }

@@ -8,5 +8,6 @@ mod cancel;
 mod dispatch;
 mod enhance;
 mod failures;
+mod insights;
 mod intake;
 mod lifecycle;

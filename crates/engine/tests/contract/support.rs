@@ -18,6 +18,7 @@ use mediagen_ports::{
     MockPromptCache, MockUsageStore, MockUserStore, ModelUsage, OperatorAlert, OutputMedia, QueuePosition, Recipient,
     RemoteHandle, RemoteStatus, Rescued, StorageError, UserNotice,
 };
+use mediagen_ports::{DayCount, JobCounts, JobTiming, MockReportStore, SlotInterval, UsageRow};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -110,6 +111,13 @@ pub struct World {
     pub saved_media: Vec<MediaRecord>,
     pub fal_cost_this_month: Money,
     pub requests_this_month: u64,
+    // Report history (what `ReportStore` answers, filtered by the asked period).
+    pub usage_rows: Vec<UsageRow>,
+    pub requests_by_day: Vec<DayCount>,
+    pub timings: Vec<JobTiming>,
+    pub slot_history: Vec<SlotInterval>,
+    /// Operator messages that carried a file (scheduled reports).
+    pub operator_files: Vec<(OperatorAlert, MediaBytes)>,
 }
 
 impl World {
@@ -160,6 +168,11 @@ impl World {
             saved_media: Vec::new(),
             fal_cost_this_month: Money::ZERO,
             requests_this_month: 0,
+            usage_rows: Vec::new(),
+            requests_by_day: Vec::new(),
+            timings: Vec::new(),
+            slot_history: Vec::new(),
+            operator_files: Vec::new(),
         }
     }
 
@@ -302,6 +315,9 @@ impl Harness {
         config.progress_interval = Duration::from_secs(1);
         config.status_poll = None;
         config.shutdown_grace = Duration::from_secs(5);
+        // Scheduled summaries are off unless a test turns them on.
+        config.insights.daily_report_at = None;
+        config.insights.weekly_report_at = None;
         Self { world: Arc::new(Mutex::new(World::new())), config }
     }
 
@@ -331,6 +347,7 @@ impl Harness {
             prompt_cache: Arc::new(self.prompt_cache()),
             alerts: Arc::new(self.alert_log()),
             usage: Arc::new(self.usage()),
+            reports: Arc::new(self.reports()),
             clock: Arc::new(self.clock()),
         }
     }
@@ -622,6 +639,11 @@ impl Harness {
             Ok(())
         });
         let world = Arc::clone(&self.world);
+        messaging.expect_notify_operators_with_file().returning(move |alert, file| {
+            world.lock().unwrap().operator_files.push((alert.clone(), file.clone()));
+            Ok(())
+        });
+        let world = Arc::clone(&self.world);
         messaging.expect_fetch_input().returning(move |media, _max| {
             world.lock().unwrap().fetched.push(media.clone());
             Ok(MediaBytes { bytes: vec![7; 16], content_type: "image/jpeg".into(), file_name: "input.jpg".into() })
@@ -651,6 +673,65 @@ impl Harness {
             Ok(world.lock().unwrap().alert_log.insert((key.to_owned(), period.to_owned())))
         });
         log
+    }
+
+    fn reports(&self) -> MockReportStore {
+        let mut reports = MockReportStore::new();
+        let world = Arc::clone(&self.world);
+        reports.expect_usage_rows().returning(move |from, to| {
+            let midnight = |d: chrono::NaiveDate| d.and_hms_opt(0, 0, 0).unwrap().and_utc();
+            let w = world.lock().unwrap();
+            Ok(w.usage_rows
+                .iter()
+                .filter(|r| midnight(r.day) >= midnight(from.date_naive()) && midnight(r.day) < to)
+                .cloned()
+                .collect())
+        });
+        let world = Arc::clone(&self.world);
+        reports.expect_requests_by_day().returning(move |from, to| {
+            let w = world.lock().unwrap();
+            Ok(w.requests_by_day
+                .iter()
+                .filter(|d| d.day >= from.date_naive() && d.day.and_hms_opt(0, 0, 0).unwrap().and_utc() < to)
+                .copied()
+                .collect())
+        });
+        let world = Arc::clone(&self.world);
+        reports.expect_job_counts().returning(move || {
+            let w = world.lock().unwrap();
+            let mut counts = JobCounts::default();
+            for job in w.jobs.values() {
+                match job.state.name() {
+                    "queued" => counts.queued += 1,
+                    "dispatching" => counts.dispatching += 1,
+                    "submitted" => counts.submitted += 1,
+                    "running" => counts.running += 1,
+                    "succeeded" => counts.succeeded += 1,
+                    "failed" => counts.failed += 1,
+                    _ => counts.canceled += 1,
+                }
+            }
+            Ok(counts)
+        });
+        let world = Arc::clone(&self.world);
+        reports.expect_job_timings().returning(move |from, to| {
+            let w = world.lock().unwrap();
+            Ok(w.timings
+                .iter()
+                .filter(|t| t.enqueued_at < to && t.finished_at.is_none_or(|f| f > from))
+                .cloned()
+                .collect())
+        });
+        let world = Arc::clone(&self.world);
+        reports.expect_slot_intervals().returning(move |from, to| {
+            let w = world.lock().unwrap();
+            Ok(w.slot_history
+                .iter()
+                .filter(|s| s.claimed_at < to && s.released_at.is_none_or(|r| r > from))
+                .cloned()
+                .collect())
+        });
+        reports
     }
 
     fn usage(&self) -> MockUsageStore {

@@ -49,12 +49,12 @@ impl Strings for En {
 
     fn failed(&self, job: i64, reason: &FailureReason, refunded: Money) -> String {
         let why = match reason {
-            FailureReason::ContentPolicy => {
-                "the content checker refused this request. Please rephrase it.".to_owned()
-            }
+            FailureReason::ContentPolicy => "the content checker refused this request. Please rephrase it.".to_owned(),
             FailureReason::InvalidInput(detail) => format!("the model could not use the input ({detail})."),
             FailureReason::Upstream(_) => "the image service kept failing. Please try again later.".to_owned(),
-            FailureReason::AccountLocked => "no image account can take work right now. The operator is informed.".to_owned(),
+            FailureReason::AccountLocked => {
+                "no image account can take work right now. The operator is informed.".to_owned()
+            }
             FailureReason::Timeout => "it took too long.".to_owned(),
         };
         format!("Job #{job} failed: {why}\nRefunded: {refunded}")
@@ -97,12 +97,15 @@ impl Strings for En {
                 *size as f64 / 1_048_576.0,
                 *max as f64 / 1_048_576.0
             ),
-            Refusal::NotAnImage => "That file is not an image I can read. Send a photo or a JPEG/PNG/WebP file.".to_owned(),
+            Refusal::NotAnImage => {
+                "That file is not an image I can read. Send a photo or a JPEG/PNG/WebP file.".to_owned()
+            }
             Refusal::RateLimited { retry_after_secs } => {
                 format!("Too many requests at once. Please wait {} and try again.", duration_en(*retry_after_secs))
             }
             Refusal::TemporarilyUnavailable => {
-                "I can't accept new requests for a moment. Nothing was charged; please try again in a minute.".to_owned()
+                "I can't accept new requests for a moment. Nothing was charged; please try again in a minute."
+                    .to_owned()
             }
         }
     }

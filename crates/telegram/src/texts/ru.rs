@@ -52,7 +52,9 @@ impl Strings for Ru {
             FailureReason::ContentPolicy => "фильтр содержимого отклонил запрос. Переформулируйте его.".to_owned(),
             FailureReason::InvalidInput(detail) => format!("модель не смогла использовать входные данные ({detail})."),
             FailureReason::Upstream(_) => "сервис генерации не отвечает. Попробуйте позже.".to_owned(),
-            FailureReason::AccountLocked => "сейчас ни один аккаунт генерации не принимает задания. Оператор уведомлён.".to_owned(),
+            FailureReason::AccountLocked => {
+                "сейчас ни один аккаунт генерации не принимает задания. Оператор уведомлён.".to_owned()
+            }
             FailureReason::Timeout => "слишком долго.".to_owned(),
         };
         format!("Задание №{job} не выполнено: {why}\nВозвращено: {refunded}")
@@ -95,9 +97,14 @@ impl Strings for Ru {
                 *size as f64 / 1_048_576.0,
                 *max as f64 / 1_048_576.0
             ),
-            Refusal::NotAnImage => "Этот файл — не изображение, которое я могу прочитать. Пришлите фото или файл JPEG/PNG/WebP.".to_owned(),
+            Refusal::NotAnImage => {
+                "Этот файл — не изображение, которое я могу прочитать. Пришлите фото или файл JPEG/PNG/WebP.".to_owned()
+            }
             Refusal::RateLimited { retry_after_secs } => {
-                format!("Слишком много запросов сразу. Подождите {} и попробуйте снова.", duration_ru(*retry_after_secs))
+                format!(
+                    "Слишком много запросов сразу. Подождите {} и попробуйте снова.",
+                    duration_ru(*retry_after_secs)
+                )
             }
             Refusal::TemporarilyUnavailable => {
                 "Сейчас не могу принять запрос. Ничего не списано — попробуйте через минуту.".to_owned()

@@ -1,9 +1,8 @@
-//! Contract tests of `JobQueue`: every method, the ledger that goes with each state
-//! change, leases and notifications. Each test runs on a fresh database.
+//! Stories of `JobQueue`: every method, the ledger that goes with each state change,
+//! leases and change notifications. Each runs on a fresh database.
 
-mod common;
-
-use common::*;
+use crate::Database;
+use crate::support::*;
 use mediagen_domain::job::Settlement;
 use mediagen_domain::quota::{Plan, QuotaRefusal, UserUsage};
 use mediagen_domain::{AccountId, FailureReason, JobId, JobState, MediaRef, Money, RequestId, Role, UserId};
@@ -11,11 +10,9 @@ use mediagen_ports::{
     AccountCapacity, CancelResult, EnqueueOutcome, Finish, FinishOutcome, JobQueue, MediaRecord, QueuePosition,
     Rescued, StorageError, UsageStore,
 };
-use mediagen_postgres::testing::fresh_database;
 
-#[tokio::test]
-async fn enqueue_holds_credit_and_reports_the_position() {
-    let db = fresh_database().await;
+/// Enqueue writes the job, its hold and its `enqueued` event, and reports the place in line.
+pub async fn enqueue_holds_credit_and_reports_the_position(db: &impl Database) {
     let store = db.store().await;
     let user = add_user(&store, 1).await;
     let mut request = request(user, "tg:1", cents(5), t(0));
@@ -28,46 +25,38 @@ async fn enqueue_holds_credit_and_reports_the_position() {
     assert_eq!(job.spec, request.spec);
     assert_eq!((job.created_at, job.updated_at), (t(0), t(0)));
     assert_eq!(store.get_job(job.id).await.unwrap(), Some(job.clone()));
-    assert_eq!(ledger(&store, job.id, "hold").await, Some(cents(5).micros()));
-    assert_eq!(ledger_rows(&store, job.id).await, 1);
+    assert_eq!(ledger(db, job.id, "hold").await, Some(cents(5).micros()));
+    assert_eq!(ledger_rows(db, job.id).await, 1);
 
     let second = enqueue(&store, user, "tg:2", t(1)).await;
     assert_eq!(store.queue_position(second.id).await.unwrap(), Some(QueuePosition { position: 2, total: 2 }));
     assert_eq!(store.queued_count().await.unwrap(), 2);
-    let events: Vec<String> = sqlx::query_scalar("SELECT event FROM job_events WHERE job_id = $1")
-        .bind(job.id.0)
-        .fetch_all(store.pool())
-        .await
-        .unwrap();
+    let events = events(db, job.id).await;
     assert_eq!(events, vec!["enqueued"]);
 }
 
-#[tokio::test]
-async fn enqueue_is_idempotent_on_its_key() {
-    let db = fresh_database().await;
+/// A redelivered key returns the first job and takes no second hold.
+pub async fn enqueue_is_idempotent_on_its_key(db: &impl Database) {
     let store = db.store().await;
     let user = add_user(&store, 1).await;
     let first = enqueue(&store, user, "tg:42", t(0)).await;
     // Redelivered later, even with a different price: the same job, no second hold.
     let again = store.enqueue(&request(user, "tg:42", cents(9), t(5))).await.unwrap();
     assert_eq!(again, EnqueueOutcome::Duplicate(first.clone()));
-    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs").fetch_one(store.pool()).await.unwrap();
-    let holds: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM ledger WHERE kind = 'hold'").fetch_one(store.pool()).await.unwrap();
+    let jobs = scalar(db, "SELECT count(*) FROM jobs", &[]).await;
+    let holds = scalar(db, "SELECT count(*) FROM ledger WHERE kind = 'hold'", &[]).await;
     assert_eq!((jobs, holds), (1, 1));
 }
 
-#[tokio::test]
-async fn enqueue_for_an_unknown_user_is_not_found() {
-    let db = fresh_database().await;
+/// Enqueue for a user never stored is `NotFound`.
+pub async fn enqueue_for_an_unknown_user_is_not_found(db: &impl Database) {
     let store = db.store().await;
     let outcome = store.enqueue(&request(UserId(404), "k", cents(5), t(0))).await;
     assert!(matches!(outcome, Err(StorageError::NotFound(_))), "{outcome:?}");
 }
 
-#[tokio::test]
-async fn quotas_refuse_without_writing_anything() {
-    let db = fresh_database().await;
+/// Daily and monthly quotas refuse inside the enqueue, write nothing, and spare admins.
+pub async fn quotas_refuse_without_writing_anything(db: &impl Database) {
     let store = db.store().await;
     let user = add_user(&store, 1).await;
     let daily = Plan { daily_jobs: Some(2), ..plan(10) };
@@ -104,15 +93,13 @@ async fn quotas_refuse_without_writing_anything() {
         mediagen_ports::EnqueueRequest { plan: monthly, role: Role::Admin, ..request(user, "m2", cents(6), tomorrow) };
     assert!(matches!(store.enqueue(&admin).await.unwrap(), EnqueueOutcome::Enqueued(..)));
 
-    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs").fetch_one(store.pool()).await.unwrap();
-    let holds: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM ledger WHERE kind = 'hold'").fetch_one(store.pool()).await.unwrap();
+    let jobs = scalar(db, "SELECT count(*) FROM jobs", &[]).await;
+    let holds = scalar(db, "SELECT count(*) FROM ledger WHERE kind = 'hold'", &[]).await;
     assert_eq!((jobs, holds), (4, 4), "refusals write nothing");
 }
 
-#[tokio::test]
-async fn user_usage_counts_today_month_flight_and_queue() {
-    let db = fresh_database().await;
+/// `user_usage` counts today's jobs, the month's spend with active holds, in flight and queued.
+pub async fn user_usage_counts_today_month_flight_and_queue(db: &impl Database) {
     let store = db.store().await;
     let main = add_account(&store, "main").await;
     let user = add_user(&store, 1).await;
@@ -130,9 +117,8 @@ async fn user_usage_counts_today_month_flight_and_queue() {
     assert_eq!(store.user_usage(UserId(99), t(3)).await.unwrap(), UserUsage::default());
 }
 
-#[tokio::test]
-async fn claim_fills_free_slots_fairly() {
-    let db = fresh_database().await;
+/// Claims fill free slots under the fair policy, with overhang and `max_jobs`.
+pub async fn claim_fills_free_slots_fairly(db: &impl Database) {
     let store = db.store().await;
     let (a, b) = (add_account(&store, "a").await, add_account(&store, "b").await);
     let heavy = add_user(&store, 1).await;
@@ -180,9 +166,8 @@ async fn claim_fills_free_slots_fairly() {
     assert_eq!(store.claim(&bounded).await.unwrap().len(), 1, "max_jobs");
 }
 
-#[tokio::test]
-async fn claim_respects_plan_caps_and_not_before() {
-    let db = fresh_database().await;
+/// Claims hold users to their plan's in-flight cap (not admins) and wait for `not_before`.
+pub async fn claim_respects_plan_caps_and_not_before(db: &impl Database) {
     let store = db.store().await;
     let a = add_account(&store, "a").await;
     let capped = add_user_on(&store, 1, "free", Role::User).await;
@@ -214,9 +199,8 @@ async fn claim_respects_plan_caps_and_not_before() {
     assert!(later.iter().any(|c| c.job.id == job.id));
 }
 
-#[tokio::test]
-async fn claim_names_unknown_accounts() {
-    let db = fresh_database().await;
+/// A claim on an account never stored is `NotFound` and claims nothing.
+pub async fn claim_names_unknown_accounts(db: &impl Database) {
     let store = db.store().await;
     let user = add_user(&store, 1).await;
     enqueue(&store, user, "k", t(0)).await;
@@ -225,9 +209,8 @@ async fn claim_names_unknown_accounts() {
     assert_eq!(store.queued_count().await.unwrap(), 1, "nothing claimed");
 }
 
-#[tokio::test]
-async fn submit_and_run_follow_the_state_machine() {
-    let db = fresh_database().await;
+/// `mark_submitted` and `mark_running` follow the state machine and the lease owner.
+pub async fn submit_and_run_follow_the_state_machine(db: &impl Database) {
     let store = db.store().await;
     let a = add_account(&store, "a").await;
     let user = add_user(&store, 1).await;
@@ -255,18 +238,13 @@ async fn submit_and_run_follow_the_state_machine() {
     let stored = store.get_job(job.id).await.unwrap().unwrap();
     assert_eq!(stored.state, JobState::Running { account: a.clone(), request_id: h.request_id.clone() });
     assert_eq!(stored.updated_at, t(4));
-    let events: Vec<String> = sqlx::query_scalar("SELECT event FROM job_events WHERE job_id = $1 ORDER BY id")
-        .bind(job.id.0)
-        .fetch_all(store.pool())
-        .await
-        .unwrap();
+    let events = events(db, job.id).await;
     assert_eq!(events, vec!["enqueued", "claimed", "submitted", "started"]);
     assert!(matches!(store.mark_running(JobId(999), t(5)).await, Err(StorageError::NotFound(_))));
 }
 
-#[tokio::test]
-async fn requeue_returns_in_flight_jobs_and_refuses_the_rest() {
-    let db = fresh_database().await;
+/// Requeue takes an in-flight job back (keeping its attempts), and refuses queued or terminal ones.
+pub async fn requeue_returns_in_flight_jobs_and_refuses_the_rest(db: &impl Database) {
     let store = db.store().await;
     let a = add_account(&store, "a").await;
     let user = add_user(&store, 1).await;
@@ -290,9 +268,8 @@ async fn requeue_returns_in_flight_jobs_and_refuses_the_rest() {
     assert!(matches!(store.requeue(JobId(999), "x", None, t(7)).await, Err(StorageError::NotFound(_))));
 }
 
-#[tokio::test]
-async fn finish_settles_once() {
-    let db = fresh_database().await;
+/// Finish settles the hold once; a second finish writes nothing.
+pub async fn finish_settles_once(db: &impl Database) {
     let store = db.store().await;
     let a = add_account(&store, "a").await;
     let user = add_user(&store, 1).await;
@@ -312,9 +289,9 @@ async fn finish_settles_once() {
 
     let FinishOutcome::Finished(done) = store.finish(job.id, &finish).await.unwrap() else { panic!() };
     assert_eq!(done.state, JobState::Succeeded);
-    assert_eq!(ledger(&store, job.id, "charge").await, Some(cents(4).micros()));
-    assert_eq!(ledger(&store, job.id, "refund").await, Some(cents(1).micros()));
-    assert_eq!(ledger(&store, job.id, "fal_cost").await, Some(cents(4).micros()));
+    assert_eq!(ledger(db, job.id, "charge").await, Some(cents(4).micros()));
+    assert_eq!(ledger(db, job.id, "refund").await, Some(cents(1).micros()));
+    assert_eq!(ledger(db, job.id, "fal_cost").await, Some(cents(4).micros()));
     assert_eq!(store.media_for_job(job.id).await.unwrap(), vec![media]);
     assert_eq!(store.in_flight_by_account().await.unwrap(), vec![]);
 
@@ -322,14 +299,13 @@ async fn finish_settles_once() {
     let again = Finish { state: JobState::Failed { reason: FailureReason::Timeout }, ..finish.clone() };
     assert_eq!(store.finish(job.id, &again).await.unwrap(), FinishOutcome::AlreadyFinished(done.clone()));
     assert_eq!(store.finish(job.id, &finish).await.unwrap(), FinishOutcome::AlreadyFinished(done));
-    assert_eq!(ledger_rows(&store, job.id).await, 4, "hold, charge, refund, fal cost: once each");
+    assert_eq!(ledger_rows(db, job.id).await, 4, "hold, charge, refund, fal cost: once each");
     assert_eq!(store.usage_by_model(t(0), t(10)).await.unwrap()[0].user_charged, cents(4), "charged once");
-    assert!(unbalanced_jobs(&store).await.is_empty());
+    assert!(unbalanced_jobs(db).await.is_empty());
 }
 
-#[tokio::test]
-async fn finish_refuses_what_the_state_machine_or_the_hold_forbid() {
-    let db = fresh_database().await;
+/// Finish refuses non-terminal states, illegal transitions and settlements that do not split the hold.
+pub async fn finish_refuses_what_the_state_machine_or_the_hold_forbid(db: &impl Database) {
     let store = db.store().await;
     let a = add_account(&store, "a").await;
     let user = add_user(&store, 1).await;
@@ -352,7 +328,7 @@ async fn finish_refuses_what_the_state_machine_or_the_hold_forbid() {
         ..success(job.hold, cents(4), t(3))
     };
     assert!(matches!(store.finish(job.id, &greedy).await, Err(StorageError::Conflict(_))), "charge + refund > hold");
-    assert_eq!(ledger_rows(&store, job.id).await, 1, "only the hold");
+    assert_eq!(ledger_rows(db, job.id).await, 1, "only the hold");
 
     // An upstream failure refunds everything and bills nothing.
     let failed = Finish {
@@ -363,12 +339,11 @@ async fn finish_refuses_what_the_state_machine_or_the_hold_forbid() {
     };
     let FinishOutcome::Finished(done) = store.finish(job.id, &failed).await.unwrap() else { panic!() };
     assert_eq!(done.state, failed.state, "the reason round-trips");
-    assert_eq!(ledger(&store, job.id, "refund").await, Some(job.hold.micros()));
+    assert_eq!(ledger(db, job.id, "refund").await, Some(job.hold.micros()));
 }
 
-#[tokio::test]
-async fn cancel_refunds_queued_jobs_and_points_at_in_flight_ones() {
-    let db = fresh_database().await;
+/// Cancel refunds a queued job and points at an in-flight one's fal handle.
+pub async fn cancel_refunds_queued_jobs_and_points_at_in_flight_ones(db: &impl Database) {
     let store = db.store().await;
     let a = add_account(&store, "a").await;
     let (user, other) = (add_user(&store, 1).await, add_user(&store, 2).await);
@@ -382,9 +357,9 @@ async fn cancel_refunds_queued_jobs_and_points_at_in_flight_ones() {
     // Claim the two later jobs only: cancel the first one's place in line first.
     let CancelResult::Canceled(canceled) = store.cancel(queued.id, user, t(3)).await.unwrap() else { panic!() };
     assert_eq!(canceled.state, JobState::Canceled);
-    assert_eq!(ledger(&store, queued.id, "charge").await, Some(0));
-    assert_eq!(ledger(&store, queued.id, "refund").await, Some(queued.hold.micros()));
-    assert_eq!(ledger(&store, queued.id, "fal_cost").await, Some(0));
+    assert_eq!(ledger(db, queued.id, "charge").await, Some(0));
+    assert_eq!(ledger(db, queued.id, "refund").await, Some(queued.hold.micros()));
+    assert_eq!(ledger(db, queued.id, "fal_cost").await, Some(0));
     assert_eq!(store.cancel(queued.id, user, t(4)).await.unwrap(), CancelResult::AlreadyFinished(canceled));
 
     store.claim(&claim_request("w", vec![capacity(&a, 2)], 2, t(5))).await.unwrap();
@@ -396,7 +371,7 @@ async fn cancel_refunds_queued_jobs_and_points_at_in_flight_ones() {
         panic!()
     };
     assert_eq!((job.id, found), (submitted.id, h));
-    assert_eq!(ledger_rows(&store, submitted.id).await, 1, "nothing settled yet");
+    assert_eq!(ledger_rows(db, submitted.id).await, 1, "nothing settled yet");
 
     // The engine cancels at fal, then finishes it: fal may bill what already ran.
     let finish = Finish {
@@ -406,12 +381,11 @@ async fn cancel_refunds_queued_jobs_and_points_at_in_flight_ones() {
         now: t(8),
     };
     assert!(matches!(store.finish(submitted.id, &finish).await.unwrap(), FinishOutcome::Finished(_)));
-    assert!(unbalanced_jobs(&store).await.is_empty());
+    assert!(unbalanced_jobs(db).await.is_empty());
 }
 
-#[tokio::test]
-async fn leases_are_renewed_and_expired_ones_rescued() {
-    let db = fresh_database().await;
+/// Leases are renewed by their owner; expired ones are resumed (at fal) or requeued (not sent).
+pub async fn leases_are_renewed_and_expired_ones_rescued(db: &impl Database) {
     let store = db.store().await;
     let a = add_account(&store, "a").await;
     let user = add_user(&store, 1).await;
@@ -454,9 +428,8 @@ async fn leases_are_renewed_and_expired_ones_rescued() {
     assert!(matches!(finished, FinishOutcome::Finished(_)), "the new owner finishes it");
 }
 
-#[tokio::test]
-async fn queue_positions_and_recent_jobs() {
-    let db = fresh_database().await;
+/// Queue positions are FIFO among queued jobs; recent jobs come newest first.
+pub async fn queue_positions_and_recent_jobs(db: &impl Database) {
     let store = db.store().await;
     let (alice, bob) = (add_user(&store, 1).await, add_user(&store, 2).await);
     let a1 = enqueue(&store, alice, "a1", t(0)).await;
@@ -478,11 +451,10 @@ async fn queue_positions_and_recent_jobs() {
     assert_eq!(store.remote_handle(JobId(999)).await.unwrap(), None);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wait_for_change_wakes_on_an_enqueue_from_another_process() {
-    let db = fresh_database().await;
+/// `wait_for_change` times out when nothing happens and wakes at once on a peer's enqueue or cancel.
+pub async fn wait_for_change_wakes_on_an_enqueue_from_a_peer(db: &impl Database) {
     let dispatcher = db.store().await;
-    let intake = db.separate_store(2).await;
+    let intake = db.peer().await;
     let user = add_user(&intake, 1).await;
 
     assert!(!dispatcher.wait_for_change(50).await.unwrap(), "nothing happened: timed out");
@@ -510,9 +482,8 @@ async fn wait_for_change_wakes_on_an_enqueue_from_another_process() {
     assert!(waiting.await.unwrap());
 }
 
-#[tokio::test]
-async fn every_finished_job_balances_its_hold() {
-    let db = fresh_database().await;
+/// Whatever way jobs end, every finished job's hold is exactly its charge plus its refund.
+pub async fn every_finished_job_balances_its_hold(db: &impl Database) {
     let store = db.store().await;
     let a = add_account(&store, "a").await;
     let user = add_user(&store, 1).await;
@@ -545,10 +516,7 @@ async fn every_finished_job_balances_its_hold() {
             _ => {} // Still in flight: only the hold.
         }
     }
-    assert!(unbalanced_jobs(&store).await.is_empty());
-    let finished: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE finished_at IS NOT NULL")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    assert!(unbalanced_jobs(db).await.is_empty());
+    let finished = scalar(db, "SELECT count(*) FROM jobs WHERE finished_at IS NOT NULL", &[]).await;
     assert_eq!(finished, 8);
 }

@@ -1,18 +1,67 @@
-//! The queue under concurrency: several processes claiming against shared account limits,
-//! and one user's simultaneous requests against a cap of one.
+//! The queue under concurrency: one user's simultaneous requests against a cap of one,
+//! and (PostgreSQL only) several processes claiming against shared account limits.
 
-mod common;
-
-use common::*;
+use crate::Database;
+use crate::support::*;
 use mediagen_domain::quota::{Plan, QuotaRefusal};
-use mediagen_domain::{AccountId, FailureReason, Job, JobState, Money};
+use mediagen_domain::{AccountId, FailureReason, Job, JobState, Money, UserId};
 use mediagen_ports::{EnqueueOutcome, EnqueueRequest, Finish, JobQueue};
-use mediagen_postgres::PgStore;
-use mediagen_postgres::testing::{TestDb, fresh_database};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Ten simultaneous requests of one user under `plan`; returns the outcomes.
+async fn race(db: &impl Database, plan: Plan, same_key: bool) -> Vec<EnqueueOutcome> {
+    let store = db.store().await;
+    let user = add_user(&store, 1).await;
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let store = store.clone();
+        let plan = plan.clone();
+        let key = if same_key { "tg:1".to_owned() } else { format!("tg:{i}") };
+        tasks.push(tokio::spawn(async move {
+            store.enqueue(&EnqueueRequest { plan, ..request(user, &key, cents(5), t(0)) }).await.unwrap()
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap());
+    }
+    let jobs = scalar(db, "SELECT count(*) FROM jobs", &[]).await;
+    let holds = scalar(db, "SELECT count(*) FROM ledger WHERE kind = 'hold'", &[]).await;
+    assert_eq!((jobs, holds), (1, 1), "one job, one hold");
+    outcomes
+}
+
+fn accepted(outcomes: &[EnqueueOutcome]) -> usize {
+    outcomes.iter().filter(|o| matches!(o, EnqueueOutcome::Enqueued(..))).count()
+}
+
+/// A queue cap of one lets exactly one of ten simultaneous requests through.
+pub async fn a_queue_cap_of_one_admits_one_of_ten_simultaneous_requests(db: &impl Database) {
+    let outcomes = race(db, plan(1), false).await;
+    assert_eq!(accepted(&outcomes), 1, "{outcomes:?}");
+    let full = outcomes.iter().filter(|o| matches!(o, EnqueueOutcome::Refused(QuotaRefusal::QueueFull { .. }))).count();
+    assert_eq!(full, 9);
+}
+
+/// A daily cap of one lets exactly one of ten simultaneous requests through.
+pub async fn a_daily_cap_of_one_admits_one_of_ten_simultaneous_requests(db: &impl Database) {
+    let outcomes = race(db, Plan { daily_jobs: Some(1), ..plan(100) }, false).await;
+    assert_eq!(accepted(&outcomes), 1, "{outcomes:?}");
+    let daily =
+        outcomes.iter().filter(|o| matches!(o, EnqueueOutcome::Refused(QuotaRefusal::DailyJobs { .. }))).count();
+    assert_eq!(daily, 9);
+}
+
+/// Ten simultaneous deliveries of one update make one job and nine duplicates.
+pub async fn ten_deliveries_of_one_update_make_one_job(db: &impl Database) {
+    let outcomes = race(db, plan(100), true).await;
+    assert_eq!(accepted(&outcomes), 1, "{outcomes:?}");
+    let duplicates = outcomes.iter().filter(|o| matches!(o, EnqueueOutcome::Duplicate(_))).count();
+    assert_eq!(duplicates, 9);
+}
 
 const JOBS: usize = 2_000;
 const LIMIT: u32 = 5;
@@ -29,14 +78,14 @@ struct Tally {
 
 /// One dispatcher process: claim, check the limits, then finish (or requeue) a random
 /// part of what it holds, until the queue is empty and it holds nothing.
-async fn claimer(
-    db: Arc<TestDb>,
+async fn claimer<D: Database>(
+    db: Arc<D>,
     owner: &'static str,
     seed: u64,
     accounts: Vec<AccountId>,
     clock: Arc<AtomicU64>,
 ) -> Tally {
-    let store = db.separate_store(3).await;
+    let store = db.peer().await;
     let mut rng = StdRng::seed_from_u64(seed);
     let mut held: Vec<(Job, AccountId)> = Vec::new();
     let mut tally = Tally::default();
@@ -47,8 +96,8 @@ async fn claimer(
         tally.claims += 1;
         tally.claimed += claimed.len() as u64;
         // The committed state, read by a third connection, never exceeds a limit.
-        for (account, in_flight) in in_flight_now(&store).await {
-            assert!(in_flight <= i64::from(LIMIT), "{account} has {in_flight} in flight after a claim by {owner}");
+        for in_flight in in_flight_now(db.as_ref()).await {
+            assert!(in_flight <= i64::from(LIMIT), "an account has {in_flight} in flight after a claim by {owner}");
         }
         held.extend(claimed.into_iter().map(|c| (c.job, c.account)));
 
@@ -85,9 +134,15 @@ async fn claimer(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_claimers_never_exceed_an_account_limit() {
-    let db = Arc::new(fresh_database().await);
+/// Two dispatcher processes, each with a pool of its own ([`Database::peer`]), claim and
+/// finish 2,000 jobs of 20 users on two accounts at once: no account ever goes over its
+/// limit, every job finishes exactly once and every hold balances.
+///
+/// PostgreSQL only: this is the deployment of several bot processes on one database,
+/// which is what PostgreSQL is for (its claims serialize on an advisory lock). The SQLite
+/// adapter serves one process; its claims serialize on the database's single write lock.
+pub async fn two_claimers_never_exceed_an_account_limit<D: Database>(db: D) {
+    let db = Arc::new(db);
     let store = db.store().await;
     let accounts = vec![add_account(&store, "a").await, add_account(&store, "b").await];
     for u in 1..=USERS {
@@ -99,7 +154,7 @@ async fn two_claimers_never_exceed_an_account_limit() {
         let store = store.clone();
         intake.push(tokio::spawn(async move {
             for i in (lane..JOBS).step_by(4) {
-                let user = mediagen_domain::UserId(1 + (i as i64 % USERS));
+                let user = UserId(1 + (i as i64 % USERS));
                 enqueue(&store, user, &format!("job-{i}"), t(i as i64)).await;
             }
         }));
@@ -118,83 +173,17 @@ async fn two_claimers_never_exceed_an_account_limit() {
     assert_eq!(one.finished + two.finished, JOBS as u64, "every job finished exactly once");
     assert_eq!(one.claimed + two.claimed, JOBS as u64 + one.requeued + two.requeued);
     assert!(one.claimed > 0 && two.claimed > 0, "both processes took part");
-    let finished: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE finished_at IS NOT NULL")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    let finished = scalar(db.as_ref(), "SELECT count(*) FROM jobs WHERE finished_at IS NOT NULL", &[]).await;
     assert_eq!(finished as usize, JOBS);
-    let claims: i64 = sqlx::query_scalar("SELECT count(*) FROM job_events WHERE event = 'claimed'")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    let claims = scalar(db.as_ref(), "SELECT count(*) FROM job_events WHERE event = 'claimed'", &[]).await;
     assert_eq!(claims as u64, one.claimed + two.claimed);
-    assert!(unbalanced_jobs(&store).await.is_empty(), "hold = charge + refund for every job");
-    let charged_twice: i64 = sqlx::query_scalar(
+    assert!(unbalanced_jobs(db.as_ref()).await.is_empty(), "hold = charge + refund for every job");
+    let charged_twice = scalar(
+        db.as_ref(),
         "SELECT count(*) FROM (SELECT job_id FROM ledger WHERE kind = 'charge' GROUP BY job_id HAVING count(*) > 1) d",
+        &[],
     )
-    .fetch_one(store.pool())
-    .await
-    .unwrap();
+    .await;
     assert_eq!(charged_twice, 0);
     drop(store);
-}
-
-/// Ten simultaneous requests of one user under `plan`; returns the outcomes.
-async fn race(store: &PgStore, plan: Plan, same_key: bool) -> Vec<EnqueueOutcome> {
-    let user = add_user(store, 1).await;
-    let mut tasks = Vec::new();
-    for i in 0..10 {
-        let store = store.clone();
-        let plan = plan.clone();
-        let key = if same_key { "tg:1".to_owned() } else { format!("tg:{i}") };
-        tasks.push(tokio::spawn(async move {
-            store.enqueue(&EnqueueRequest { plan, ..request(user, &key, cents(5), t(0)) }).await.unwrap()
-        }));
-    }
-    let mut outcomes = Vec::new();
-    for task in tasks {
-        outcomes.push(task.await.unwrap());
-    }
-    let (jobs, holds): (i64, i64) =
-        sqlx::query_as("SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM ledger WHERE kind = 'hold')")
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
-    assert_eq!((jobs, holds), (1, 1), "one job, one hold");
-    outcomes
-}
-
-fn accepted(outcomes: &[EnqueueOutcome]) -> usize {
-    outcomes.iter().filter(|o| matches!(o, EnqueueOutcome::Enqueued(..))).count()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_queue_cap_of_one_admits_one_of_ten_simultaneous_requests() {
-    let db = fresh_database().await;
-    let store = db.store().await;
-    let outcomes = race(&store, plan(1), false).await;
-    assert_eq!(accepted(&outcomes), 1, "{outcomes:?}");
-    let full = outcomes.iter().filter(|o| matches!(o, EnqueueOutcome::Refused(QuotaRefusal::QueueFull { .. }))).count();
-    assert_eq!(full, 9);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_daily_cap_of_one_admits_one_of_ten_simultaneous_requests() {
-    let db = fresh_database().await;
-    let store = db.store().await;
-    let outcomes = race(&store, Plan { daily_jobs: Some(1), ..plan(100) }, false).await;
-    assert_eq!(accepted(&outcomes), 1, "{outcomes:?}");
-    let daily =
-        outcomes.iter().filter(|o| matches!(o, EnqueueOutcome::Refused(QuotaRefusal::DailyJobs { .. }))).count();
-    assert_eq!(daily, 9);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_deliveries_of_one_update_make_one_job() {
-    let db = fresh_database().await;
-    let store = db.store().await;
-    let outcomes = race(&store, plan(100), true).await;
-    assert_eq!(accepted(&outcomes), 1, "{outcomes:?}");
-    let duplicates = outcomes.iter().filter(|o| matches!(o, EnqueueOutcome::Duplicate(_))).count();
-    assert_eq!(duplicates, 9);
 }

@@ -1,7 +1,7 @@
-//! Builders shared by the contract tests. Each test gets its own database from
-//! `mediagen_postgres::testing::fresh_database()`.
-#![allow(dead_code)] // Each test binary uses a different subset.
+//! Builders and probes shared by the stories: fixed instants, plans, requests, handles,
+//! and reads straight from the tables (through [`Database::integers`]).
 
+use crate::{Arg, Database, Store};
 use mediagen_domain::job::{JobSpec, Settlement};
 use mediagen_domain::quota::Plan;
 use mediagen_domain::{
@@ -9,21 +9,30 @@ use mediagen_domain::{
     Role, Timestamp, UserId,
 };
 use mediagen_ports::{
-    AccountCapacity, AccountStore, ClaimRequest, EnqueueOutcome, EnqueueRequest, Finish, FinishOutcome, JobQueue,
-    NewUser, RemoteHandle, UserStore,
+    AccountCapacity, ClaimRequest, EnqueueOutcome, EnqueueRequest, Finish, FinishOutcome, NewUser, RemoteHandle,
 };
-use mediagen_postgres::PgStore;
 
-/// A fixed instant, so stored timestamps compare exactly (PostgreSQL keeps microseconds).
+/// A fixed instant, `secs` after 2026-11-25 12:00 UTC, so stored timestamps compare
+/// exactly (both adapters keep microseconds).
+///
+/// # Panics
+/// Never: the base instant is a constant.
 pub fn t(secs: i64) -> Timestamp {
     chrono::DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z").unwrap().to_utc() + chrono::TimeDelta::seconds(secs)
 }
 
-/// A plan with no daily or monthly cap.
+/// A plan named `free` with no daily or monthly cap.
 pub fn plan(max_queued: u32) -> Plan {
     Plan { name: "free".into(), daily_jobs: None, monthly_spend: None, max_in_flight: 100, max_queued }
 }
 
+/// The model every story's jobs use.
+pub const MODEL: &str = "fal-ai/flux/schnell";
+
+/// A one-image text-to-image request for `model`.
+///
+/// # Panics
+/// Never: the prompt is a valid constant.
 pub fn spec(model: &str) -> JobSpec {
     JobSpec {
         model: ModelId::new(model),
@@ -37,25 +46,34 @@ pub fn spec(model: &str) -> JobSpec {
     }
 }
 
-pub const MODEL: &str = "fal-ai/flux/schnell";
-
+/// `n` cents.
 pub fn cents(n: i64) -> Money {
     Money::from_cents(n)
 }
 
-pub async fn add_user(store: &PgStore, id: i64) -> UserId {
+/// Stores user `id` on the `free` plan.
+pub async fn add_user(store: &impl Store, id: i64) -> UserId {
     add_user_on(store, id, "free", Role::User).await
 }
 
-pub async fn add_user_on(store: &PgStore, id: i64, plan: &str, role: Role) -> UserId {
+/// Stores user `id` on `plan` with `role`.
+///
+/// # Panics
+/// When the store refuses.
+pub async fn add_user_on(store: &impl Store, id: i64, plan: &str, role: Role) -> UserId {
     let user = store.upsert_user(&NewUser { id: UserId(id), language: Language::En, plan: plan.into(), role }).await;
     user.unwrap().id
 }
 
-pub async fn add_account(store: &PgStore, id: &str) -> AccountId {
+/// Stores fal account `id` with one key name.
+///
+/// # Panics
+/// When the store refuses.
+pub async fn add_account(store: &impl Store, id: &str) -> AccountId {
     store.upsert_account(&AccountId::new(id), &[format!("{id}-key")]).await.unwrap().id
 }
 
+/// An enqueue request of `user` under key `key`, holding `hold`, on a roomy plan.
 pub fn request(user: UserId, key: &str, hold: Money, now: Timestamp) -> EnqueueRequest {
     EnqueueRequest {
         key: IdempotencyKey::new(key),
@@ -69,18 +87,23 @@ pub fn request(user: UserId, key: &str, hold: Money, now: Timestamp) -> EnqueueR
     }
 }
 
-/// Enqueues and insists it was accepted.
-pub async fn enqueue(store: &PgStore, user: UserId, key: &str, now: Timestamp) -> Job {
+/// Enqueues a 5-cent job and insists it was accepted.
+///
+/// # Panics
+/// When it was not.
+pub async fn enqueue(store: &impl Store, user: UserId, key: &str, now: Timestamp) -> Job {
     match store.enqueue(&request(user, key, cents(5), now)).await.unwrap() {
         EnqueueOutcome::Enqueued(job, _) => job,
         other => panic!("expected Enqueued, got {other:?}"),
     }
 }
 
+/// A usable account with `limit` slots.
 pub fn capacity(account: &AccountId, limit: u32) -> AccountCapacity {
     AccountCapacity { account: account.clone(), limit, usable: true }
 }
 
+/// A claim by `owner` with a 30-second lease and no overhang or plan caps.
 pub fn claim_request(owner: &str, accounts: Vec<AccountCapacity>, max_jobs: u32, now: Timestamp) -> ClaimRequest {
     ClaimRequest {
         owner: owner.into(),
@@ -93,6 +116,7 @@ pub fn claim_request(owner: &str, accounts: Vec<AccountCapacity>, max_jobs: u32,
     }
 }
 
+/// fal's handle for `job` on `account`.
 pub fn handle(account: &AccountId, job: JobId) -> RemoteHandle {
     let id = format!("req-{}", job.0);
     RemoteHandle {
@@ -106,6 +130,9 @@ pub fn handle(account: &AccountId, job: JobId) -> RemoteHandle {
 }
 
 /// Charges `price` (at most the hold), refunds the rest, bills fal `price`.
+///
+/// # Panics
+/// Never: the charge is at most the hold.
 pub fn success(hold: Money, price: Money, now: Timestamp) -> Finish {
     let charge = price.min(hold);
     Finish {
@@ -116,8 +143,11 @@ pub fn success(hold: Money, price: Money, now: Timestamp) -> Finish {
     }
 }
 
-/// Submits and succeeds a claimed job.
-pub async fn complete(store: &PgStore, job: &Job, account: &AccountId, owner: &str, now: Timestamp) -> Job {
+/// Submits and succeeds a claimed job (charged and billed 4 cents).
+///
+/// # Panics
+/// When the store refuses.
+pub async fn complete(store: &impl Store, job: &Job, account: &AccountId, owner: &str, now: Timestamp) -> Job {
     store.mark_submitted(job.id, owner, &handle(account, job.id), now).await.unwrap();
     match store.finish(job.id, &success(job.hold, cents(4), now)).await.unwrap() {
         FinishOutcome::Finished(job) => job,
@@ -125,28 +155,30 @@ pub async fn complete(store: &PgStore, job: &Job, account: &AccountId, owner: &s
     }
 }
 
-/// Ledger sum of one kind for one job, straight from the table.
-pub async fn ledger(store: &PgStore, job: JobId, kind: &str) -> Option<i64> {
-    sqlx::query_scalar::<_, i64>("SELECT amount_micros FROM ledger WHERE job_id = $1 AND kind = $2")
-        .bind(job.0)
-        .bind(kind)
-        .fetch_optional(store.pool())
-        .await
-        .unwrap()
+/// One number from the tables (the first row of an integer query).
+pub async fn scalar(db: &impl Database, sql: &str, args: &[Arg<'_>]) -> i64 {
+    db.integers(sql, args).await.first().copied().unwrap_or_else(|| panic!("no row from {sql}"))
+}
+
+/// The ledger amount of one kind for one job, straight from the table.
+pub async fn ledger(db: &impl Database, job: JobId, kind: &str) -> Option<i64> {
+    let amounts = db
+        .integers(
+            "SELECT amount_micros FROM ledger WHERE job_id = $1 AND kind = $2",
+            &[Arg::Int(job.0), Arg::Text(kind)],
+        )
+        .await;
+    amounts.first().copied()
 }
 
 /// Number of ledger rows of one job.
-pub async fn ledger_rows(store: &PgStore, job: JobId) -> i64 {
-    sqlx::query_scalar::<_, i64>("SELECT count(*) FROM ledger WHERE job_id = $1")
-        .bind(job.0)
-        .fetch_one(store.pool())
-        .await
-        .unwrap()
+pub async fn ledger_rows(db: &impl Database, job: JobId) -> i64 {
+    scalar(db, "SELECT count(*) FROM ledger WHERE job_id = $1", &[Arg::Int(job.0)]).await
 }
 
 /// Every finished job whose hold is not exactly charge + refund (must be none).
-pub async fn unbalanced_jobs(store: &PgStore) -> Vec<i64> {
-    sqlx::query_scalar::<_, i64>(
+pub async fn unbalanced_jobs(db: &impl Database) -> Vec<i64> {
+    db.integers(
         "SELECT j.id FROM jobs j
          LEFT JOIN ledger h ON h.job_id = j.id AND h.kind = 'hold'
          LEFT JOIN ledger c ON c.job_id = j.id AND c.kind = 'charge'
@@ -155,19 +187,22 @@ pub async fn unbalanced_jobs(store: &PgStore) -> Vec<i64> {
            AND (h.amount_micros IS NULL OR c.amount_micros IS NULL OR r.amount_micros IS NULL
                 OR h.amount_micros <> j.hold_micros OR h.amount_micros <> c.amount_micros + r.amount_micros)
          ORDER BY j.id",
+        &[],
     )
-    .fetch_all(store.pool())
     .await
-    .unwrap()
+}
+
+/// The events of one job, oldest first.
+pub async fn events(db: &impl Database, job: JobId) -> Vec<String> {
+    db.texts("SELECT event FROM job_events WHERE job_id = $1 ORDER BY id", &[Arg::Int(job.0)]).await
 }
 
 /// Jobs in flight per account, committed state, straight from the table.
-pub async fn in_flight_now(store: &PgStore) -> Vec<(String, i64)> {
-    sqlx::query_as::<_, (String, i64)>(
-        "SELECT account_id, count(*) FROM jobs WHERE state IN ('dispatching', 'submitted', 'running')
+pub async fn in_flight_now(db: &impl Database) -> Vec<i64> {
+    db.integers(
+        "SELECT count(*) FROM jobs WHERE state IN ('dispatching', 'submitted', 'running')
          GROUP BY account_id ORDER BY account_id",
+        &[],
     )
-    .fetch_all(store.pool())
     .await
-    .unwrap()
 }

@@ -1,9 +1,8 @@
-//! Contract tests of the small ports: users, accounts, the prompt cache, alerts, media and
-//! usage reports. Each test runs on a fresh database.
+//! Stories of the small ports: users, accounts, the prompt cache, alerts, media and usage
+//! reports; opening a database by URL, and a closed one. Each runs on a fresh database.
 
-mod common;
-
-use common::*;
+use crate::Database;
+use crate::support::*;
 use mediagen_domain::credit::{CreditPurchase, CreditSpend};
 use mediagen_domain::job::Settlement;
 use mediagen_domain::{
@@ -13,11 +12,9 @@ use mediagen_ports::{
     AccountLock, AccountStore, AlertLog, Finish, JobQueue, MediaRecord, ModelUsage, NewUser, PromptCache, StorageError,
     UsageStore, UserSpend, UserStore,
 };
-use mediagen_postgres::testing::fresh_database;
 
-#[tokio::test]
-async fn users_are_created_once_and_keep_their_settings() {
-    let db = fresh_database().await;
+/// Users are created once; a later upsert changes only the role.
+pub async fn users_are_created_once_and_keep_their_settings(db: &impl Database) {
     let store = db.store().await;
     assert_eq!(store.get_user(UserId(7)).await.unwrap(), None);
 
@@ -49,9 +46,8 @@ async fn users_are_created_once_and_keep_their_settings() {
     assert_eq!(ids, vec![3, 7]);
 }
 
-#[tokio::test]
-async fn updating_an_unknown_user_is_not_found() {
-    let db = fresh_database().await;
+/// Updating a user never stored is `NotFound`.
+pub async fn updating_an_unknown_user_is_not_found(db: &impl Database) {
     let store = db.store().await;
     let ghost = mediagen_domain::User {
         id: UserId(404),
@@ -64,9 +60,8 @@ async fn updating_an_unknown_user_is_not_found() {
     assert!(matches!(store.update_user(&ghost).await, Err(StorageError::NotFound(_))));
 }
 
-#[tokio::test]
-async fn accounts_store_key_names_locks_and_overrides() {
-    let db = fresh_database().await;
+/// Accounts keep key names, locks, the disabled flag and limit overrides.
+pub async fn accounts_store_key_names_locks_and_overrides(db: &impl Database) {
     let store = db.store().await;
     let main = AccountId::new("main");
     let record = store.upsert_account(&main, &["primary".into(), "spare".into()]).await.unwrap();
@@ -93,9 +88,8 @@ async fn accounts_store_key_names_locks_and_overrides() {
     assert!(stored.locked.is_none() && !stored.disabled && stored.limit_override.is_none());
 }
 
-#[tokio::test]
-async fn unknown_accounts_are_not_found() {
-    let db = fresh_database().await;
+/// Every account method on an unknown account is `NotFound`.
+pub async fn unknown_accounts_are_not_found(db: &impl Database) {
     let store = db.store().await;
     let ghost = AccountId::new("ghost");
     let purchase = CreditPurchase { amount: Money::from_dollars(100), purchased_at: t(0) };
@@ -107,9 +101,8 @@ async fn unknown_accounts_are_not_found() {
     assert!(matches!(store.set_admin_state(&ghost, true, None).await, Err(StorageError::NotFound(_))));
 }
 
-#[tokio::test]
-async fn purchases_come_back_oldest_first_and_spend_sums_the_ledger() {
-    let db = fresh_database().await;
+/// Purchases come back oldest first; spend sums the ledger, per account and per UTC day.
+pub async fn purchases_come_back_oldest_first_and_spend_sums_the_ledger(db: &impl Database) {
     let store = db.store().await;
     let main = add_account(&store, "main").await;
     let other = add_account(&store, "other").await;
@@ -142,9 +135,8 @@ async fn purchases_come_back_oldest_first_and_spend_sums_the_ledger() {
     );
 }
 
-#[tokio::test]
-async fn the_prompt_cache_expires_and_replaces() {
-    let db = fresh_database().await;
+/// The prompt cache expires at the expiry instant and replaces older values.
+pub async fn the_prompt_cache_expires_and_replaces(db: &impl Database) {
     let store = db.store().await;
     assert_eq!(store.cache_get("k", t(0)).await.unwrap(), None);
     store.cache_put("k", "a better prompt", t(100)).await.unwrap();
@@ -156,9 +148,8 @@ async fn the_prompt_cache_expires_and_replaces() {
     assert_eq!(store.cache_get("k", t(250)).await.unwrap().as_deref(), Some("newest"));
 }
 
-#[tokio::test]
-async fn an_alert_fires_once_per_period() {
-    let db = fresh_database().await;
+/// An alert fires once per key and period.
+pub async fn an_alert_fires_once_per_period(db: &impl Database) {
     let store = db.store().await;
     assert!(store.record_alert("budget-80", "2026-11", t(0)).await.unwrap());
     assert!(!store.record_alert("budget-80", "2026-11", t(10)).await.unwrap());
@@ -166,9 +157,8 @@ async fn an_alert_fires_once_per_period() {
     assert!(store.record_alert("budget-100", "2026-11", t(30)).await.unwrap());
 }
 
-#[tokio::test]
-async fn media_records_are_saved_and_completed() {
-    let db = fresh_database().await;
+/// Media records are saved, completed without duplicates, and refused for unknown jobs.
+pub async fn media_records_are_saved_and_completed(db: &impl Database) {
     let store = db.store().await;
     let user = add_user(&store, 1).await;
     let job = enqueue(&store, user, "k", t(0)).await;
@@ -189,9 +179,8 @@ async fn media_records_are_saved_and_completed() {
     assert!(matches!(store.save_media(&orphan).await, Err(StorageError::NotFound(_))));
 }
 
-#[tokio::test]
-async fn usage_reports_add_up_the_ledger() {
-    let db = fresh_database().await;
+/// Usage reports add up the ledger per model and per user over a half-open range.
+pub async fn usage_reports_add_up_the_ledger(db: &impl Database) {
     let store = db.store().await;
     let main = add_account(&store, "main").await;
     let (alice, bob) = (add_user(&store, 1).await, add_user(&store, 2).await);
@@ -241,34 +230,21 @@ async fn usage_reports_add_up_the_ledger() {
     assert_eq!(store.request_count(t(10), t(12)).await.unwrap(), 2, "submissions at 10 and 11; 12 is out");
 }
 
-#[tokio::test]
-async fn connect_migrates_and_the_test_url_reaches_the_test_database() {
-    let db = fresh_database().await;
-    let store = mediagen_postgres::PgStore::connect(&db.url(), 2).await.unwrap();
-    let name: String = sqlx::query_scalar("SELECT current_database()").fetch_one(store.pool()).await.unwrap();
-    assert_eq!(name, db.name());
+/// `connect(url)` applies the migrations (none pending) and reaches the same database.
+pub async fn connect_migrates_and_reaches_the_same_database(db: &impl Database) {
+    let store = db.connect().await;
     add_user(&store, 1).await;
     assert_eq!(db.store().await.list_users().await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn a_database_out_of_reach_is_unavailable() {
-    // Nothing listens on port 1: the pool gives up after its acquire timeout.
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .acquire_timeout(std::time::Duration::from_millis(300))
-        .connect_lazy("postgres://postgres@127.0.0.1:1/mediagen")
-        .unwrap();
-    let outcome = mediagen_postgres::PgStore::new(pool).await;
-    assert!(matches!(outcome, Err(StorageError::Unavailable(_))), "{outcome:?}");
-
-    // A store whose pool has gone away answers Unavailable on every port.
-    let db = fresh_database().await;
+/// A store whose pool has gone away answers `Unavailable` on every port.
+pub async fn a_closed_store_is_unavailable_on_every_port(db: &impl Database) {
     let store = db.store().await;
-    store.pool().close().await;
+    db.close(&store).await;
     assert!(matches!(store.get_user(UserId(1)).await, Err(StorageError::Unavailable(_))));
     assert!(matches!(store.list_accounts().await, Err(StorageError::Unavailable(_))));
     assert!(matches!(store.queued_count().await, Err(StorageError::Unavailable(_))));
-    let enqueue = mediagen_ports::JobQueue::enqueue(&store, &request(UserId(1), "k", cents(5), t(0))).await;
+    let enqueue = JobQueue::enqueue(&store, &request(UserId(1), "k", cents(5), t(0))).await;
     assert!(matches!(enqueue, Err(StorageError::Unavailable(_))), "{enqueue:?}");
     assert!(matches!(store.record_alert("a", "p", t(0)).await, Err(StorageError::Unavailable(_))));
 }

@@ -1,0 +1,160 @@
+//! The storage choice, in one setting: the database URL.
+//!
+//! `sqlite://…` (or no URL at all) opens the embedded SQLite adapter on a file, created on
+//! first use: no server to run, right for one bot process on one machine. `postgres://…`
+//! or `postgresql://…` opens the PostgreSQL adapter: for several bot processes sharing one
+//! database (their claims respect the fal accounts' limits together). Either way the rest
+//! of the app sees the same ports as `Arc<dyn …>`, and migrations are applied on open.
+
+use anyhow::{Context, bail};
+use mediagen_ports::{AccountStore, AlertLog, JobQueue, PromptCache, ReportStore, UsageStore, UserStore};
+use mediagen_postgres::PgStore;
+use mediagen_sqlite::SqliteStore;
+use std::sync::Arc;
+
+/// The database used when `DATABASE_URL` is not set: a SQLite file in the working
+/// directory, created if missing.
+pub const DEFAULT_URL: &str = "sqlite://mediagen.sqlite";
+
+/// Which adapter a URL selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded SQLite file (`sqlite:`).
+    Sqlite,
+    /// A PostgreSQL server (`postgres://`, `postgresql://`).
+    Postgres,
+}
+
+impl Backend {
+    /// The adapter `url` selects, from its scheme alone.
+    ///
+    /// # Errors
+    /// When the scheme is neither SQLite's nor PostgreSQL's. The message never repeats the
+    /// URL, which may carry a password.
+    pub fn of(url: &str) -> anyhow::Result<Backend> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            let scheme = url.split_once(':').map_or("(none)", |(scheme, _)| scheme);
+            bail!("DATABASE_URL must start with sqlite://, postgres:// or postgresql:// (its scheme is {scheme:?})")
+        }
+    }
+
+    /// A name for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+        }
+    }
+}
+
+/// Every storage port, on one adapter (the same store behind each field).
+#[derive(Clone)]
+pub struct Storage {
+    /// Which adapter this is.
+    pub backend: Backend,
+    /// Users and their settings.
+    pub users: Arc<dyn UserStore>,
+    /// The durable job queue and its ledger.
+    pub queue: Arc<dyn JobQueue>,
+    /// fal accounts, purchases and spend.
+    pub accounts: Arc<dyn AccountStore>,
+    /// The prompt-enhancement cache.
+    pub prompt_cache: Arc<dyn PromptCache>,
+    /// Alerts that fired.
+    pub alerts: Arc<dyn AlertLog>,
+    /// Media records and usage figures.
+    pub usage: Arc<dyn UsageStore>,
+    /// What reports, the planner and `/metrics` read.
+    pub reports: Arc<dyn ReportStore>,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage").field("backend", &self.backend).finish_non_exhaustive()
+    }
+}
+
+impl Storage {
+    /// The ports of one store.
+    fn of<S>(backend: Backend, store: S) -> Storage
+    where
+        S: UserStore + JobQueue + AccountStore + PromptCache + AlertLog + UsageStore + ReportStore + 'static,
+    {
+        let store = Arc::new(store);
+        Storage {
+            backend,
+            users: store.clone(),
+            queue: store.clone(),
+            accounts: store.clone(),
+            prompt_cache: store.clone(),
+            alerts: store.clone(),
+            usage: store.clone(),
+            reports: store,
+        }
+    }
+}
+
+/// Opens the database at `url` (see the module docs) with a pool of `max_connections`
+/// and applies pending migrations.
+///
+/// # Errors
+/// When the URL's scheme is unknown, the database cannot be opened or reached, or a
+/// migration fails. The messages never repeat the URL.
+pub async fn open(url: &str, max_connections: u32) -> anyhow::Result<Storage> {
+    let backend = Backend::of(url)?;
+    let storage = match backend {
+        Backend::Sqlite => {
+            let store = SqliteStore::connect(url, max_connections).await.context("cannot open the SQLite database")?;
+            Storage::of(backend, store)
+        }
+        Backend::Postgres => {
+            let store = PgStore::connect(url, max_connections).await.context("cannot open the PostgreSQL database")?;
+            Storage::of(backend, store)
+        }
+    };
+    tracing::info!(backend = backend.name(), "storage open");
+    Ok(storage)
+}
+
+/// Copies the whole SQLite database at `from` into the empty PostgreSQL database at `to`,
+/// once, keeping every id (see `mediagen_sqlite::transfer`). Both are migrated first.
+/// The bot must be stopped: what it writes after the copy starts stays behind.
+///
+/// # Errors
+/// When `from` is not a SQLite URL or `to` not a PostgreSQL one, either cannot be opened,
+/// `to` is not empty, or the copy does not check out (then nothing was written).
+pub async fn migrate_storage(from: &str, to: &str) -> anyhow::Result<mediagen_sqlite::transfer::Transfer> {
+    if Backend::of(from)? != Backend::Sqlite {
+        bail!("--from must be a sqlite:// URL");
+    }
+    if Backend::of(to)? != Backend::Postgres {
+        bail!("--to must be a postgres:// or postgresql:// URL");
+    }
+    let source = SqliteStore::connect(from, 2).await.context("cannot open the SQLite database (--from)")?;
+    let target = PgStore::connect(to, 2).await.context("cannot open the PostgreSQL database (--to)")?;
+    let moved = mediagen_sqlite::transfer::copy_to_postgres(source.pool(), target.pool())
+        .await
+        .context("copying SQLite into PostgreSQL")?;
+    source.pool().close().await;
+    target.pool().close().await;
+    Ok(moved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scheme_picks_the_adapter() {
+        assert_eq!(Backend::of(DEFAULT_URL).unwrap(), Backend::Sqlite);
+        assert_eq!(Backend::of("sqlite:data/bot.sqlite").unwrap(), Backend::Sqlite);
+        assert_eq!(Backend::of("postgres://u:pw@h/db").unwrap(), Backend::Postgres);
+        assert_eq!(Backend::of("postgresql://u:pw@h/db").unwrap(), Backend::Postgres);
+        let error = Backend::of("mysql://u:secret-pw@h/db").unwrap_err().to_string();
+        assert!(error.contains("\"mysql\"") && !error.contains("secret-pw"), "{error}");
+    }
+}

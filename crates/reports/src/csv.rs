@@ -1,0 +1,106 @@
+//! The cost allocation as CSV: who spent what on which model, and what fal charges for it.
+
+use crate::usage::{MonthTiers, group};
+use mediagen_domain::Money;
+use mediagen_ports::UsageRow;
+use std::fmt::Write;
+
+/// The header of [`allocation`].
+pub const HEADER: &str =
+    "user_id,model,jobs,succeeded,failed,canceled,charged_usd,refunded_usd,fal_list_usd,fal_discounted_usd";
+
+/// Dollars with all six decimals, as spreadsheets read them: `12.340000`, `-0.000001`.
+pub fn dollars(money: Money) -> String {
+    let micros = money.micros();
+    let sign = if micros < 0 { "-" } else { "" };
+    let abs = micros.unsigned_abs();
+    format!("{sign}{}.{:06}", abs / 1_000_000, abs % 1_000_000)
+}
+
+/// One row per (user, model) of `rows`, ordered by user id then model id, then a `total`
+/// row that sums the rows above it. `fal_discounted_usd` applies each calendar month's
+/// volume tier to that row's list cost in the month (rounded per row).
+pub fn allocation(rows: &[UsageRow], tiers: &MonthTiers) -> String {
+    let lines = group(rows, tiers, |r| (r.user.0, r.model.as_str().to_owned()), |(u, m)| format!("{u},{m}"));
+    let mut out = String::from(HEADER);
+    out.push('\n');
+    let mut sums = [0u64; 4];
+    let mut money = [Money::ZERO; 4];
+    for line in &lines {
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{},{},{},{}",
+            line.key,
+            line.jobs,
+            line.succeeded,
+            line.failed,
+            line.canceled,
+            dollars(line.user_charged),
+            dollars(line.user_refunded),
+            dollars(line.fal_list),
+            dollars(line.fal_discounted)
+        );
+        for (sum, n) in sums.iter_mut().zip([line.jobs, line.succeeded, line.failed, line.canceled]) {
+            *sum += n;
+        }
+        for (sum, m) in
+            money.iter_mut().zip([line.user_charged, line.user_refunded, line.fal_list, line.fal_discounted])
+        {
+            *sum = sum.checked_add(m).unwrap_or(*sum);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "total,,{},{},{},{},{},{},{},{}",
+        sums[0],
+        sums[1],
+        sums[2],
+        sums[3],
+        dollars(money[0]),
+        dollars(money[1]),
+        dollars(money[2]),
+        dollars(money[3])
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+    use mediagen_domain::discount::VolumeDiscounts;
+    use mediagen_domain::{AccountId, ModelId, UserId};
+    use mediagen_ports::DayCount;
+
+    fn row(user: i64, model: &str, jobs: u64, charged: i64, fal: i64) -> UsageRow {
+        UsageRow {
+            day: NaiveDate::from_ymd_opt(2026, 11, 3).unwrap(),
+            user: UserId(user),
+            model: ModelId::new(model),
+            account: Some(AccountId::new("main")),
+            jobs,
+            succeeded: jobs - 1,
+            failed: 1,
+            canceled: 0,
+            user_charged: Money::from_micros(charged),
+            user_refunded: Money::from_micros(10_000),
+            fal_cost: Money::from_micros(fal),
+        }
+    }
+
+    #[test]
+    fn one_row_per_user_and_model_with_the_month_discount_and_a_total() {
+        let requests = [DayCount { day: NaiveDate::from_ymd_opt(2026, 11, 3).unwrap(), count: 6_000 }];
+        let tiers = MonthTiers::new(&requests, &VolumeDiscounts::default());
+        let rows = [row(7, "b", 3, 120_000, 117_000), row(7, "a", 2, 80_000, 78_001), row(5, "a", 4, 160_000, 156_000)];
+        assert_eq!(
+            allocation(&rows, &tiers),
+            "user_id,model,jobs,succeeded,failed,canceled,charged_usd,refunded_usd,fal_list_usd,fal_discounted_usd\n\
+             5,a,4,3,1,0,0.160000,0.010000,0.156000,0.140400\n\
+             7,a,2,1,1,0,0.080000,0.010000,0.078001,0.070201\n\
+             7,b,3,2,1,0,0.120000,0.010000,0.117000,0.105300\n\
+             total,,9,6,3,0,0.360000,0.030000,0.351001,0.315901\n"
+        );
+        assert_eq!(dollars(Money::from_micros(-1)), "-0.000001");
+    }
+}

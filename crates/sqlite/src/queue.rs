@@ -1,0 +1,657 @@
+//! The durable job queue: enqueue under the quota, fair claims under account limits,
+//! leases, and the ledger entries written in the same transaction as each state change.
+//!
+//! Every method that writes runs in one `BEGIN IMMEDIATE` transaction: SQLite has a single
+//! writer, so holding the write lock from the first read makes each read-decide-write step
+//! atomic, which PostgreSQL gets from row locks and the claim's advisory lock.
+
+use crate::error::{classify, encode};
+use crate::rows::{CandidateRow, JobRow, PositionRow, UsageRow, count_u32, instant, json, micros};
+use crate::sql;
+use crate::store::SqliteStore;
+use async_trait::async_trait;
+use mediagen_domain::job::settle;
+use mediagen_domain::quota::{self, UserUsage};
+use mediagen_domain::scheduler::{self, AccountSlots, QueuedJob, SchedulerInput, UserLoad};
+use mediagen_domain::{
+    AccountId, IdempotencyKey, Job, JobEvent, JobId, JobState, Money, Settlement, SettlementPolicy, Timestamp, UserId,
+};
+use mediagen_ports::{
+    CancelResult, ClaimRequest, ClaimedJob, EnqueueOutcome, EnqueueRequest, Finish, FinishOutcome, JobQueue,
+    MediaRecord, QueuePosition, RemoteHandle, Rescued, StorageError,
+};
+use sqlx::SqliteConnection;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+/// One row of `job_events`.
+struct Event<'a> {
+    job: i64,
+    event: &'static str,
+    from: Option<&'a str>,
+    to: &'a str,
+    account: Option<&'a str>,
+    request_id: Option<&'a str>,
+    owner: Option<&'a str>,
+    detail: Option<&'a str>,
+    at: Timestamp,
+}
+
+impl<'a> Event<'a> {
+    fn new(job: i64, event: &'static str, from: Option<&'a str>, to: &'a str, at: Timestamp) -> Self {
+        Event { job, event, from, to, account: None, request_id: None, owner: None, detail: None, at }
+    }
+
+    async fn record(self, conn: &mut SqliteConnection) -> Result<(), StorageError> {
+        sqlx::query(sql::INSERT_EVENT)
+            .bind(self.job)
+            .bind(self.event)
+            .bind(self.from)
+            .bind(self.to)
+            .bind(self.account)
+            .bind(self.request_id)
+            .bind(self.owner)
+            .bind(self.detail)
+            .bind(micros(self.at))
+            .execute(conn)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+}
+
+/// The job as it is now (the caller's write transaction keeps it so until commit).
+async fn read_job(conn: &mut SqliteConnection, job: JobId) -> Result<JobRow, StorageError> {
+    sqlx::query_as::<_, JobRow>(sql::GET_JOB)
+        .bind(job.0)
+        .fetch_optional(conn)
+        .await
+        .map_err(classify)?
+        .ok_or_else(|| StorageError::NotFound(format!("job {job}")))
+}
+
+async fn job_by_key(conn: &mut SqliteConnection, key: &IdempotencyKey) -> Result<Option<JobRow>, StorageError> {
+    sqlx::query_as::<_, JobRow>(sql::JOB_BY_KEY).bind(key.as_str()).fetch_optional(conn).await.map_err(classify)
+}
+
+async fn usage(conn: &mut SqliteConnection, user: UserId, now: Timestamp) -> Result<UserUsage, StorageError> {
+    let row = sqlx::query_as::<_, UsageRow>(sql::USER_USAGE)
+        .bind(user.0)
+        .bind(micros(quota::day_start(now)))
+        .bind(micros(quota::month_start(now)))
+        .fetch_one(conn)
+        .await
+        .map_err(classify)?;
+    let spend = Money::from_micros(row.charged_this_month.saturating_add(row.active_holds));
+    Ok(UserUsage {
+        jobs_today: count_u32(row.jobs_today),
+        spend_this_month: spend,
+        in_flight: count_u32(row.in_flight),
+        queued: count_u32(row.queued),
+    })
+}
+
+async fn position(conn: &mut SqliteConnection, job: JobId) -> Result<Option<PositionRow>, StorageError> {
+    sqlx::query_as::<_, PositionRow>(sql::QUEUE_POSITION).bind(job.0).fetch_optional(conn).await.map_err(classify)
+}
+
+async fn in_flight_by_account(conn: &mut SqliteConnection) -> Result<Vec<(String, i64)>, StorageError> {
+    let rows = sqlx::query_as::<_, (Option<String>, i64)>(sql::IN_FLIGHT_BY_ACCOUNT)
+        .fetch_all(conn)
+        .await
+        .map_err(classify)?;
+    Ok(rows.into_iter().filter_map(|(account, n)| Some((account?, n))).collect())
+}
+
+/// An illegal transition: the caller's view of the job is stale.
+fn conflict(job: JobId, error: impl std::fmt::Display) -> StorageError {
+    StorageError::Conflict(format!("job {job}: {error}"))
+}
+
+/// The event that takes a job into the terminal `state`, or `None` for a live state.
+fn terminal_event(state: &JobState) -> Option<JobEvent> {
+    match state {
+        JobState::Succeeded => Some(JobEvent::Succeeded),
+        JobState::Failed { reason } => Some(JobEvent::Failed(reason.clone())),
+        JobState::Canceled => Some(JobEvent::Canceled),
+        _ => None,
+    }
+}
+
+/// A settlement must split the hold exactly into charge and refund, with nothing negative.
+fn check_settlement(job: JobId, hold: Money, settlement: &Settlement) -> Result<(), StorageError> {
+    let Settlement { user_charge, user_refund, fal_cost } = *settlement;
+    let negative = user_charge.is_negative() || user_refund.is_negative() || fal_cost.is_negative();
+    let splits_hold = user_charge.checked_add(user_refund).is_ok_and(|sum| sum == hold);
+    if negative || !splits_hold {
+        return Err(conflict(
+            job,
+            format!("settlement charge {user_charge} + refund {user_refund} does not split the hold {hold}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Writes a terminal state, its event, its settlement and its media, in the caller's
+/// transaction; returns the updated row.
+async fn write_finish(
+    conn: &mut SqliteConnection,
+    row: &JobRow,
+    state: &JobState,
+    settlement: &Settlement,
+    media: &[MediaRecord],
+    now: Timestamp,
+) -> Result<JobRow, StorageError> {
+    let job = JobId(row.id);
+    let from = row.state()?;
+    let failure = match state {
+        JobState::Failed { reason } => Some(json(reason)?),
+        _ => None,
+    };
+    let updated = sqlx::query_as::<_, JobRow>(sql::FINISH)
+        .bind(job.0)
+        .bind(state.name())
+        .bind(failure)
+        .bind(micros(now))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(classify)?;
+    sqlx::query(sql::SETTLE)
+        .bind(job.0)
+        .bind(row.user_id)
+        .bind(settlement.user_charge.micros())
+        .bind(settlement.user_refund.micros())
+        .bind(row.account_id.as_deref())
+        .bind(settlement.fal_cost.micros())
+        .bind(micros(now))
+        .execute(&mut *conn)
+        .await
+        .map_err(classify)?;
+    for record in media {
+        save_media(&mut *conn, job, record, now).await?;
+    }
+    let detail = match state {
+        JobState::Failed { reason } => Some(reason.to_string()),
+        _ => None,
+    };
+    let mut event = Event::new(job.0, state.name(), Some(from.name()), state.name(), now);
+    event.account = row.account_id.as_deref();
+    event.detail = detail.as_deref();
+    event.record(&mut *conn).await?;
+    Ok(updated)
+}
+
+/// Inserts or completes a media record of `job`.
+pub(crate) async fn save_media(
+    conn: &mut SqliteConnection,
+    job: JobId,
+    record: &MediaRecord,
+    now: Timestamp,
+) -> Result<(), StorageError> {
+    let size = record
+        .size_bytes
+        .map(i64::try_from)
+        .transpose()
+        .map_err(|_| StorageError::Conflict(format!("media size {:?} is out of range", record.size_bytes)))?;
+    sqlx::query(sql::SAVE_MEDIA)
+        .bind(job.0)
+        .bind(&record.fal_url)
+        .bind(record.telegram_file_id.as_deref())
+        .bind(size)
+        .bind(record.content_type.as_deref())
+        .bind(micros(now))
+        .execute(conn)
+        .await
+        .map_err(classify)?;
+    Ok(())
+}
+
+/// Puts an in-flight job back in the queue in the caller's transaction.
+async fn write_requeue(
+    conn: &mut SqliteConnection,
+    row: &JobRow,
+    reason: &str,
+    not_before: Option<Timestamp>,
+    now: Timestamp,
+) -> Result<JobRow, StorageError> {
+    let job = JobId(row.id);
+    let from = row.state()?;
+    from.apply(JobEvent::Requeued).map_err(|e| conflict(job, e))?;
+    let updated = sqlx::query_as::<_, JobRow>(sql::REQUEUE)
+        .bind(job.0)
+        .bind(not_before.map(micros))
+        .bind(micros(now))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(classify)?;
+    let mut event = Event::new(job.0, "requeued", Some(from.name()), "queued", now);
+    event.account = row.account_id.as_deref();
+    event.request_id = from.request_id().map(|r| r.as_str());
+    event.owner = row.lease_owner.as_deref();
+    event.detail = Some(reason);
+    event.record(&mut *conn).await?;
+    Ok(updated)
+}
+
+#[async_trait]
+impl JobQueue for SqliteStore {
+    #[tracing::instrument(skip_all, fields(user = %request.user, key = %request.key))]
+    async fn enqueue(&self, request: &EnqueueRequest) -> Result<EnqueueOutcome, StorageError> {
+        // The write lock, taken first, keeps the usage read below true until commit: two
+        // requests cannot both pass a cap of one.
+        let mut tx = self.begin().await?;
+        let known: bool =
+            sqlx::query_scalar(sql::USER_EXISTS).bind(request.user.0).fetch_one(&mut *tx).await.map_err(classify)?;
+        if !known {
+            return Err(StorageError::NotFound(format!("user {}", request.user)));
+        }
+        if let Some(existing) = job_by_key(&mut tx, &request.key).await? {
+            return Ok(EnqueueOutcome::Duplicate(existing.into_job()?));
+        }
+        let usage = usage(&mut tx, request.user, request.now).await?;
+        if let Err(refusal) = quota::check(&request.plan, request.role, &usage, request.hold, request.now) {
+            return Ok(EnqueueOutcome::Refused(refusal));
+        }
+
+        let spec = serde_json::to_string(&request.spec).map_err(encode)?;
+        let row = sqlx::query_as::<_, JobRow>(sql::INSERT_JOB)
+            .bind(request.key.as_str())
+            .bind(request.user.0)
+            .bind(request.chat.0)
+            .bind(request.spec.model.as_str())
+            .bind(spec)
+            .bind(request.hold.micros())
+            .bind(micros(request.now))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify)?
+            // The key was read as unused under the same write lock: it cannot be taken now.
+            .ok_or_else(|| StorageError::Conflict(format!("idempotency key {} taken meanwhile", request.key)))?;
+
+        sqlx::query(sql::INSERT_HOLD)
+            .bind(row.id)
+            .bind(request.user.0)
+            .bind(request.hold.micros())
+            .bind(micros(request.now))
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        Event::new(row.id, "enqueued", None, "queued", request.now).record(&mut tx).await?;
+        let place = position(&mut tx, JobId(row.id))
+            .await?
+            .ok_or_else(|| StorageError::Conflict(format!("job {} vanished", row.id)))?;
+        tx.commit().await.map_err(classify)?;
+        self.changed();
+        let position = QueuePosition { position: count_u32(place.position), total: count_u32(place.total) };
+        Ok(EnqueueOutcome::Enqueued(row.into_job()?, position))
+    }
+
+    #[tracing::instrument(skip_all, fields(owner = %request.owner))]
+    async fn claim(&self, request: &ClaimRequest) -> Result<Vec<ClaimedJob>, StorageError> {
+        if request.max_jobs == 0 || request.accounts.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One writer at a time: the in-flight counts read below stay exact until commit,
+        // so no account goes over its limit however many claimers there are.
+        let mut tx = self.begin().await?;
+
+        let listed: Vec<&str> = request.accounts.iter().map(|a| a.account.as_str()).collect();
+        let unknown: Vec<String> = sqlx::query_scalar(sql::UNKNOWN_ACCOUNTS)
+            .bind(json(&listed)?)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
+        if !unknown.is_empty() {
+            return Err(StorageError::NotFound(format!("accounts {unknown:?}")));
+        }
+
+        let in_flight: HashMap<String, i64> = in_flight_by_account(&mut tx).await?.into_iter().collect();
+        let accounts: Vec<AccountSlots> = request
+            .accounts
+            .iter()
+            .map(|a| AccountSlots {
+                account: a.account.clone(),
+                limit: a.limit,
+                in_flight: count_u32(in_flight.get(a.account.as_str()).copied().unwrap_or(0)),
+                usable: a.usable,
+            })
+            .collect();
+        let free: u64 = accounts.iter().map(|a| u64::from(a.free_slots(request.overhang))).sum();
+        let budget = free.min(u64::from(request.max_jobs));
+        if budget == 0 {
+            return Ok(Vec::new());
+        }
+
+        // A plan listed twice gets its smallest cap.
+        let mut caps: BTreeMap<&str, u32> = BTreeMap::new();
+        for (plan, cap) in &request.in_flight_caps {
+            caps.entry(plan.as_str()).and_modify(|c| *c = (*c).min(*cap)).or_insert(*cap);
+        }
+        let candidates = sqlx::query_as::<_, CandidateRow>(sql::CLAIM_CANDIDATES)
+            .bind(json(&caps)?)
+            .bind(micros(request.now))
+            .bind(i64::try_from(budget).unwrap_or(i64::MAX))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+
+        let mut users: BTreeMap<i64, UserLoad> = BTreeMap::new();
+        let mut queue = Vec::with_capacity(candidates.len());
+        for c in &candidates {
+            users.entry(c.user_id).or_insert(UserLoad {
+                user: UserId(c.user_id),
+                in_flight: count_u32(c.in_flight),
+                cap: c.cap.map(count_u32),
+            });
+            queue.push(QueuedJob { job: JobId(c.id), user: UserId(c.user_id), enqueued_at: instant(c.enqueued_at)? });
+        }
+        let input = SchedulerInput {
+            accounts,
+            overhang: request.overhang,
+            queue,
+            users: users.into_values().collect(),
+            max_assignments: Some(request.max_jobs),
+        };
+        let assignments = scheduler::schedule(&input);
+        if assignments.is_empty() {
+            return Ok(Vec::new());
+        }
+
+        // In the scheduler's order: the order to submit in.
+        let mut claimed = Vec::with_capacity(assignments.len());
+        for a in assignments {
+            JobState::Queued.apply(JobEvent::Claimed(a.account.clone())).map_err(|e| conflict(a.job, e))?;
+            let row = sqlx::query_as::<_, JobRow>(sql::CLAIM_JOB)
+                .bind(a.job.0)
+                .bind(a.account.as_str())
+                .bind(&request.owner)
+                .bind(micros(request.lease_until))
+                .bind(micros(request.now))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(classify)?
+                .ok_or_else(|| conflict(a.job, "no longer queued"))?;
+            let mut event = Event::new(a.job.0, "claimed", Some("queued"), "dispatching", request.now);
+            event.account = Some(a.account.as_str());
+            event.owner = Some(&request.owner);
+            event.record(&mut tx).await?;
+            claimed.push((row, a.account));
+        }
+        tx.commit().await.map_err(classify)?;
+
+        let claimed = claimed
+            .into_iter()
+            .map(|(row, account)| Ok(ClaimedJob { job: row.into_job()?, account }))
+            .collect::<Result<Vec<_>, StorageError>>()?;
+        tracing::debug!(claimed = claimed.len(), "claimed jobs");
+        Ok(claimed)
+    }
+
+    #[tracing::instrument(skip_all, fields(job_id = %job))]
+    async fn mark_submitted(
+        &self,
+        job: JobId,
+        owner: &str,
+        handle: &RemoteHandle,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        let mut tx = self.begin().await?;
+        let row = read_job(&mut tx, job).await?;
+        let state = row.state()?;
+        let owned = matches!(state, JobState::Dispatching { .. }) && row.lease_owner.as_deref() == Some(owner);
+        if !owned {
+            return Err(conflict(
+                job,
+                format!("it is {state} under {:?}, not dispatching under {owner:?}", row.lease_owner),
+            ));
+        }
+        if state.account() != Some(&handle.account) {
+            return Err(conflict(job, format!("claimed for {:?}, submitted on {}", state.account(), handle.account)));
+        }
+        state.apply(JobEvent::Submitted(handle.request_id.clone())).map_err(|e| conflict(job, e))?;
+        sqlx::query(sql::MARK_SUBMITTED)
+            .bind(job.0)
+            .bind(handle.request_id.as_str())
+            .bind(handle.model.as_str())
+            .bind(&handle.status_url)
+            .bind(&handle.response_url)
+            .bind(&handle.cancel_url)
+            .bind(micros(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let mut event = Event::new(job.0, "submitted", Some("dispatching"), "submitted", now);
+        event.account = Some(handle.account.as_str());
+        event.request_id = Some(handle.request_id.as_str());
+        event.owner = Some(owner);
+        event.record(&mut tx).await?;
+        tx.commit().await.map_err(classify)
+    }
+
+    #[tracing::instrument(skip_all, fields(job_id = %job))]
+    async fn mark_running(&self, job: JobId, now: Timestamp) -> Result<(), StorageError> {
+        let mut tx = self.begin().await?;
+        let row = read_job(&mut tx, job).await?;
+        let state = row.state()?;
+        state.apply(JobEvent::Started).map_err(|e| conflict(job, e))?;
+        if matches!(state, JobState::Running { .. }) {
+            return Ok(()); // Already recorded: status polls repeat.
+        }
+        sqlx::query(sql::MARK_RUNNING).bind(job.0).bind(micros(now)).execute(&mut *tx).await.map_err(classify)?;
+        let mut event = Event::new(job.0, "started", Some(state.name()), "running", now);
+        event.account = row.account_id.as_deref();
+        event.request_id = state.request_id().map(|r| r.as_str());
+        event.owner = row.lease_owner.as_deref();
+        event.record(&mut tx).await?;
+        tx.commit().await.map_err(classify)
+    }
+
+    #[tracing::instrument(skip_all, fields(job_id = %job))]
+    async fn requeue(
+        &self,
+        job: JobId,
+        reason: &str,
+        not_before: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<Job, StorageError> {
+        let mut tx = self.begin().await?;
+        let row = read_job(&mut tx, job).await?;
+        let updated = write_requeue(&mut tx, &row, reason, not_before, now).await?;
+        tx.commit().await.map_err(classify)?;
+        self.changed();
+        updated.into_job()
+    }
+
+    #[tracing::instrument(skip_all, fields(job_id = %job, state = %finish.state))]
+    async fn finish(&self, job: JobId, finish: &Finish) -> Result<FinishOutcome, StorageError> {
+        let mut tx = self.begin().await?;
+        let row = read_job(&mut tx, job).await?;
+        let Some(event) = terminal_event(&finish.state) else {
+            return Err(conflict(job, format!("{} is not a terminal state", finish.state)));
+        };
+        let state = row.state()?;
+        if state.is_terminal() {
+            return Ok(FinishOutcome::AlreadyFinished(row.into_job()?));
+        }
+        state.apply(event).map_err(|e| conflict(job, e))?;
+        check_settlement(job, row.hold(), &finish.settlement)?;
+        let updated = write_finish(&mut tx, &row, &finish.state, &finish.settlement, &finish.media, finish.now).await?;
+        tx.commit().await.map_err(classify)?;
+        self.changed();
+        Ok(FinishOutcome::Finished(updated.into_job()?))
+    }
+
+    #[tracing::instrument(skip_all, fields(job_id = %job))]
+    async fn cancel(&self, job: JobId, user: UserId, now: Timestamp) -> Result<CancelResult, StorageError> {
+        let mut tx = self.begin().await?;
+        let row = read_job(&mut tx, job).await?;
+        if row.user_id != user.0 {
+            return Err(StorageError::NotFound(format!("job {job} of user {user}")));
+        }
+        let state = row.state()?;
+        if state.is_terminal() {
+            return Ok(CancelResult::AlreadyFinished(row.into_job()?));
+        }
+        if state.is_in_flight() {
+            let handle = state.request_id().and_then(|_| row.handle());
+            return Ok(CancelResult::InFlight(row.into_job()?, handle));
+        }
+        let canceled = state.apply(JobEvent::Canceled).map_err(|e| conflict(job, e))?;
+        // Never sent to fal: the whole hold goes back.
+        let settlement = settle(&canceled, row.hold(), Money::ZERO, false, SettlementPolicy::default());
+        check_settlement(job, row.hold(), &settlement)?;
+        let updated = write_finish(&mut tx, &row, &canceled, &settlement, &[], now).await?;
+        tx.commit().await.map_err(classify)?;
+        self.changed();
+        Ok(CancelResult::Canceled(updated.into_job()?))
+    }
+
+    async fn renew_leases(&self, owner: &str, until: Timestamp) -> Result<u64, StorageError> {
+        let done = sqlx::query(sql::RENEW_LEASES)
+            .bind(owner)
+            .bind(micros(until))
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected())
+    }
+
+    #[tracing::instrument(skip_all, fields(new_owner = %new_owner))]
+    async fn rescue_expired(
+        &self,
+        new_owner: &str,
+        lease_until: Timestamp,
+        now: Timestamp,
+    ) -> Result<Vec<Rescued>, StorageError> {
+        let mut tx = self.begin().await?;
+        let expired = sqlx::query_as::<_, JobRow>(sql::EXPIRED_LEASES)
+            .bind(micros(now))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
+        if expired.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut rescued = Vec::with_capacity(expired.len());
+        let mut requeued_any = false;
+        for row in expired {
+            let job = JobId(row.id);
+            let state = row.state()?;
+            let detail = format!("lease of {} expired", row.lease_owner.as_deref().unwrap_or("?"));
+            match (state.request_id(), row.handle()) {
+                // fal has it: resubmitting would run (and bill) it twice. Follow it instead.
+                (Some(request_id), Some(handle)) => {
+                    let updated = sqlx::query_as::<_, JobRow>(sql::TAKE_OVER)
+                        .bind(job.0)
+                        .bind(new_owner)
+                        .bind(micros(lease_until))
+                        .bind(micros(now))
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(classify)?;
+                    let mut event = Event::new(job.0, "rescued", Some(state.name()), state.name(), now);
+                    event.account = row.account_id.as_deref();
+                    event.request_id = Some(request_id.as_str());
+                    event.owner = Some(new_owner);
+                    event.detail = Some(&detail);
+                    event.record(&mut tx).await?;
+                    rescued.push(Rescued::Resume(updated.into_job()?, handle));
+                }
+                _ => {
+                    let updated = write_requeue(&mut tx, &row, &detail, None, now).await?;
+                    requeued_any = true;
+                    rescued.push(Rescued::Requeued(updated.into_job()?));
+                }
+            }
+        }
+        tx.commit().await.map_err(classify)?;
+        if requeued_any {
+            self.changed();
+        }
+        tracing::info!(rescued = rescued.len(), "took over jobs with expired leases");
+        Ok(rescued)
+    }
+
+    async fn queue_position(&self, job: JobId) -> Result<Option<QueuePosition>, StorageError> {
+        let mut conn = self.pool.acquire().await.map_err(classify)?;
+        let place = position(&mut conn, job).await?.ok_or_else(|| StorageError::NotFound(format!("job {job}")))?;
+        if place.state != "queued" {
+            return Ok(None);
+        }
+        Ok(Some(QueuePosition { position: count_u32(place.position), total: count_u32(place.total) }))
+    }
+
+    async fn get_job(&self, job: JobId) -> Result<Option<Job>, StorageError> {
+        let row =
+            sqlx::query_as::<_, JobRow>(sql::GET_JOB).bind(job.0).fetch_optional(&self.pool).await.map_err(classify)?;
+        row.map(JobRow::into_job).transpose()
+    }
+
+    async fn remote_handle(&self, job: JobId) -> Result<Option<RemoteHandle>, StorageError> {
+        let row =
+            sqlx::query_as::<_, JobRow>(sql::GET_JOB).bind(job.0).fetch_optional(&self.pool).await.map_err(classify)?;
+        Ok(row.and_then(|row| row.handle()))
+    }
+
+    async fn recent_jobs(&self, user: UserId, limit: u32) -> Result<Vec<Job>, StorageError> {
+        sqlx::query_as::<_, JobRow>(sql::RECENT_JOBS)
+            .bind(user.0)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?
+            .into_iter()
+            .map(JobRow::into_job)
+            .collect()
+    }
+
+    async fn user_usage(&self, user: UserId, now: Timestamp) -> Result<UserUsage, StorageError> {
+        let mut conn = self.pool.acquire().await.map_err(classify)?;
+        usage(&mut conn, user, now).await
+    }
+
+    async fn in_flight_by_account(&self) -> Result<Vec<(AccountId, u32)>, StorageError> {
+        let mut conn = self.pool.acquire().await.map_err(classify)?;
+        let rows = in_flight_by_account(&mut conn).await?;
+        Ok(rows.into_iter().map(|(account, n)| (AccountId::new(account), count_u32(n))).collect())
+    }
+
+    async fn queued_count(&self) -> Result<u32, StorageError> {
+        let n: i64 = sqlx::query_scalar(sql::QUEUED_COUNT).fetch_one(&self.pool).await.map_err(classify)?;
+        Ok(count_u32(n))
+    }
+
+    async fn wait_for_change(&self, timeout_ms: u64) -> Result<bool, StorageError> {
+        self.wait(Duration::from_millis(timeout_ms)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mediagen_domain::FailureReason;
+
+    #[test]
+    fn settlements_must_split_the_hold() {
+        let hold = Money::from_cents(5);
+        let ok = Settlement { user_charge: Money::from_cents(4), user_refund: Money::from_cents(1), fal_cost: hold };
+        assert!(check_settlement(JobId(1), hold, &ok).is_ok());
+        let short = Settlement { user_refund: Money::ZERO, ..ok };
+        assert!(matches!(check_settlement(JobId(1), hold, &short), Err(StorageError::Conflict(_))));
+        let negative = Settlement { user_charge: Money::from_cents(6), user_refund: Money::from_cents(-1), ..ok };
+        assert!(matches!(check_settlement(JobId(1), hold, &negative), Err(StorageError::Conflict(_))));
+    }
+
+    #[test]
+    fn only_terminal_states_finish() {
+        assert_eq!(terminal_event(&JobState::Succeeded), Some(JobEvent::Succeeded));
+        assert_eq!(
+            terminal_event(&JobState::Failed { reason: FailureReason::Timeout }),
+            Some(JobEvent::Failed(FailureReason::Timeout))
+        );
+        assert_eq!(terminal_event(&JobState::Queued), None);
+    }
+}
