@@ -1108,8 +1108,8 @@ mod tests {
         let schnell = "fal-ai/flux/schnell";
         assert_eq!(price(&c, sized(schnell, "landscape_4_3")), dollars("0.003"), "1024x768 is 1 MP");
         assert_eq!(price(&c, sized(schnell, "square")), dollars("0.003"));
-        assert_eq!(price(&c, sized(schnell, "square_hd")), dollars("0.006"), "1024x1024 is 2 MP");
-        assert_eq!(price(&c, PriceRequest { num_images: 4, ..sized(schnell, "square_hd") }), dollars("0.024"));
+        assert_eq!(price(&c, sized(schnell, "square_hd")), dollars("0.003"), "1024x1024 is fal's 1 MP");
+        assert_eq!(price(&c, PriceRequest { num_images: 4, ..sized(schnell, "square_hd") }), dollars("0.012"));
         assert_eq!(price(&c, PriceRequest::new(id(schnell))), dollars("0.003"), "default is one megapixel");
     }
 

@@ -86,9 +86,13 @@ impl ImageSize {
         u64::from(self.width) * u64::from(self.height)
     }
 
-    /// Megapixels rounded up (fal bills 1024x768 as 1 MP): at least 1.
+    /// Pixels in one billed megapixel: fal counts 1024x1024 as one.
+    pub const PIXELS_PER_MEGAPIXEL: u64 = 1024 * 1024;
+
+    /// Megapixels rounded up per image, as fal bills them (1024x768 and 1024x1024 are 1 MP):
+    /// at least 1.
     pub fn megapixels_rounded_up(self) -> u64 {
-        self.pixels().div_ceil(1_000_000).max(1)
+        self.pixels().div_ceil(Self::PIXELS_PER_MEGAPIXEL).max(1)
     }
 
     /// fal's preset name for this size, when there is one.
@@ -162,9 +166,10 @@ mod tests {
     #[test]
     fn megapixels_round_up_per_image() {
         assert_eq!(ImageSize::new(1024, 768).megapixels_rounded_up(), 1);
-        assert_eq!(ImageSize::new(1024, 1024).megapixels_rounded_up(), 2);
+        assert_eq!(ImageSize::new(1024, 1024).megapixels_rounded_up(), 1);
+        assert_eq!(ImageSize::new(1280, 1024).megapixels_rounded_up(), 2);
         assert_eq!(ImageSize::new(512, 512).megapixels_rounded_up(), 1);
-        assert_eq!(ImageSize::new(2048, 2048).megapixels_rounded_up(), 5);
+        assert_eq!(ImageSize::new(2048, 2048).megapixels_rounded_up(), 4);
     }
 
     #[test]

@@ -134,7 +134,8 @@ impl Engine {
             title: format!("fal account {account} is locked"),
             body: format!(
                 "fal refused work on account {account}: {reason}. It is out of rotation; jobs go to the other \
-                 accounts. Top up or resolve the lock at fal, then clear it with the admin command."
+                 accounts. Top up or resolve the lock at fal, then send /topup {account} <dollars>: recording \
+                 the purchase clears the lock here."
             ),
         };
         self.alert_once(alert).await;

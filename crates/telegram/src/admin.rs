@@ -104,7 +104,7 @@ pub(crate) async fn run(bot: &Bot, app: &BotApp, command: AdminCommand) -> Admin
         AdminCommand::Accounts => accounts(app).await,
         AdminCommand::TopUp { account, amount } => top_up(app, account, amount).await,
         AdminCommand::Budget(amount) => Ok(format!(
-            "The monthly budget is set in configuration (MEDIAGEN_BUDGET_USD); it is {} now. Asked for {amount}: change the setting and restart.",
+            "The monthly budget is set in configuration ([budget] monthly_budget, or MEDIAGEN__BUDGET__MONTHLY_BUDGET); it is {} now. Asked for {amount}: change the setting and restart.",
             app.deps.engine.config().budget.monthly_budget.map_or("not set".to_owned(), |b| b.to_string())
         )),
         AdminCommand::Quota { user, plan } => {
