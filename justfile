@@ -2,10 +2,8 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-# The admin connection tests use to create (and drop) a fresh database each.
+# The admin connection tests use to create (and drop) a fresh PostgreSQL database each.
 export TEST_DATABASE_URL := env_var_or_default("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-# The database `just migrate` and `just run` use.
-export DATABASE_URL := env_var_or_default("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mediagen")
 
 # List the recipes.
 default:
@@ -20,11 +18,20 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets --all-features -- -D warnings
 
-# Everything CI checks: lint, then every test against the local PostgreSQL.
+# Everything CI checks: lint, then every test (SQLite in temp files, PostgreSQL on the local server).
 test: lint db-up
+    cargo build -p mediagen
     cargo test --workspace --all-features
 
-# Start the local PostgreSQL if it is installed and down, and create the app database.
+# Run the bot for real: needs TELOXIDE_TOKEN and FAL_KEY; DATABASE_URL optional (SQLite by default).
+run:
+    cargo run --release -p mediagen -- run
+
+# Apply pending migrations to DATABASE_URL (the SQLite file mediagen.sqlite when unset).
+migrate:
+    cargo run -p mediagen -- migrate
+
+# Start the local PostgreSQL if it is installed and down, and create the `mediagen` database.
 db-up:
     scripts/ensure-postgres.sh
     psql "{{TEST_DATABASE_URL}}" -tAc "SELECT 1 FROM pg_database WHERE datname = 'mediagen'" | grep -q 1 \

@@ -67,15 +67,24 @@ fn load(cli: &Cli) -> anyhow::Result<Settings> {
     Settings::load(&cli.home, cli.config.as_deref(), &std::env::vars().collect())
 }
 
+/// Logs to stderr, as JSON lines when `[log] format = "json"` (for log shippers), else
+/// human-readable. `RUST_LOG` picks the levels; prompts and secrets are never logged at info.
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    // Settings decide the log format; a command that fails to load them still logs, plainly.
+    let json = load(&cli).map(|settings| settings.log.format == "json").unwrap_or(false);
+    init_logging(json);
     match cli.command.as_ref().unwrap_or(&Command::Run) {
         Command::Run => {
             let settings = load(&cli)?;
