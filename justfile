@@ -23,6 +23,11 @@ test: lint db-up
     cargo build -p mediagen
     cargo test --workspace --all-features
 
+# The whole bot locally against the fal simulator and a fake Telegram with a crowd of users;
+# no keys, no database server (`just demo --quick`, `just demo --help`).
+demo *ARGS:
+    cargo run -p mediagen-demo -- {{ARGS}}
+
 # Run the bot for real: needs TELOXIDE_TOKEN and FAL_KEY; DATABASE_URL optional (SQLite by default).
 run:
     cargo run --release -p mediagen -- run
