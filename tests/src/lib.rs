@@ -26,6 +26,35 @@ pub fn tiny_png() -> Vec<u8> {
     ]
 }
 
+/// A fal account of the stack: its name, concurrency limit, and whether the simulator
+/// knows its key (an unknown key is refused with 401, as fal refuses a revoked key).
+#[derive(Debug, Clone)]
+pub struct FalAccount {
+    /// The account's name in the bot's configuration and in the simulator.
+    pub name: String,
+    /// Its concurrency limit at the simulator.
+    pub limit: u32,
+    /// False: the simulator does not know the key the bot is given for it.
+    pub key_known: bool,
+}
+
+impl FalAccount {
+    /// An account the simulator knows, with `limit` slots.
+    pub fn new(name: &str, limit: u32) -> Self {
+        FalAccount { name: name.to_owned(), limit, key_known: true }
+    }
+
+    /// An account whose key the simulator refuses.
+    pub fn refused(name: &str) -> Self {
+        FalAccount { name: name.to_owned(), limit: 1, key_known: false }
+    }
+
+    /// The key the bot gets for it (the simulator accepts it when `key_known`).
+    pub fn key(&self) -> String {
+        if self.name == "main" { FAL_KEY.to_owned() } else { format!("sim-key-{}:secret", self.name) }
+    }
+}
+
 /// What to change from the defaults.
 #[derive(Debug, Clone, Default)]
 pub struct StackOptions {
@@ -35,6 +64,216 @@ pub struct StackOptions {
     pub plans: Option<String>,
     /// Concurrency limit of the simulator's `main` account (default 4).
     pub fal_limit: Option<u32>,
+    /// Several fal accounts instead of the one `main` account (written to an overlay
+    /// settings file, keys as `FAL_KEY__<ACCOUNT>__K`).
+    pub fal_accounts: Vec<FalAccount>,
+}
+
+/// The parts a bot runs against, without the bot: a fresh database, the fal simulator and
+/// the fake Bot API, and the settings (environment and overlay file) pointing at them.
+/// [`Stack`] runs the bot in-process on them; [`BotProcess`] runs the real binary.
+pub struct Parts {
+    /// The fake Bot API, to act as users and read what the bot said.
+    pub telegram: FakeTelegram,
+    /// The fal simulator, to read what fal saw and was paid.
+    pub fal: RunningSim,
+    /// The bot's database.
+    pub db: TestDb,
+    vars: HashMap<String, String>,
+    overlay: Option<PathBuf>,
+    scratch: ScratchDir,
+}
+
+impl Parts {
+    /// Starts the database and the fakes, and writes the settings that point at them.
+    ///
+    /// # Panics
+    /// When a part cannot start: the test cannot run without it.
+    pub async fn start(options: StackOptions) -> Parts {
+        let db = fresh_database().await;
+        let accounts = if options.fal_accounts.is_empty() {
+            vec![FalAccount::new("main", options.fal_limit.unwrap_or(4))]
+        } else {
+            options.fal_accounts.clone()
+        };
+        let mut sim_config = SimConfig::default().with_time_scale(50.0);
+        for account in accounts.iter().filter(|a| a.key_known) {
+            sim_config = sim_config.with_account(AccountConfig::new(&account.name, account.key(), account.limit));
+        }
+        let fal = mediagen_fal_sim::spawn(sim_config).await.expect("start the fal simulator");
+        let telegram = mediagen_telegram_fake::spawn(FakeConfig::default()).await.expect("start the fake Bot API");
+
+        let scratch = std::env::temp_dir().join(format!("mediagen-e2e-{}", db.name()));
+        std::fs::create_dir_all(&scratch).expect("scratch dir");
+        let mut vars: HashMap<String, String> = HashMap::new();
+        let mut set = |k: &str, v: String| {
+            vars.insert(k.to_owned(), v);
+        };
+        let fal_base = fal.base_url().trim_end_matches('/').to_owned();
+        set("TELOXIDE_TOKEN", telegram.token().to_owned());
+        set("DATABASE_URL", db.url());
+        set("MEDIAGEN__TELEGRAM__API_URL", telegram.api_url().to_string());
+        set("MEDIAGEN__FAL__QUEUE_URL", fal_base.clone());
+        set("MEDIAGEN__FAL__REST_URL", fal_base.clone());
+        set("MEDIAGEN__FAL__CDN_URL", format!("{fal_base}/"));
+        set("MEDIAGEN__ADMIN__IDS", ADMIN_ID.to_string());
+        set("MEDIAGEN__TELEGRAM__ALBUM_WAIT_MS", "300".to_owned());
+        set("MEDIAGEN__ENGINE__MEAN_SERVICE_SECS", "2".to_owned());
+        set("MEDIAGEN__ENGINE__SHUTDOWN_GRACE_SECS", "2".to_owned());
+        let overlay = if options.fal_accounts.is_empty() {
+            set("FAL_KEY", FAL_KEY.to_owned());
+            None
+        } else {
+            // `[[fal.accounts]]` is an array of tables: an overlay file says it most simply.
+            let mut text = String::from("[fal]\naccounts = [\n");
+            for account in &accounts {
+                text.push_str(&format!("  {{ name = \"{}\", keys = [\"k\"] }},\n", account.name));
+                set(&format!("FAL_KEY__{}__K", account.name.to_uppercase()), account.key());
+            }
+            text.push_str("]\n");
+            let path = scratch.join("overlay.toml");
+            std::fs::write(&path, text).expect("write the overlay");
+            Some(path)
+        };
+        if let Some(plans) = &options.plans {
+            let path = scratch.join("plans.toml");
+            std::fs::write(&path, plans).expect("write plans");
+            set("MEDIAGEN__PLANS_FILE", format!("\"{}\"", path.display()));
+        }
+        for (k, v) in &options.env {
+            set(k, v.clone());
+        }
+        Parts { telegram, fal, db, vars, overlay, scratch: ScratchDir(scratch) }
+    }
+
+    /// The settings' environment variables (secrets included: for the bot only).
+    pub fn vars(&self) -> &HashMap<String, String> {
+        &self.vars
+    }
+
+    /// The overlay settings file, when the options needed one.
+    pub fn overlay(&self) -> Option<&Path> {
+        self.overlay.as_deref()
+    }
+
+    /// The whole environment of a bot child process: [`Parts::vars`], `MEDIAGEN_HOME` (the
+    /// workspace) and `MEDIAGEN_CONFIG` (the overlay, if any).
+    pub fn child_env(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = self.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        env.push(("MEDIAGEN_HOME".to_owned(), workspace().display().to_string()));
+        if let Some(path) = &self.overlay {
+            env.push(("MEDIAGEN_CONFIG".to_owned(), path.display().to_string()));
+        }
+        env.sort();
+        env
+    }
+
+    /// A directory of this stack's own, removed with it.
+    pub fn scratch(&self) -> &Path {
+        &self.scratch.0
+    }
+
+    /// A ledger total in micro-dollars for one user and kind (`hold`, `charge`, `refund`).
+    ///
+    /// # Panics
+    /// When the query fails.
+    pub async fn ledger(&self, user: i64, kind: &str) -> i64 {
+        sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT SUM(amount_micros)::BIGINT FROM ledger WHERE user_id = $1 AND kind = $2",
+        )
+        .bind(user)
+        .bind(kind)
+        .fetch_one(self.db.pool())
+        .await
+        .expect("ledger query")
+        .unwrap_or(0)
+    }
+}
+
+/// A temporary directory, removed when dropped.
+struct ScratchDir(PathBuf);
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The `mediagen` binary `just test` builds before the tests (`cargo build -p mediagen`).
+///
+/// # Panics
+/// When it is missing, saying how to build it.
+pub fn bot_binary() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|dir| if dir.is_absolute() { dir } else { workspace().join(dir) })
+        .unwrap_or_else(|| workspace().join("target"));
+    let binary = target.join("debug").join("mediagen");
+    assert!(
+        binary.is_file(),
+        "the bot binary {} is missing: run `cargo build -p mediagen` first (`just test` does)",
+        binary.display()
+    );
+    binary
+}
+
+/// The real bot binary running `mediagen run` against [`Parts`], its log in the scratch
+/// directory. Dropping it kills it.
+pub struct BotProcess {
+    child: tokio::process::Child,
+    /// Where its stderr goes.
+    pub log: PathBuf,
+}
+
+impl BotProcess {
+    /// Starts `mediagen run` with the parts' environment plus `extra` variables.
+    ///
+    /// # Panics
+    /// When the binary is missing or cannot start.
+    pub fn spawn(parts: &Parts, extra: &[(&str, &str)], name: &str) -> BotProcess {
+        let log = parts.scratch().join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("bot log file");
+        let mut command = tokio::process::Command::new(bot_binary());
+        command
+            .arg("run")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info,sqlx=warn")
+            .envs(parts.child_env())
+            .envs(extra.iter().map(|(k, v)| (*k, *v)))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(file)
+            .kill_on_drop(true);
+        let child = command.spawn().expect("start the bot binary");
+        BotProcess { child, log }
+    }
+
+    /// The process id.
+    pub fn id(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// `kill -9`: no grace, no cleanup; waits until it is gone.
+    ///
+    /// # Panics
+    /// When the signal cannot be sent.
+    pub async fn kill(mut self) {
+        self.child.start_kill().expect("SIGKILL the bot");
+        let _ = self.child.wait().await;
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The last `lines` lines of its log (for failure messages).
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
 }
 
 /// A running stack. Dropping it stops the bot, the fakes, and drops the database.
@@ -48,12 +287,16 @@ pub struct Stack {
     stop: watch::Sender<bool>,
     bot: Option<JoinHandle<anyhow::Result<()>>>,
     vars: HashMap<String, String>,
-    _scratch: Option<PathBuf>,
+    overlay: Option<PathBuf>,
+    _scratch: ScratchDir,
 }
 
 /// Starts the bot in a task with these environment variables.
-fn start_bot(vars: &HashMap<String, String>) -> (watch::Sender<bool>, JoinHandle<anyhow::Result<()>>) {
-    let settings = Settings::load(&workspace(), None, vars).expect("settings load");
+fn start_bot(
+    vars: &HashMap<String, String>,
+    overlay: Option<&Path>,
+) -> (watch::Sender<bool>, JoinHandle<anyhow::Result<()>>) {
+    let settings = Settings::load(&workspace(), overlay, vars).expect("settings load");
     let (stop, shutdown) = watch::channel(false);
     (stop, tokio::spawn(mediagen::wiring::run(settings, shutdown)))
 }
@@ -69,45 +312,9 @@ impl Stack {
     /// # Panics
     /// When a part cannot start: the test cannot run without it.
     pub async fn start(options: StackOptions) -> Stack {
-        let db = fresh_database().await;
-        let limit = options.fal_limit.unwrap_or(4);
-        let sim_config =
-            SimConfig::default().with_account(AccountConfig::new("main", FAL_KEY, limit)).with_time_scale(50.0);
-        let fal = mediagen_fal_sim::spawn(sim_config).await.expect("start the fal simulator");
-        let telegram = mediagen_telegram_fake::spawn(FakeConfig::default()).await.expect("start the fake Bot API");
-
-        let mut vars: HashMap<String, String> = HashMap::new();
-        let mut set = |k: &str, v: String| {
-            vars.insert(k.to_owned(), v);
-        };
-        let fal_base = fal.base_url().trim_end_matches('/').to_owned();
-        set("TELOXIDE_TOKEN", telegram.token().to_owned());
-        set("FAL_KEY", FAL_KEY.to_owned());
-        set("DATABASE_URL", db.url());
-        set("MEDIAGEN__TELEGRAM__API_URL", telegram.api_url().to_string());
-        set("MEDIAGEN__FAL__QUEUE_URL", fal_base.clone());
-        set("MEDIAGEN__FAL__REST_URL", fal_base.clone());
-        set("MEDIAGEN__FAL__CDN_URL", format!("{fal_base}/"));
-        set("MEDIAGEN__ADMIN__IDS", ADMIN_ID.to_string());
-        set("MEDIAGEN__TELEGRAM__ALBUM_WAIT_MS", "300".to_owned());
-        set("MEDIAGEN__ENGINE__MEAN_SERVICE_SECS", "2".to_owned());
-        set("MEDIAGEN__ENGINE__SHUTDOWN_GRACE_SECS", "2".to_owned());
-        let scratch = options.plans.as_ref().map(|plans| {
-            let dir = std::env::temp_dir().join(format!("mediagen-e2e-{}", db.name()));
-            std::fs::create_dir_all(&dir).expect("scratch dir");
-            let path = dir.join("plans.toml");
-            std::fs::write(&path, plans).expect("write plans");
-            path
-        });
-        if let Some(path) = &scratch {
-            set("MEDIAGEN__PLANS_FILE", format!("\"{}\"", path.display()));
-        }
-        for (k, v) in &options.env {
-            set(k, v.clone());
-        }
-        let (stop, bot) = start_bot(&vars);
-        let scratch = scratch.map(|p| p.parent().map(Path::to_path_buf).unwrap_or(p));
-        Stack { telegram, fal, db, stop, bot: Some(bot), vars, _scratch: scratch }
+        let Parts { telegram, fal, db, vars, overlay, scratch } = Parts::start(options).await;
+        let (stop, bot) = start_bot(&vars, overlay.as_deref());
+        Stack { telegram, fal, db, stop, bot: Some(bot), vars, overlay, _scratch: scratch }
     }
 
     /// Stops the bot (gracefully) and starts it again with another `DATABASE_URL`; the
@@ -120,10 +327,15 @@ impl Stack {
         let bot = self.bot.take().expect("running");
         bot.await.expect("the bot task panicked").expect("the bot stopped cleanly");
         self.vars.insert("DATABASE_URL".to_owned(), url);
-        let (stop, bot) = start_bot(&self.vars);
+        let (stop, bot) = start_bot(&self.vars, self.overlay.as_deref());
         self.stop = stop;
         self.bot = Some(bot);
         self
+    }
+
+    /// Whether the bot's task has ended (it should run until stopped).
+    pub fn is_finished(&self) -> bool {
+        self.bot.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
     /// Stops the bot and waits for it, returning what it returned.
@@ -158,9 +370,6 @@ impl Drop for Stack {
         let _ = self.stop.send(true);
         if let Some(bot) = self.bot.take() {
             bot.abort();
-        }
-        if let Some(dir) = &self._scratch {
-            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }

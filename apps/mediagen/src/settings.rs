@@ -189,8 +189,22 @@ pub struct EngineSettings {
     pub mean_service_secs: u64,
     /// Following after a shutdown signal.
     pub shutdown_grace_secs: u64,
+    /// How often expired leases are looked for (jobs of a process that died).
+    #[serde(default = "default_rescue_secs")]
+    pub rescue_secs: u64,
+    /// Tries of a job after upstream failures before it fails refunded.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
     /// Warn before a credit-window drop.
     pub limit_drop_warning_days: i64,
+}
+
+fn default_rescue_secs() -> u64 {
+    60
+}
+
+fn default_max_attempts() -> u32 {
+    3
 }
 
 #[derive(Deserialize)]

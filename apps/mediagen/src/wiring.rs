@@ -64,6 +64,8 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow:
     config.lease = Duration::from_secs(settings.engine.lease_secs);
     config.mean_service = Duration::from_secs(settings.engine.mean_service_secs);
     config.shutdown_grace = Duration::from_secs(settings.engine.shutdown_grace_secs);
+    config.rescue_interval = Duration::from_secs(settings.engine.rescue_secs.max(1));
+    config.retry.max_attempts = settings.engine.max_attempts.max(1);
     config.limit_drop_warning = chrono::TimeDelta::days(settings.engine.limit_drop_warning_days);
     config.insights = insights_config(&settings);
 

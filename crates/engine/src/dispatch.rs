@@ -182,6 +182,19 @@ impl Engine {
             input_image_urls,
             llm: None,
         };
+        // From here until the handle is stored, fal may hold the job without our knowing:
+        // recorded first, so a crash in between ends the job instead of resubmitting it.
+        match ports.queue.mark_submitting(job.id, &self.inner.config.owner, ports.clock.now()).await {
+            Ok(()) => {}
+            Err(StorageError::Conflict(why)) => {
+                tracing::info!(%why, "job no longer dispatching; not submitted");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not record the submit; not submitted");
+                return self.requeue_now(&job, "storage unavailable before submit").await;
+            }
+        }
         let handle = match ports.generation.submit(&account, &request).await {
             Ok(handle) => handle,
             Err(error) => return self.on_dispatch_error(&job, &account, Stage::Submit, error).await,
@@ -189,10 +202,14 @@ impl Engine {
         self.inner.breakers.record_success(&account);
         bump(&self.inner.counters.submitted);
 
-        if !self.record_submitted(&job, &handle).await {
+        if let Some(moved_on) = self.record_submitted(&job, &handle).await {
             // Canceled or taken over meanwhile, or not recorded: this submission must not run.
             if let Err(error) = ports.generation.cancel(&handle).await {
                 tracing::warn!(%error, "could not cancel an orphaned submission");
+            }
+            if !moved_on {
+                // Still ours, and this process renews its lease: back to the queue, not stuck.
+                self.requeue_now(&job, "submission withdrawn: its handle could not be stored").await;
             }
             return;
         }
@@ -201,21 +218,22 @@ impl Engine {
         self.follow(job, handle).await;
     }
 
-    /// Stores the handle; false when the job is no longer ours to submit (`Conflict`) or
-    /// the handle could not be stored.
+    /// Stores the handle. `None` when stored; else `Some(moved_on)`: `true` when the job is
+    /// no longer ours to submit (`Conflict`: canceled or taken over), `false` when the handle
+    /// could not be stored after a few tries and the job is still ours.
     ///
     /// Only a stored handle makes a rescue resume the job instead of resubmitting it, so a
-    /// submission whose handle cannot be stored (after a few tries) is withdrawn at fal by
-    /// the caller, and the lease rescue puts the job back in the queue.
-    async fn record_submitted(&self, job: &Job, handle: &mediagen_ports::RemoteHandle) -> bool {
+    /// submission whose handle cannot be stored is withdrawn at fal by the caller, and the
+    /// job goes back to the queue.
+    async fn record_submitted(&self, job: &Job, handle: &mediagen_ports::RemoteHandle) -> Option<bool> {
         let ports = &self.inner.ports;
         let owner = &self.inner.config.owner;
         for attempt in 1..=3u32 {
             match ports.queue.mark_submitted(job.id, owner, handle, ports.clock.now()).await {
-                Ok(()) => return true,
+                Ok(()) => return None,
                 Err(StorageError::Conflict(why)) => {
                     tracing::info!(%why, "job no longer dispatching; submission withdrawn");
-                    return false;
+                    return Some(true);
                 }
                 Err(error) => {
                     tracing::error!(attempt, %error, "could not record the submission");
@@ -223,7 +241,7 @@ impl Engine {
                 }
             }
         }
-        false
+        Some(false)
     }
 
     /// A failed upload or submit. Before fal accepted anything, a retry cannot double-run.
@@ -302,9 +320,9 @@ impl Engine {
     /// Back to the queue at once, for another account; not counted as a failure.
     async fn requeue_now(&self, job: &Job, reason: &str) {
         let ports = &self.inner.ports;
-        match ports.queue.requeue(job.id, reason, None, ports.clock.now()).await {
+        match self.stored("requeue", || ports.queue.requeue(job.id, reason, None, ports.clock.now())).await {
             Ok(_) => self.inner.wake.notify_one(),
-            Err(error) => tracing::warn!(%error, "requeue failed; the lease rescue will requeue it"),
+            Err(error) => tracing::warn!(%error, "requeue refused"),
         }
     }
 
@@ -334,6 +352,18 @@ impl Engine {
                 Rescued::Requeued(job) => {
                     tracing::info!(job_id = %job.id, "requeued a job whose dispatcher died");
                     self.inner.wake.notify_one();
+                }
+                Rescued::SubmitUnknown(job) => {
+                    tracing::warn!(job_id = %job.id, "a dispatcher died during a submit; ending the job, not resubmitting");
+                    let this = self.clone();
+                    self.spawn_tracked(async move {
+                        let reason = FailureReason::Upstream("submit outcome unknown: interrupted by a restart".into());
+                        this.end_failed(&job, reason).await;
+                    });
+                }
+                Rescued::Redeliver(job, settlement) => {
+                    let this = self.clone();
+                    self.spawn_tracked(async move { this.redeliver(job, settlement).await });
                 }
             }
         }

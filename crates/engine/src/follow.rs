@@ -8,13 +8,17 @@ use mediagen_domain::catalog::PriceRequest;
 use mediagen_domain::job::settle;
 use mediagen_domain::{FailureReason, Job, JobState, Language, Money, Settlement};
 use mediagen_ports::{
-    Finish, FinishOutcome, GenerationError, GenerationOutput, MediaBytes, MediaRecord, MessagingError, Recipient,
-    RemoteHandle, RemoteStatus, ResultMedia, StorageError, UserNotice,
+    Finish, FinishOutcome, GenerationError, GenerationOutput, MediaBytes, MediaRecord, MessagingError, OutputMedia,
+    Recipient, RemoteHandle, RemoteStatus, ResultMedia, StorageError, UserNotice,
 };
 use std::time::Duration;
 
 /// Tries of a storage write that must not be lost (finish), and of a download or delivery.
 const ATTEMPTS: u32 = 3;
+/// Platform back-offs (flood control) waited out for one delivery before it is given up.
+const MAX_BACKOFFS: u32 = 10;
+/// The longest wait between tries of a storage write while the database is unavailable.
+const MAX_STORAGE_DELAY: Duration = Duration::from_secs(3);
 
 /// Removes a job from the "followed here" set when its follower ends, however it ends.
 struct Following<'a> {
@@ -202,17 +206,26 @@ impl Engine {
     ) -> Vec<mediagen_ports::DeliveredMedia> {
         let messaging = &self.inner.ports.messaging;
         let mut attempt = 1;
+        let mut backoffs = 0;
         loop {
             let media = files.iter().cloned().map(ResultMedia::Bytes).collect();
             match messaging.send_results(to, job.id, media, as_file).await {
                 Ok(delivered) => return delivered,
                 Err(MessagingError::TooLarge(_)) if !as_file => as_file = true,
-                Err(MessagingError::RateLimited { retry_after_secs }) if attempt < ATTEMPTS => {
+                // The platform says "later", not "failed": waited out, not counted as a try.
+                Err(MessagingError::RateLimited { retry_after_secs }) if backoffs < MAX_BACKOFFS => {
+                    backoffs += 1;
                     tokio::time::sleep(Duration::from_secs(u64::from(retry_after_secs.max(1)))).await;
+                    continue;
                 }
                 Err(MessagingError::Other(error)) if attempt < ATTEMPTS => {
                     tracing::warn!(attempt, %error, "delivery failed; retrying");
                     tokio::time::sleep(self.inner.config.retry.delay(attempt)).await;
+                }
+                Err(MessagingError::Unconfirmed(error)) => {
+                    // Most likely delivered: sending again would show the user a duplicate.
+                    tracing::warn!(%error, "results sent but unconfirmed; not sent again");
+                    return Vec::new();
                 }
                 Err(error) => {
                     // Charged but not delivered: the files stay on record (fal URL) for support.
@@ -244,13 +257,13 @@ impl Engine {
         let now = ports.clock.now();
         let delay = chrono::TimeDelta::from_std(retry.delay(failures)).unwrap_or(chrono::TimeDelta::zero());
         let not_before = now.checked_add_signed(delay).unwrap_or(now);
-        match ports.queue.requeue(job.id, &detail, Some(not_before), now).await {
+        match self.stored("requeue", || ports.queue.requeue(job.id, &detail, Some(not_before), now)).await {
             Ok(_) => {
                 bump(&self.inner.counters.retried);
                 tracing::info!(failures, %not_before, "requeued for another try");
             }
             Err(StorageError::Conflict(why)) => tracing::info!(%why, "not requeued: the job moved on"),
-            Err(error) => tracing::warn!(%error, "requeue failed; the lease rescue will take it"),
+            Err(error) => tracing::error!(%error, "requeue refused"),
         }
     }
 
@@ -275,20 +288,11 @@ impl Engine {
     /// the job (so only that one tells the user).
     pub(crate) async fn finish(&self, job: &Job, finish: &Finish) -> bool {
         let queue = &self.inner.ports.queue;
-        let mut attempt = 1;
-        let outcome = loop {
-            match queue.finish(job.id, finish).await {
-                Ok(outcome) => break outcome,
-                Err(error @ (StorageError::Unavailable(_) | StorageError::Other(_))) if attempt < ATTEMPTS => {
-                    tracing::warn!(attempt, %error, "finish failed; retrying");
-                    tokio::time::sleep(self.inner.config.retry.delay(attempt)).await;
-                    attempt += 1;
-                }
-                Err(error) => {
-                    // Not settled: the lease runs out and a rescue follows the job again.
-                    tracing::error!(%error, "finish failed; the job is left to the lease rescue");
-                    return false;
-                }
+        let outcome = match self.stored("finish", || queue.finish(job.id, finish)).await {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                tracing::error!(%error, "finish refused; the job is left as it is");
+                return false;
             }
         };
         self.forget(job);
@@ -330,15 +334,155 @@ impl Engine {
     }
 
     /// Shows a final state: in the progress message when there is one (throttled, never
-    /// dropped), else as a new message.
+    /// dropped), else as a new message; once it went out, records the job as delivered.
     pub(crate) async fn report_final(&self, job: &Job, language: Language, notice: UserNotice) {
         match self.inner.messages.forget(job.id) {
-            Some(ProgressMessage { message, language }) => self.inner.throttle.edit(message, language, notice),
-            None => {
-                let to = Recipient { chat: job.chat, language };
-                if let Err(error) = self.inner.ports.messaging.send_notice(to, &notice).await {
-                    tracing::warn!(%error, "final notice not delivered");
+            Some(ProgressMessage { message, language }) => {
+                // Resolves once the edit went out (or was given up): only then is it delivered.
+                let _ = self.inner.throttle.edit_confirmed(message, language, notice).await;
+            }
+            None => self.send_final_notice(job, language, &notice).await,
+        }
+        self.mark_delivered(job).await;
+    }
+
+    /// A final notice as a new message, waiting out the platform's back-offs.
+    async fn send_final_notice(&self, job: &Job, language: Language, notice: &UserNotice) {
+        let to = Recipient { chat: job.chat, language };
+        let mut attempt = 1;
+        let mut backoffs = 0;
+        loop {
+            match self.inner.ports.messaging.send_notice(to, notice).await {
+                Ok(_) => return,
+                Err(MessagingError::Unconfirmed(error)) => {
+                    tracing::warn!(%error, "final notice sent but unconfirmed; not sent again");
+                    return;
                 }
+                Err(MessagingError::RateLimited { retry_after_secs }) if backoffs < MAX_BACKOFFS => {
+                    backoffs += 1;
+                    tokio::time::sleep(Duration::from_secs(u64::from(retry_after_secs.max(1)))).await;
+                    continue;
+                }
+                Err(MessagingError::Other(error)) if attempt < ATTEMPTS => {
+                    tracing::warn!(attempt, %error, "final notice failed; retrying");
+                    tokio::time::sleep(self.inner.config.retry.delay(attempt)).await;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "final notice not delivered");
+                    return;
+                }
+            }
+            attempt += 1;
+        }
+    }
+
+    /// Records that the user was told how the job ended, so no rescue tells them again.
+    ///
+    /// Until it is recorded the job keeps its lease; if this process dies first, the
+    /// rescue delivers the outcome again (at least once; the window is this one call).
+    pub(crate) async fn mark_delivered(&self, job: &Job) {
+        let ports = &self.inner.ports;
+        if let Err(error) =
+            self.stored("mark_delivered", || ports.queue.mark_delivered(job.id, ports.clock.now())).await
+        {
+            tracing::warn!(%error, "delivery not recorded");
+        }
+    }
+
+    /// A storage write that must land: retried for as long as the database is unavailable
+    /// (down or restarting; the delay capped at a few seconds), other failures up to
+    /// `ATTEMPTS` tries; a `Conflict` or `NotFound` is returned at once.
+    ///
+    /// Not left to the lease rescue: this process renews the lease of every job it owns,
+    /// so a job it gave up on would never be rescued while it lives.
+    pub(crate) async fn stored<T, F, Fut>(&self, what: &str, mut write: F) -> Result<T, StorageError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StorageError>>,
+    {
+        let mut attempt = 1u32;
+        loop {
+            match write().await {
+                Ok(value) => return Ok(value),
+                Err(StorageError::Unavailable(error)) => {
+                    if attempt == 1 || attempt.is_multiple_of(20) {
+                        tracing::warn!(attempt, %error, what, "storage unavailable; retrying until it is back");
+                    }
+                }
+                Err(error @ StorageError::Other(_)) if attempt < ATTEMPTS => {
+                    tracing::warn!(attempt, %error, what, "storage write failed; retrying");
+                }
+                Err(error) => return Err(error),
+            }
+            let delay = self.inner.config.retry.delay(attempt.min(ATTEMPTS)).min(MAX_STORAGE_DELAY);
+            tokio::time::sleep(delay).await;
+            attempt = attempt.saturating_add(1);
+        }
+    }
+
+    /// Tells the user again how a finished job ended, when the process that finished it
+    /// died before confirming the delivery (`Rescued::Redeliver`).
+    ///
+    /// Results whose Telegram file id is on record reached the user and are not sent
+    /// again; the others are fetched again from fal's CDN and sent. Then the final notice.
+    #[tracing::instrument(skip_all, fields(job_id = %job.id))]
+    pub(crate) async fn redeliver(&self, job: Job, settlement: Settlement) {
+        let ports = &self.inner.ports;
+        let (language, as_file) = self.delivery_settings(&job).await;
+        let notice = match &job.state {
+            JobState::Succeeded => {
+                let records = match ports.usage.media_for_job(job.id).await {
+                    Ok(records) => records,
+                    Err(error) => {
+                        // Left undelivered: the lease stays ours until a restart rescues it.
+                        tracing::warn!(%error, "media records unavailable; delivery postponed");
+                        return;
+                    }
+                };
+                let missing: Vec<MediaRecord> = records.into_iter().filter(|r| r.telegram_file_id.is_none()).collect();
+                if !missing.is_empty() {
+                    self.resend_results(&job, language, as_file, missing).await;
+                }
+                UserNotice::Done { job: job.id, charged: settlement.user_charge }
+            }
+            JobState::Failed { reason } => {
+                UserNotice::Failed { job: job.id, reason: reason.clone(), refunded: settlement.user_refund }
+            }
+            JobState::Canceled => UserNotice::Canceled { job: job.id, refunded: settlement.user_refund },
+            other => {
+                tracing::error!(state = %other, "asked to deliver a job that is not finished");
+                return;
+            }
+        };
+        tracing::info!("delivering the outcome of a job whose deliverer died");
+        self.report_final(&job, language, notice).await;
+    }
+
+    /// Fetches results again from fal's CDN and sends them, recording their file ids.
+    async fn resend_results(&self, job: &Job, language: Language, as_file: bool, records: Vec<MediaRecord>) {
+        let mut files = Vec::with_capacity(records.len());
+        for record in &records {
+            let media = OutputMedia {
+                url: record.fal_url.clone(),
+                content_type: record.content_type.clone(),
+                width: None,
+                height: None,
+                file_size: record.size_bytes,
+            };
+            match self.download(&media).await {
+                Ok(bytes) => files.push(bytes),
+                Err(error) => {
+                    tracing::error!(%error, "a result could not be fetched again; the user gets the notice only");
+                    return;
+                }
+            }
+        }
+        let recipient = Recipient { chat: job.chat, language };
+        let delivered = self.deliver(job, recipient, files, as_file).await;
+        for (record, sent) in records.into_iter().zip(delivered) {
+            let record = MediaRecord { telegram_file_id: Some(sent.file_id), ..record };
+            if let Err(error) = self.inner.ports.usage.save_media(&record).await {
+                tracing::warn!(%error, "media record not saved");
             }
         }
     }

@@ -12,16 +12,20 @@ use mediagen_ports::{MessageRef, Messaging, MessagingError, UserNotice};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::oneshot;
 
 /// Failed attempts at one edit before it is given up.
 const EDIT_ATTEMPTS: u32 = 3;
 /// Platform back-offs waited out for one edit before it is given up.
 const MAX_BACKOFFS: u32 = 10;
 
+/// Closed (dropped) once the edit it waits for went out or was given up.
+type Done = Vec<oneshot::Sender<()>>;
+
 /// Edits waiting for one chat, oldest message first.
 #[derive(Default)]
 struct ChatQueue {
-    pending: Vec<(MessageRef, Language, UserNotice)>,
+    pending: Vec<(MessageRef, Language, UserNotice, Done)>,
     worker: bool,
 }
 
@@ -41,12 +45,33 @@ impl Throttle {
     /// Shows `notice` in `message` as soon as the chat's rate allows, replacing any text
     /// still waiting for that message.
     pub(crate) fn edit(self: &Arc<Self>, message: MessageRef, language: Language, notice: UserNotice) {
+        self.enqueue(message, language, notice, Vec::new());
+    }
+
+    /// Like [`Throttle::edit`]; the answer resolves (as an error, the sender being dropped)
+    /// once this text, or a newer one for the message, went out or was given up.
+    pub(crate) fn edit_confirmed(
+        self: &Arc<Self>,
+        message: MessageRef,
+        language: Language,
+        notice: UserNotice,
+    ) -> oneshot::Receiver<()> {
+        let (done, confirmed) = oneshot::channel();
+        self.enqueue(message, language, notice, vec![done]);
+        confirmed
+    }
+
+    fn enqueue(self: &Arc<Self>, message: MessageRef, language: Language, notice: UserNotice, done: Done) {
         let chat = message.chat;
         let mut chats = self.chats.lock().unwrap();
         let queue = chats.entry(chat).or_default();
-        match queue.pending.iter_mut().find(|(m, _, _)| *m == message) {
-            Some(slot) => *slot = (message, language, notice),
-            None => queue.pending.push((message, language, notice)),
+        match queue.pending.iter_mut().find(|(m, _, _, _)| *m == message) {
+            Some(slot) => {
+                let mut waiting = std::mem::take(&mut slot.3);
+                waiting.extend(done);
+                *slot = (message, language, notice, waiting);
+            }
+            None => queue.pending.push((message, language, notice, done)),
         }
         if !queue.worker {
             queue.worker = true;
@@ -76,8 +101,8 @@ impl Throttle {
                 }
                 queue.pending.remove(0)
             };
-            let (message, language, notice) = next;
-            if !self.send(&message, language, notice).await {
+            let (message, language, notice, done) = next;
+            if !self.send(&message, language, notice, done).await {
                 // The chat is gone: nothing more will get through.
                 self.chats.lock().unwrap().remove(&chat);
                 return;
@@ -90,7 +115,7 @@ impl Throttle {
     ///
     /// While it waits out a back-off, a newer text for the same message takes the place
     /// of the one being sent.
-    async fn send(&self, message: &MessageRef, language: Language, notice: UserNotice) -> bool {
+    async fn send(&self, message: &MessageRef, language: Language, notice: UserNotice, mut done: Done) -> bool {
         let mut current = (language, notice);
         let mut failures = 0;
         let mut backoffs = 0;
@@ -111,8 +136,9 @@ impl Throttle {
                     tokio::time::sleep(self.interval).await;
                 }
             }
-            if let Some(newer) = self.take_newer(message) {
-                current = newer;
+            if let Some((language, notice, waiting)) = self.take_newer(message) {
+                current = (language, notice);
+                done.extend(waiting);
             }
         }
         tracing::warn!(chat = %message.chat, "progress edit given up");
@@ -120,12 +146,12 @@ impl Throttle {
     }
 
     /// Removes and returns a text queued for `message` after the one being sent.
-    fn take_newer(&self, message: &MessageRef) -> Option<(Language, UserNotice)> {
+    fn take_newer(&self, message: &MessageRef) -> Option<(Language, UserNotice, Done)> {
         let mut chats = self.chats.lock().unwrap();
         let queue = chats.get_mut(&message.chat)?;
-        let index = queue.pending.iter().position(|(m, _, _)| m == message)?;
-        let (_, language, notice) = queue.pending.remove(index);
-        Some((language, notice))
+        let index = queue.pending.iter().position(|(m, _, _, _)| m == message)?;
+        let (_, language, notice, done) = queue.pending.remove(index);
+        Some((language, notice, done))
     }
 }
 

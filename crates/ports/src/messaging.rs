@@ -185,7 +185,12 @@ pub enum MessagingError {
     /// The file is too large for the platform.
     #[error("file too large for the platform: {0} bytes")]
     TooLarge(u64),
-    /// Anything else (network, malformed reply).
+    /// The request was sent but its answer never came (a timeout after sending): it may
+    /// well have taken effect, so sending it again may show it twice. Not retried for
+    /// sends; safe to retry for edits.
+    #[error("sent, but unconfirmed: {0}")]
+    Unconfirmed(String),
+    /// Anything else (network before sending, malformed reply).
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }

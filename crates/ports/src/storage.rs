@@ -195,6 +195,14 @@ pub enum Rescued {
     Resume(Job, RemoteHandle),
     /// fal had not accepted it: it is back in the queue.
     Requeued(Job),
+    /// Its submit had started (`mark_submitting`) but no handle was stored: fal may have
+    /// accepted it, and a resubmit could run (and bill) it twice. The new owner holds its
+    /// lease and ends it (refunded) instead of resubmitting.
+    SubmitUnknown(Job),
+    /// It is terminal and settled, but its outcome was never confirmed delivered
+    /// (`mark_delivered`): the new owner holds its lease and tells the user again, with the
+    /// settlement the ledger recorded.
+    Redeliver(Job, Settlement),
 }
 
 /// A produced file and where it went.
@@ -247,6 +255,15 @@ pub trait JobQueue: Send + Sync {
         now: Timestamp,
     ) -> Result<(), StorageError>;
 
+    /// Records that the submit to fal is about to start: from here until `mark_submitted`
+    /// (or a `requeue`) fal may hold the job without us knowing its handle, so a rescue of
+    /// this job answers `SubmitUnknown` instead of requeuing it.
+    ///
+    /// # Errors
+    /// MUST return `Conflict` when the job is not `Dispatching` under `owner` (canceled or
+    /// taken over: the caller must not submit); `NotFound` for an unknown job.
+    async fn mark_submitting(&self, job: JobId, owner: &str, now: Timestamp) -> Result<(), StorageError>;
+
     /// Records that fal started running it.
     ///
     /// Repeating it for a running job is a no-op.
@@ -274,6 +291,10 @@ pub trait JobQueue: Send + Sync {
     /// Ends the job and settles its hold in the same transaction. Idempotent: a second
     /// finish of a terminal job writes nothing and returns `AlreadyFinished`.
     ///
+    /// A job that had a lease keeps it (renewed by `renew_leases`) until `mark_delivered`:
+    /// if its owner dies before telling the user, `rescue_expired` hands it over as
+    /// `Redeliver`. A job without a lease (canceled while queued) counts as delivered.
+    ///
     /// # Errors
     /// `NotFound` for an unknown job; `Conflict` when `finish.state` is not terminal, when
     /// the job's state cannot reach it (a queued or dispatching job cannot succeed), or when
@@ -281,20 +302,31 @@ pub trait JobQueue: Send + Sync {
     /// nothing negative). Nothing is written on error.
     async fn finish(&self, job: JobId, finish: &Finish) -> Result<FinishOutcome, StorageError>;
 
+    /// Records that the user was told the outcome of a finished job (results sent, or the
+    /// failure or cancel notice): its lease ends and no rescue delivers it again.
+    /// Repeating it is a no-op.
+    ///
+    /// # Errors
+    /// `Conflict` when the job is not terminal; `NotFound` for an unknown job.
+    async fn mark_delivered(&self, job: JobId, now: Timestamp) -> Result<(), StorageError>;
+
     /// Cancels a queued job (refunding its hold), or reports where an in-flight one is.
     ///
     /// # Errors
     /// `NotFound` when the job does not exist or belongs to another user.
     async fn cancel(&self, job: JobId, user: UserId, now: Timestamp) -> Result<CancelResult, StorageError>;
 
-    /// Extends every lease held by `owner`; returns how many.
+    /// Extends every lease held by `owner` (in-flight jobs, and finished jobs not yet
+    /// delivered); returns how many.
     ///
     /// # Errors
     /// `Unavailable` when the database is down.
     async fn renew_leases(&self, owner: &str, until: Timestamp) -> Result<u64, StorageError>;
 
     /// Takes over jobs whose lease expired (`lease_until <= now`): those fal accepted are
-    /// handed to `new_owner` to resume, the rest go back to the queue.
+    /// handed to `new_owner` to resume; those whose submit started without a stored handle
+    /// are handed over as `SubmitUnknown`; finished jobs not yet delivered as `Redeliver`;
+    /// the rest go back to the queue.
     ///
     /// # Errors
     /// `Unavailable` when the database is down.

@@ -198,6 +198,40 @@ pub(crate) async fn save_media(conn: &mut PgConnection, job: JobId, record: &Med
     Ok(())
 }
 
+/// Gives the job's lease to `new_owner` in the caller's transaction.
+async fn take_over(
+    conn: &mut PgConnection,
+    job: JobId,
+    new_owner: &str,
+    lease_until: Timestamp,
+    now: Timestamp,
+) -> Result<JobRow, StorageError> {
+    sqlx::query_as::<_, JobRow>(sql::TAKE_OVER)
+        .bind(job.0)
+        .bind(new_owner)
+        .bind(lease_until)
+        .bind(now)
+        .fetch_one(conn)
+        .await
+        .map_err(classify)
+}
+
+/// The settlement the ledger recorded for a finished job.
+async fn settlement_of(conn: &mut PgConnection, job: JobId) -> Result<Settlement, StorageError> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as(sql::SETTLEMENT_OF).bind(job.0).fetch_all(conn).await.map_err(classify)?;
+    let mut settlement = Settlement { user_charge: Money::ZERO, user_refund: Money::ZERO, fal_cost: Money::ZERO };
+    for (kind, amount) in rows {
+        let amount = Money::from_micros(amount);
+        match kind.as_str() {
+            "charge" => settlement.user_charge = amount,
+            "refund" => settlement.user_refund = amount,
+            _ => settlement.fal_cost = amount,
+        }
+    }
+    Ok(settlement)
+}
+
 /// Puts an in-flight job back in the queue in the caller's transaction.
 async fn write_requeue(
     conn: &mut PgConnection,
@@ -435,6 +469,35 @@ impl JobQueue for PgStore {
     }
 
     #[tracing::instrument(skip_all, fields(job_id = %job))]
+    async fn mark_submitting(&self, job: JobId, owner: &str, now: Timestamp) -> Result<(), StorageError> {
+        let mut tx = self.begin().await?;
+        let row = lock_job(&mut tx, job).await?;
+        let state = row.state()?;
+        let owned = matches!(state, JobState::Dispatching { .. }) && row.lease_owner.as_deref() == Some(owner);
+        if !owned {
+            return Err(conflict(
+                job,
+                format!("it is {state} under {:?}, not dispatching under {owner:?}", row.lease_owner),
+            ));
+        }
+        sqlx::query(sql::MARK_SUBMITTING).bind(job.0).bind(now).execute(&mut *tx).await.map_err(classify)?;
+        tx.commit().await.map_err(classify)
+    }
+
+    #[tracing::instrument(skip_all, fields(job_id = %job))]
+    async fn mark_delivered(&self, job: JobId, now: Timestamp) -> Result<(), StorageError> {
+        let done =
+            sqlx::query(sql::MARK_DELIVERED).bind(job.0).bind(now).execute(&self.pool).await.map_err(classify)?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+        match self.get_job(job).await? {
+            None => Err(StorageError::NotFound(format!("job {job}"))),
+            Some(found) => Err(conflict(job, format!("it is {}, not finished", found.state))),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(job_id = %job))]
     async fn mark_running(&self, job: JobId, now: Timestamp) -> Result<(), StorageError> {
         let mut tx = self.begin().await?;
         let row = lock_job(&mut tx, job).await?;
@@ -533,17 +596,31 @@ impl JobQueue for PgStore {
             let job = JobId(row.id);
             let state = row.state()?;
             let detail = format!("lease of {} expired", row.lease_owner.as_deref().unwrap_or("?"));
+            if state.is_terminal() {
+                // Settled, but the user may never have been told: the new owner delivers it.
+                let updated = take_over(&mut tx, job, new_owner, lease_until, now).await?;
+                let settlement = settlement_of(&mut tx, job).await?;
+                rescued.push(Rescued::Redeliver(updated.into_job()?, settlement));
+                continue;
+            }
+            let submit_started: bool =
+                sqlx::query_scalar(sql::SUBMIT_STARTED).bind(job.0).fetch_one(&mut *tx).await.map_err(classify)?;
+            if submit_started {
+                // fal may have accepted it: a resubmit could run it twice. The new owner ends it.
+                let updated = take_over(&mut tx, job, new_owner, lease_until, now).await?;
+                let mut event = Event::new(job.0, "rescued", Some(state.name()), state.name(), now);
+                event.account = row.account_id.as_deref();
+                event.owner = Some(new_owner);
+                let detail = format!("{detail} during its submit");
+                event.detail = Some(&detail);
+                event.record(&mut tx).await?;
+                rescued.push(Rescued::SubmitUnknown(updated.into_job()?));
+                continue;
+            }
             match (state.request_id(), row.handle()) {
                 // fal has it: resubmitting would run (and bill) it twice. Follow it instead.
                 (Some(request_id), Some(handle)) => {
-                    let updated = sqlx::query_as::<_, JobRow>(sql::TAKE_OVER)
-                        .bind(job.0)
-                        .bind(new_owner)
-                        .bind(lease_until)
-                        .bind(now)
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(classify)?;
+                    let updated = take_over(&mut tx, job, new_owner, lease_until, now).await?;
                     let mut event = Event::new(job.0, "rescued", Some(state.name()), state.name(), now);
                     event.account = row.account_id.as_deref();
                     event.request_id = Some(request_id.as_str());

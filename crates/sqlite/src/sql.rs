@@ -155,8 +155,24 @@ pub(crate) const GET_JOB: &str = concat!("SELECT ", job_columns!(), " FROM jobs 
 /// $1 job, $2 request id, $3 model, $4 status URL, $5 response URL, $6 cancel URL, $7 now.
 pub(crate) const MARK_SUBMITTED: &str = "
     UPDATE jobs SET state = 'submitted', request_id = ?2, remote_model = ?3, status_url = ?4,
-        response_url = ?5, cancel_url = ?6, attempts = attempts + 1, updated_at = ?7
+        response_url = ?5, cancel_url = ?6, attempts = attempts + 1, submit_started_at = NULL, updated_at = ?7
     WHERE id = ?1";
+
+/// $1 job, $2 now: the submit is about to start (see `JobQueue::mark_submitting`).
+pub(crate) const MARK_SUBMITTING: &str = "UPDATE jobs SET submit_started_at = ?2, updated_at = ?2 WHERE id = ?1";
+
+/// Whether a job's submit started without its handle being stored (0 or 1).
+pub(crate) const SUBMIT_STARTED: &str =
+    "SELECT submit_started_at IS NOT NULL AND request_id IS NULL FROM jobs WHERE id = ?1";
+
+/// $1 job, $2 now: the user was told; the delivery lease ends. Only finished jobs.
+pub(crate) const MARK_DELIVERED: &str = "
+    UPDATE jobs SET delivered_at = coalesce(delivered_at, ?2), lease_owner = NULL, lease_until = NULL
+    WHERE id = ?1 AND finished_at IS NOT NULL";
+
+/// The settlement recorded for a job: (kind, amount) of its charge, refund and fal cost.
+pub(crate) const SETTLEMENT_OF: &str = "
+    SELECT kind, amount_micros FROM ledger WHERE job_id = ?1 AND kind IN ('charge', 'refund', 'fal_cost')";
 
 pub(crate) const MARK_RUNNING: &str = "UPDATE jobs SET state = 'running', updated_at = ?2 WHERE id = ?1";
 
@@ -164,15 +180,17 @@ pub(crate) const MARK_RUNNING: &str = "UPDATE jobs SET state = 'running', update
 pub(crate) const REQUEUE: &str = concat!(
     "UPDATE jobs SET state = 'queued', account_id = NULL, request_id = NULL, remote_model = NULL, ",
     "status_url = NULL, response_url = NULL, cancel_url = NULL, lease_owner = NULL, lease_until = NULL, ",
-    "not_before = ?2, updated_at = ?3 WHERE id = ?1 RETURNING ",
+    "submit_started_at = NULL, not_before = ?2, updated_at = ?3 WHERE id = ?1 RETURNING ",
     job_columns!()
 );
 
 /// $1 job, $2 terminal state, $3 failure reason, $4 now. The account and fal handle stay
-/// for the record.
+/// for the record. The lease stays too, as the delivery lease, until `MARK_DELIVERED`; a
+/// job without one (canceled while queued) counts as delivered at once.
 pub(crate) const FINISH: &str = concat!(
-    "UPDATE jobs SET state = ?2, failure = ?3, lease_owner = NULL, lease_until = NULL, not_before = NULL, ",
-    "finished_at = ?4, updated_at = ?4 WHERE id = ?1 RETURNING ",
+    "UPDATE jobs SET state = ?2, failure = ?3, not_before = NULL, submit_started_at = NULL, ",
+    "delivered_at = CASE WHEN lease_owner IS NULL THEN ?4 END, finished_at = ?4, updated_at = ?4 ",
+    "WHERE id = ?1 RETURNING ",
     job_columns!()
 );
 
@@ -190,13 +208,15 @@ pub(crate) const SETTLE: &str = "
 /// $1 owner, $2 new lease end.
 pub(crate) const RENEW_LEASES: &str = "
     UPDATE jobs SET lease_until = ?2
-    WHERE lease_owner = ?1 AND state IN ('dispatching', 'submitted', 'running')";
+    WHERE lease_owner = ?1
+      AND (state IN ('dispatching', 'submitted', 'running') OR (finished_at IS NOT NULL AND delivered_at IS NULL))";
 
-/// In-flight jobs whose lease ended at or before $1.
+/// In-flight jobs, and finished ones not yet delivered, whose lease ended at or before $1.
 pub(crate) const EXPIRED_LEASES: &str = concat!(
     "SELECT ",
     job_columns!(),
-    " FROM jobs WHERE state IN ('dispatching', 'submitted', 'running') AND lease_until <= ?1 ",
+    " FROM jobs WHERE (state IN ('dispatching', 'submitted', 'running') ",
+    "OR (finished_at IS NOT NULL AND delivered_at IS NULL)) AND lease_until <= ?1 ",
     "ORDER BY lease_until, id"
 );
 

@@ -114,6 +114,8 @@ const TABLES: &[Table] = &[
             ("created_at", Instant),
             ("updated_at", Instant),
             ("finished_at", Instant),
+            ("submit_started_at", Instant),
+            ("delivered_at", Instant),
         ],
     },
     Table {
@@ -167,7 +169,7 @@ const TABLES: &[Table] = &[
     Table { name: "alerts", identity: false, columns: &[("key", Text), ("period", Text), ("fired_at", Instant)] },
 ];
 
-/// Rows read and written per batch (jobs have 23 columns: 23,000 parameters, well under
+/// Rows read and written per batch (jobs have 25 columns: 25,000 parameters, well under
 /// PostgreSQL's 65,535).
 const BATCH: i64 = 1_000;
 

@@ -405,9 +405,7 @@ pub async fn leases_are_renewed_and_expired_ones_rescued(db: &impl Database) {
     assert!(store.rescue_expired("new", t(90), t(29)).await.unwrap().is_empty(), "not expired yet");
     let mut rescued = store.rescue_expired("new", t(90), t(30)).await.unwrap();
     assert_eq!(rescued.len(), 2);
-    rescued.sort_by_key(|r| match r {
-        Rescued::Resume(job, _) | Rescued::Requeued(job) => job.id,
-    });
+    rescued.sort_by_key(rescued_id);
     let Rescued::Requeued(requeued) = &rescued[0] else { panic!("{rescued:?}") };
     assert_eq!((requeued.id, &requeued.state), (never_sent.id, &JobState::Queued));
     let Rescued::Resume(resumed, resumed_handle) = &rescued[1] else { panic!("{rescued:?}") };
@@ -426,6 +424,79 @@ pub async fn leases_are_renewed_and_expired_ones_rescued(db: &impl Database) {
     assert!(matches!(late, Err(StorageError::Conflict(_))), "a late owner cannot submit what it lost");
     let finished = store.finish(at_fal.id, &success(at_fal.hold, cents(4), t(40))).await.unwrap();
     assert!(matches!(finished, FinishOutcome::Finished(_)), "the new owner finishes it");
+}
+
+/// The job a rescue names.
+fn rescued_id(rescued: &Rescued) -> JobId {
+    match rescued {
+        Rescued::Resume(job, _) | Rescued::Requeued(job) | Rescued::SubmitUnknown(job) | Rescued::Redeliver(job, _) => {
+            job.id
+        }
+    }
+}
+
+/// A submit that started without a stored handle is never requeued by a rescue (fal may
+/// have it); a finished job keeps its lease until its delivery is recorded, and a rescue
+/// hands an undelivered one over with its settlement.
+pub async fn submit_and_delivery_markers_survive_a_dead_owner(db: &impl Database) {
+    let store = db.store().await;
+    let a = add_account(&store, "a").await;
+    let user = add_user(&store, 1).await;
+    let submitting = enqueue(&store, user, "s", t(0)).await;
+    let undelivered = enqueue(&store, user, "u", t(1)).await;
+    let delivered = enqueue(&store, user, "d", t(2)).await;
+    let retried = enqueue(&store, user, "r", t(3)).await;
+    let queued = enqueue(&store, user, "q", t(4)).await;
+    // `dead` claims four; leases run to t(30).
+    assert_eq!(store.claim(&claim_request("dead", vec![capacity(&a, 4)], 4, t(5))).await.unwrap().len(), 4);
+
+    store.mark_submitting(submitting.id, "dead", t(6)).await.unwrap();
+    let intruder = store.mark_submitting(undelivered.id, "intruder", t(6)).await;
+    assert!(matches!(intruder, Err(StorageError::Conflict(_))), "only the owner submits: {intruder:?}");
+    assert!(matches!(store.mark_submitting(JobId(999), "dead", t(6)).await, Err(StorageError::NotFound(_))));
+    let not_dispatching = store.mark_submitting(queued.id, "dead", t(6)).await;
+    assert!(matches!(not_dispatching, Err(StorageError::Conflict(_))), "{not_dispatching:?}");
+
+    // Submitted and finished, delivery not confirmed: the lease stays and is renewed.
+    store.mark_submitting(undelivered.id, "dead", t(6)).await.unwrap();
+    complete(&store, &undelivered, &a, "dead", t(7)).await;
+    // Submitted, finished and delivered (twice: a no-op).
+    store.mark_submitting(delivered.id, "dead", t(6)).await.unwrap();
+    complete(&store, &delivered, &a, "dead", t(7)).await;
+    store.mark_delivered(delivered.id, t(8)).await.unwrap();
+    store.mark_delivered(delivered.id, t(9)).await.unwrap();
+    // fal refused its submit: requeued, which clears the marker, and claimed again.
+    store.mark_submitting(retried.id, "dead", t(6)).await.unwrap();
+    store.requeue(retried.id, "429", None, t(7)).await.unwrap();
+    assert_eq!(store.claim(&claim_request("dead", vec![capacity(&a, 4)], 1, t(8))).await.unwrap().len(), 1);
+    // Canceled while queued: nobody holds it, it counts as told at once.
+    assert!(matches!(store.cancel(queued.id, user, t(8)).await.unwrap(), CancelResult::Canceled(_)));
+
+    let early = store.mark_delivered(submitting.id, t(9)).await;
+    assert!(matches!(early, Err(StorageError::Conflict(_))), "not finished yet: {early:?}");
+    assert!(matches!(store.mark_delivered(JobId(999), t(9)).await, Err(StorageError::NotFound(_))));
+    // submitting, undelivered, retried: in flight or waiting for their delivery.
+    assert_eq!(store.renew_leases("dead", t(30)).await.unwrap(), 3);
+
+    let mut rescued = store.rescue_expired("new", t(90), t(30)).await.unwrap();
+    rescued.sort_by_key(rescued_id);
+    assert_eq!(rescued.len(), 3, "{rescued:?}");
+    let Rescued::SubmitUnknown(unknown) = &rescued[0] else { panic!("{rescued:?}") };
+    assert_eq!((unknown.id, &unknown.state), (submitting.id, &JobState::Dispatching { account: a.clone() }));
+    let Rescued::Redeliver(again, settlement) = &rescued[1] else { panic!("{rescued:?}") };
+    assert_eq!((again.id, &again.state), (undelivered.id, &JobState::Succeeded));
+    assert_eq!(*settlement, success(undelivered.hold, cents(4), t(7)).settlement, "as the ledger has it");
+    let Rescued::Requeued(requeued) = &rescued[2] else { panic!("{rescued:?}") };
+    assert_eq!(requeued.id, retried.id, "a refused submit is safe to send again");
+
+    // The new owner holds both leases; once the delivery is recorded, only the other remains.
+    assert_eq!(store.renew_leases("new", t(100)).await.unwrap(), 2);
+    store.mark_delivered(undelivered.id, t(95)).await.unwrap();
+    let later = store.rescue_expired("other", t(200), t(100)).await.unwrap();
+    assert_eq!(later.iter().map(rescued_id).collect::<Vec<_>>(), vec![submitting.id]);
+    assert!(matches!(later[0], Rescued::SubmitUnknown(_)), "still unknown: never requeued");
+    let unsettled = unbalanced_jobs(db).await;
+    assert!(unsettled.is_empty(), "{unsettled:?}");
 }
 
 /// Queue positions are FIFO among queued jobs; recent jobs come newest first.

@@ -20,6 +20,10 @@ use teloxide::{ApiError, RequestError};
 const PHOTO_LIMIT_BYTES: usize = 10 * 1024 * 1024;
 /// Telegram's limit for a bot's uploads.
 const DOCUMENT_LIMIT_BYTES: usize = 50 * 1024 * 1024;
+/// Back-offs (429 with `retry_after`) waited out for one message of a result before the
+/// error goes to the engine. Waiting here, per message, means an album or its follow-up
+/// that hits flood control mid-way does not make the engine send the earlier items again.
+const SEND_BACKOFFS: u32 = 10;
 
 /// Sends the engine's messages through the Bot API.
 #[derive(Clone)]
@@ -81,6 +85,10 @@ pub(crate) fn classify(error: RequestError) -> MessagingError {
             | ApiError::CantInitiateConversation),
         ) => MessagingError::ChatUnavailable(api.to_string()),
         RequestError::Api(ApiError::RequestEntityTooLarge) => MessagingError::TooLarge(0),
+        // Timed out after the request went out: Telegram may have carried it out.
+        RequestError::Network(error) if error.is_timeout() && !error.is_connect() => {
+            MessagingError::Unconfirmed(error.to_string())
+        }
         other => MessagingError::Other(anyhow::anyhow!("{other}")),
     }
 }
@@ -185,18 +193,34 @@ impl Messaging for TelegramMessaging {
             {
                 return Err(MessagingError::TooLarge(bytes.bytes.len() as u64));
             }
-            let message = self.send_one(chat, item, as_file).await.map_err(classify)?;
+            let mut backoffs = 0;
+            let message = loop {
+                match self.send_one(chat, item.clone(), as_file).await {
+                    Err(RequestError::RetryAfter(wait)) if backoffs < SEND_BACKOFFS => {
+                        backoffs += 1;
+                        tokio::time::sleep(wait.duration()).await;
+                    }
+                    other => break other.map_err(classify)?,
+                }
+            };
             if let Some(file_id) = file_id_of(&message) {
                 delivered.push(DeliveredMedia { message: message_ref(&message), file_id });
             }
         }
         // Buttons go on a short follow-up so they sit under the whole album.
+        // The pictures are out: a follow-up that cannot be sent is not worth sending them again.
         if !delivered.is_empty() {
-            self.bot
-                .send_message(chat, "⬆️")
-                .reply_markup(ReplyMarkup::InlineKeyboard(result_keyboard(to.language, job)))
-                .await
-                .map_err(classify)?;
+            let keyboard = ReplyMarkup::InlineKeyboard(result_keyboard(to.language, job));
+            for _ in 0..SEND_BACKOFFS {
+                match self.bot.send_message(chat, "⬆️").reply_markup(keyboard.clone()).await {
+                    Err(RequestError::RetryAfter(wait)) => tokio::time::sleep(wait.duration()).await,
+                    Err(error) => {
+                        tracing::warn!(%error, "the buttons under a result were not sent");
+                        break;
+                    }
+                    Ok(_) => break,
+                }
+            }
         }
         Ok(delivered)
     }

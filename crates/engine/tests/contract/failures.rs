@@ -260,7 +260,11 @@ async fn a_submission_that_cannot_be_recorded_is_withdrawn_at_fal() {
         assert!(!w.job_submits().is_empty());
         assert_eq!(w.remote_cancels.len(), w.job_submits().len(), "every unrecorded submission withdrawn ({failure})");
         assert!(w.waits.is_empty(), "not followed");
-        assert!(w.finishes_of(job).is_empty(), "left to storage and the lease rescue");
+        assert!(w.finishes_of(job).is_empty(), "not ended: nothing ran");
         assert!(w.results.is_empty());
+        // Still ours after a storage failure: back to the queue at once, not left under a
+        // lease this process keeps renewing. Canceled meanwhile: nothing to requeue.
+        let requeued = w.requeues.iter().any(|(j, _, _)| *j == job);
+        assert_eq!(requeued, failure == "down", "requeued after {failure}");
     }
 }

@@ -1,8 +1,8 @@
 //! Rescue at start, lease heartbeat, status polling and shutdown.
 
 use crate::support::{Harness, advance, one_image};
-use mediagen_domain::{JobState, ModelId, RequestId};
-use mediagen_ports::{RemoteHandle, RemoteStatus, Rescued};
+use mediagen_domain::{FailureReason, JobState, ModelId, Money, RequestId, Settlement};
+use mediagen_ports::{MediaRecord, RemoteHandle, RemoteStatus, Rescued, UserNotice};
 use std::time::Duration;
 
 #[tokio::test(start_paused = true)]
@@ -141,5 +141,116 @@ async fn jobs_at_fal_are_followed_through_the_grace_period_and_the_rest_left_for
             assert!(matches!(w.job(job).state, JobState::Submitted { .. }), "still at fal, for the rescue");
             assert!(w.finishes.is_empty());
         }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_submit_is_recorded_before_it_goes_out_and_the_delivery_after_the_user_is_told() {
+    let h = Harness::new();
+    let job = {
+        let mut w = h.world();
+        w.user(1);
+        w.account("main", 2);
+        w.queued_job(1, one_image())
+    };
+    let engine = h.engine();
+    let running = h.start(&engine);
+    advance(10).await;
+    running.shutdown().await;
+
+    let w = h.world();
+    assert_eq!(w.submitting, vec![job], "marked as submitting once, before the submit");
+    assert_eq!(w.job_submits().len(), 1);
+    assert_eq!(w.job(job).state, JobState::Succeeded);
+    assert_eq!(w.results.len(), 1);
+    assert_eq!(w.delivered, vec![job], "recorded as delivered once the user had it");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_rescued_in_the_middle_of_its_submit_is_failed_refunded_and_never_resubmitted() {
+    let h = Harness::new();
+    let (job, hold) = {
+        let mut w = h.world();
+        w.user(1);
+        let account = w.account("main", 2);
+        let job = w.queued_job(1, one_image());
+        w.jobs.get_mut(&job).unwrap().state = JobState::Dispatching { account };
+        let rescued = w.job(job).clone();
+        w.rescue.push(Rescued::SubmitUnknown(rescued.clone()));
+        (job, rescued.hold)
+    };
+    let engine = h.engine();
+    let running = h.start(&engine);
+    advance(5).await;
+    running.shutdown().await;
+
+    let w = h.world();
+    assert!(w.job_submits().is_empty(), "fal may have it already: never resubmitted");
+    let finishes = w.finishes_of(job);
+    assert_eq!(finishes.len(), 1);
+    assert!(
+        matches!(&finishes[0].state, JobState::Failed { reason: FailureReason::Upstream(_) }),
+        "{:?}",
+        finishes[0].state
+    );
+    assert_eq!(finishes[0].settlement.user_refund, hold, "the user gets the hold back");
+    assert_eq!(finishes[0].settlement.user_charge, Money::ZERO);
+    assert!(w.notices.iter().any(|(_, n)| matches!(n, UserNotice::Failed { job: j, .. } if *j == job)), "told");
+    assert_eq!(w.delivered, vec![job]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_finished_job_whose_delivery_was_lost_is_delivered_again_once() {
+    let h = Harness::new();
+    let settlement = Settlement { user_charge: one_image(), user_refund: Money::ZERO, fal_cost: one_image() };
+    let (lost, half) = {
+        let mut w = h.world();
+        w.user(1);
+        w.account("main", 2);
+        // Finished, results never sent: sent again from fal's CDN, then the notice.
+        let lost = w.queued_job(1, one_image());
+        w.jobs.get_mut(&lost).unwrap().state = JobState::Succeeded;
+        w.saved_media.push(media(lost, None));
+        // Results sent (file id on record) but the notice not confirmed: only the notice.
+        let half = w.queued_job(1, one_image());
+        w.jobs.get_mut(&half).unwrap().state = JobState::Succeeded;
+        w.saved_media.push(media(half, Some("file-1")));
+        let (a, b) = (w.job(lost).clone(), w.job(half).clone());
+        w.rescue.push(Rescued::Redeliver(a, settlement));
+        w.rescue.push(Rescued::Redeliver(b, settlement));
+        (lost, half)
+    };
+    let engine = h.engine();
+    let running = h.start(&engine);
+    advance(5).await;
+    running.shutdown().await;
+
+    let w = h.world();
+    assert!(w.job_submits().is_empty() && w.finishes.is_empty(), "nothing run or settled again");
+    let sent: Vec<_> = w.results.iter().map(|(_, job, count, _)| (*job, *count)).collect();
+    assert_eq!(sent, vec![(lost, 1)], "only the results that never reached the user are sent");
+    let done: Vec<_> = w
+        .notices
+        .iter()
+        .filter_map(|(_, n)| match n {
+            UserNotice::Done { job, charged } => Some((*job, *charged)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(done.len(), 2);
+    assert!(done.contains(&(lost, one_image())) && done.contains(&(half, one_image())), "{done:?}");
+    let mut delivered = w.delivered.clone();
+    delivered.sort();
+    assert_eq!(delivered, vec![lost, half]);
+    assert!(w.saved_media.iter().any(|r| r.job == lost && r.telegram_file_id.is_some()), "file id recorded");
+}
+
+fn media(job: mediagen_domain::JobId, file_id: Option<&str>) -> MediaRecord {
+    MediaRecord {
+        job,
+        fal_url: format!("https://cdn.example/{job}.png"),
+        telegram_file_id: file_id.map(str::to_owned),
+        size_bytes: Some(3),
+        content_type: Some("image/png".into()),
     }
 }

@@ -80,6 +80,10 @@ pub struct World {
     pub mark_submitted_fails: Option<&'static str>,
     pub rescue: Vec<Rescued>,
     pub renewals: u32,
+    /// Jobs whose submit was recorded as started (`mark_submitting`), in order.
+    pub submitting: Vec<JobId>,
+    /// Jobs recorded as delivered (`mark_delivered`), in order.
+    pub delivered: Vec<JobId>,
     // Accounts.
     pub accounts: Vec<AccountRecord>,
     pub purchases: HashMap<AccountId, Vec<CreditPurchase>>,
@@ -140,6 +144,8 @@ impl World {
             marked_running: Vec::new(),
             mark_submitted_fails: None,
             rescue: Vec::new(),
+            submitting: Vec::new(),
+            delivered: Vec::new(),
             renewals: 0,
             accounts: Vec::new(),
             purchases: HashMap::new(),
@@ -444,6 +450,29 @@ impl Harness {
             }
         });
         let world = Arc::clone(&self.world);
+        queue.expect_mark_submitting().returning(move |job, _owner, _now| {
+            let mut w = world.lock().unwrap();
+            if w.storage_down {
+                return Err(down());
+            }
+            let entry = w.jobs.get(&job).ok_or_else(|| StorageError::NotFound(job.to_string()))?;
+            if !matches!(entry.state, JobState::Dispatching { .. }) {
+                return Err(StorageError::Conflict(format!("job is {}", entry.state)));
+            }
+            w.submitting.push(job);
+            Ok(())
+        });
+        let world = Arc::clone(&self.world);
+        queue.expect_mark_delivered().returning(move |job, _now| {
+            let mut w = world.lock().unwrap();
+            let entry = w.jobs.get(&job).ok_or_else(|| StorageError::NotFound(job.to_string()))?;
+            if !entry.state.is_terminal() {
+                return Err(StorageError::Conflict(format!("job is {}", entry.state)));
+            }
+            w.delivered.push(job);
+            Ok(())
+        });
+        let world = Arc::clone(&self.world);
         queue.expect_mark_running().returning(move |job, _| {
             let mut w = world.lock().unwrap();
             w.marked_running.push(job);
@@ -740,6 +769,10 @@ impl Harness {
         usage.expect_save_media().returning(move |record| {
             world.lock().unwrap().saved_media.push(record.clone());
             Ok(())
+        });
+        let world = Arc::clone(&self.world);
+        usage.expect_media_for_job().returning(move |job| {
+            Ok(world.lock().unwrap().saved_media.iter().filter(|r| r.job == job).cloned().collect())
         });
         let world = Arc::clone(&self.world);
         usage.expect_usage_by_model().returning(move |_, _| {

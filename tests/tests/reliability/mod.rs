@@ -1,0 +1,237 @@
+//! What every reliability scenario checks at the end, from the database, the fake Bot API
+//! and the fal simulator: every accepted job ended once, was told once, paid once.
+#![allow(dead_code)] // Each scenario file uses its own share of these helpers.
+
+use mediagen_fal_sim::RunningSim;
+use mediagen_postgres::testing::TestDb;
+use mediagen_telegram_fake::{ChatMessage, Content, FakeTelegram};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// A small deterministic generator, so a run can be replayed from its seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A number from the environment (`just chaos` raises them), or the quick default.
+pub fn env_number(name: &str, quick: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(quick)
+}
+
+/// One accepted job as the database has it.
+#[derive(Debug, Clone)]
+pub struct JobRow {
+    pub id: i64,
+    pub user: i64,
+    pub state: String,
+    pub prompt: String,
+    pub failure: Option<String>,
+    pub delivered: bool,
+}
+
+/// Every job in the database.
+pub async fn jobs(db: &TestDb) -> Vec<JobRow> {
+    let rows: Vec<(i64, i64, String, String, Option<String>, bool)> = sqlx::query_as(
+        "SELECT id, user_id, state, spec->>'prompt', failure::text, delivered_at IS NOT NULL FROM jobs ORDER BY id",
+    )
+    .fetch_all(db.pool())
+    .await
+    .expect("jobs");
+    rows.into_iter()
+        .map(|(id, user, state, prompt, failure, delivered)| JobRow { id, user, state, prompt, failure, delivered })
+        .collect()
+}
+
+/// Waits until at least `expected` jobs exist, every one finished and its delivery
+/// recorded, or `limit` passes.
+pub async fn settle_down(db: &TestDb, expected: u64, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let (all, open): (i64, i64) =
+            sqlx::query_as("SELECT count(*), count(*) FILTER (WHERE delivered_at IS NULL) FROM jobs")
+                .fetch_one(db.pool())
+                .await
+                .expect("open jobs");
+        if open == 0 && all as u64 >= expected {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// What the checks found.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub jobs: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub delivered: usize,
+    pub lost: Vec<i64>,
+    /// Succeeded and told "done", but the buttons under the pictures never went out (a
+    /// send whose answer timed out is not repeated): pictures are counted per user instead.
+    pub unbuttoned: Vec<i64>,
+    pub duplicates: usize,
+    pub double_submits: Vec<String>,
+    pub double_charges: usize,
+    pub unsettled: Vec<i64>,
+    pub failures: HashMap<String, usize>,
+}
+
+impl Tally {
+    pub fn line(&self) -> String {
+        format!(
+            "jobs {}, succeeded {}, failed {} {:?}, delivered {} ({} without buttons), lost {}, duplicates {}, \
+             double submits {}, double charges {}, unsettled holds {}",
+            self.jobs,
+            self.succeeded,
+            self.failed,
+            self.failures,
+            self.delivered,
+            self.unbuttoned.len(),
+            self.lost.len(),
+            self.duplicates,
+            self.double_submits.len(),
+            self.double_charges,
+            self.unsettled.len()
+        )
+    }
+}
+
+fn text(message: &ChatMessage) -> &str {
+    message.text.as_deref().unwrap_or("")
+}
+
+/// Result deliveries of `job`: the follow-up under its pictures carries its buttons.
+fn deliveries(messages: &[ChatMessage], job: i64) -> usize {
+    let again = format!("\"a:{job}\"");
+    messages.iter().filter(|m| m.reply_markup.as_ref().is_some_and(|k| k.to_string().contains(&again))).count()
+}
+
+/// Checks every accepted job: finished, told to its user once, at most one accepted
+/// submit per job at fal, one settlement, charged only on success.
+pub async fn tally(db: &TestDb, telegram: &FakeTelegram, fal: &RunningSim) -> Tally {
+    let jobs = jobs(db).await;
+    let mut tally = Tally { jobs: jobs.len(), ..Tally::default() };
+    let mut by_user: HashMap<i64, Vec<ChatMessage>> = HashMap::new();
+    for job in &jobs {
+        let messages = by_user.entry(job.user).or_insert_with(|| telegram.messages_to(job.user));
+        let heading = format!("Job #{} ", job.id);
+        let told = |needle: &str| {
+            messages.iter().filter(|m| text(m).starts_with(&heading) && text(m).contains(needle)).count()
+        };
+        let (count, photos_ok) = match job.state.as_str() {
+            "succeeded" => {
+                tally.succeeded += 1;
+                (deliveries(messages, job.id), told("is done") >= 1)
+            }
+            "failed" => {
+                tally.failed += 1;
+                let kind = failure_kind(job.failure.as_deref());
+                *tally.failures.entry(kind).or_default() += 1;
+                (told("failed"), true)
+            }
+            _ => (0, false),
+        };
+        if count == 0 && photos_ok && job.delivered && job.state == "succeeded" {
+            tally.unbuttoned.push(job.id);
+            tally.delivered += 1;
+        } else if count == 0 || !photos_ok || !job.delivered {
+            tally.lost.push(job.id);
+        } else {
+            tally.delivered += 1;
+            tally.duplicates += count - 1;
+        }
+    }
+
+    // fal: one accepted submit per job prompt (every prompt in a scenario is unique).
+    let mut submits: HashMap<String, usize> = HashMap::new();
+    for request in fal.handle().requests() {
+        if let Some(prompt) = request.input["prompt"].as_str() {
+            *submits.entry(prompt.to_owned()).or_default() += 1;
+        }
+    }
+    for job in &jobs {
+        if submits.get(&job.prompt).copied().unwrap_or(0) > 1 {
+            tally.double_submits.push(job.prompt.clone());
+        }
+    }
+
+    // The ledger: one hold; once finished one charge, one refund, splitting the hold; a charge
+    // only for a success.
+    let rows: Vec<(i64, String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT j.id, j.state,
+                count(*) FILTER (WHERE l.kind = 'charge'),
+                coalesce(sum(l.amount_micros) FILTER (WHERE l.kind IN ('charge', 'refund')), 0)::int8
+                    - coalesce(sum(l.amount_micros) FILTER (WHERE l.kind = 'hold'), 0)::int8,
+                coalesce(sum(l.amount_micros) FILTER (WHERE l.kind = 'charge'), 0)::int8
+         FROM jobs j LEFT JOIN ledger l ON l.job_id = j.id GROUP BY j.id, j.state ORDER BY j.id",
+    )
+    .fetch_all(db.pool())
+    .await
+    .expect("ledger");
+    for (id, state, charges, imbalance, charged) in rows {
+        if charges > 1 || (state != "succeeded" && charged > 0) {
+            tally.double_charges += 1;
+        }
+        if imbalance != 0 || charges != 1 {
+            tally.unsettled.push(id);
+        }
+    }
+    tally
+}
+
+/// Photos sent to `user` (for a rough cross-check of deliveries).
+pub fn photos_to(telegram: &FakeTelegram, user: i64) -> usize {
+    telegram.messages_to(user).iter().filter(|m| matches!(m.content, Content::Photo { .. })).count()
+}
+
+/// A plans file that never refuses a request of a test's burst.
+pub const ROOMY_PLANS: &str = "default_plan = \"roomy\"\n[plans.roomy]\nmax_in_flight = 4\nmax_queued = 1000\n";
+
+/// The name of a stored `FailureReason` (`content_policy`, `upstream`, …).
+fn failure_kind(failure: Option<&str>) -> String {
+    let value: serde_json::Value = failure.and_then(|f| serde_json::from_str(f).ok()).unwrap_or_default();
+    match &value {
+        serde_json::Value::String(kind) => kind.clone(),
+        serde_json::Value::Object(map) => map
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .map(str::to_owned)
+            .or_else(|| map.keys().next().cloned())
+            .unwrap_or_else(|| "?".into()),
+        _ => "?".into(),
+    }
+}
+
+/// How often each rescue path ran, from the bot logs in `dir` (`*.log`).
+pub fn rescues(dir: &std::path::Path) -> String {
+    let mut text = String::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.path().extension().is_some_and(|e| e == "log") {
+            text.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+        }
+    }
+    let count = |needle: &str| text.matches(needle).count();
+    format!(
+        "rescued: resumed at fal {}, requeued {}, interrupted submits failed {}, outcomes delivered again {}",
+        count("resuming a job at fal"),
+        count("requeued a job whose dispatcher died"),
+        count("a dispatcher died during a submit"),
+        count("delivering the outcome of a job whose deliverer died"),
+    )
+}
