@@ -23,10 +23,16 @@ test: lint db-up
     cargo build -p mediagen
     cargo test --workspace --all-features
 
-# The whole bot locally against the fal simulator and a fake Telegram with a crowd of users;
-# no keys, no database server (`just demo --quick`, `just demo --help`).
+# The whole bot against the fal simulator and a fake Telegram crowd; no keys, no database server (`--quick`, `--help`).
 demo *ARGS:
     cargo run -p mediagen-demo -- {{ARGS}}
+
+# Long reliability runs, then a 20 s PostgreSQL outage (stops the local cluster: run nothing else meanwhile).
+chaos: db-up
+    cargo build -p mediagen
+    CRASH_JOBS=300 CRASH_KILLS=30 FAL_FAULT_JOBS=300 TELEGRAM_FAULT_JOBS=100 HOSTILE_UPDATES=10000 \
+      cargo test -p mediagen-e2e --test crash --test fal_faults --test telegram_faults --test hostile -- --nocapture
+    DB_OUTAGE_JOBS=40 cargo test -p mediagen-e2e --test db_outage -- --ignored --nocapture --test-threads=1
 
 # Run the bot for real: needs TELOXIDE_TOKEN and FAL_KEY; DATABASE_URL optional (SQLite by default).
 run:
