@@ -34,6 +34,10 @@ chaos: db-up
       cargo test -p mediagen-e2e --test crash --test fal_faults --test telegram_faults --test hostile -- --nocapture
     DB_OUTAGE_JOBS=40 cargo test -p mediagen-e2e --test db_outage -- --ignored --nocapture --test-threads=1
 
+# The benchmark: mediagen against a simple bot on the fal simulator (~4 min); `just bench --smoke` for a quick pass.
+bench *ARGS: db-up
+    cargo run --release -p mediagen-bench -- {{ARGS}}
+
 # Run the bot for real: needs TELOXIDE_TOKEN and FAL_KEY; DATABASE_URL optional (SQLite by default).
 run:
     cargo run --release -p mediagen -- run
