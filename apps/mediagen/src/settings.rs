@@ -165,6 +165,16 @@ pub struct TelegramSettings {
     pub flood_window_secs: u64,
     /// Wait for the rest of an album, in milliseconds.
     pub album_wait_ms: u64,
+    /// Public HTTPS URL for webhook mode; empty means long polling.
+    #[serde(default)]
+    pub webhook_url: String,
+    /// Local address the webhook server listens on.
+    #[serde(default = "default_webhook_listen")]
+    pub webhook_listen: String,
+}
+
+fn default_webhook_listen() -> String {
+    "0.0.0.0:8443".to_owned()
 }
 
 /// `[log]`.

@@ -8,7 +8,7 @@ use mediagen_domain::{AccountId, ChatId, UserId};
 use mediagen_engine::{Engine, EngineConfig, InsightsConfig, Ports};
 use mediagen_fal::FalGeneration;
 use mediagen_ports::SystemClock;
-use mediagen_telegram::{BotApp, BotConfig, BotDeps, TelegramMessaging};
+use mediagen_telegram::{BotApp, BotConfig, BotDeps, TelegramMessaging, UpdateSource};
 use secrecy::ExposeSecret;
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,7 +110,32 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow:
             Some(tokio::spawn(crate::metrics::serve(listener, render, shutdown.clone())))
         }
     };
-    tokio::join!(engine.run(shutdown.clone()), mediagen_telegram::run(bot, app, shutdown));
+    let source = match settings.telegram.webhook_url.trim() {
+        "" => UpdateSource::LongPolling,
+        url => UpdateSource::Webhook {
+            listen: settings.telegram.webhook_listen.parse().context("[telegram] webhook_listen is not an address")?,
+            url: url.parse().context("[telegram] webhook_url is not a URL")?,
+        },
+    };
+    // The engine stops on the shutdown signal, or when the front end cannot start.
+    let (stop_engine, engine_shutdown) = watch::channel(false);
+    let stop_engine = Arc::new(stop_engine);
+    let forward = {
+        let (stop_engine, mut shutdown) = (Arc::clone(&stop_engine), shutdown.clone());
+        tokio::spawn(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+            let _ = stop_engine.send(true);
+        })
+    };
+    let front_end = async {
+        let result = mediagen_telegram::run(bot, app, source, shutdown.clone()).await;
+        if result.is_err() {
+            let _ = stop_engine.send(true);
+        }
+        result
+    };
+    let ((), front_end) = tokio::join!(engine.run(engine_shutdown), front_end);
+    forward.abort();
     if let Some(server) = metrics {
         match server.await {
             Ok(Err(error)) => tracing::warn!(%error, "metrics server failed"),
@@ -118,6 +143,7 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow:
             Ok(Ok(())) => {}
         }
     }
+    front_end.context("the Telegram webhook could not be set up")?;
     tracing::info!("stopped");
     Ok(())
 }

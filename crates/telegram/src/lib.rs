@@ -14,10 +14,33 @@ pub use messaging::TelegramMessaging;
 use teloxide::prelude::*;
 use tokio::sync::watch;
 
-/// Runs the bot's update loop until `shutdown` turns true; long polling, so it works
-/// behind NAT with no public address.
-pub async fn run(bot: Bot, app: BotApp, mut shutdown: watch::Receiver<bool>) {
-    let mut dispatcher = Dispatcher::builder(bot, schema())
+/// Where updates come from.
+#[derive(Debug, Clone)]
+pub enum UpdateSource {
+    /// Long polling (`getUpdates`): works behind NAT, no public address needed.
+    LongPolling,
+    /// Telegram posts updates to `url`, served on `listen`. teloxide registers the webhook
+    /// with a fresh secret token and refuses requests without Telegram's
+    /// `X-Telegram-Bot-Api-Secret-Token` header carrying it.
+    Webhook {
+        /// Local address of the HTTP server.
+        listen: std::net::SocketAddr,
+        /// The public HTTPS URL Telegram posts to (usually a reverse proxy to `listen`).
+        url: url::Url,
+    },
+}
+
+/// Runs the bot's update loop until `shutdown` turns true.
+///
+/// # Errors
+/// When the webhook cannot be registered with Telegram.
+pub async fn run(
+    bot: Bot,
+    app: BotApp,
+    source: UpdateSource,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), teloxide::RequestError> {
+    let mut dispatcher = Dispatcher::builder(bot.clone(), schema())
         .dependencies(dptree::deps![app])
         .default_handler(|_| async {})
         .error_handler(LoggingErrorHandler::with_custom_text("telegram handler failed"))
@@ -41,7 +64,24 @@ pub async fn run(bot: Bot, app: BotApp, mut shutdown: watch::Receiver<bool>) {
             }
         })
     };
-    dispatcher.dispatch().await;
+    match source {
+        UpdateSource::LongPolling => dispatcher.dispatch().await,
+        UpdateSource::Webhook { listen, url } => {
+            let options = teloxide::update_listeners::webhooks::Options::new(listen, url);
+            let listener = match teloxide::update_listeners::webhooks::axum(bot, options).await {
+                Ok(listener) => listener,
+                Err(error) => {
+                    finished.store(true, std::sync::atomic::Ordering::SeqCst);
+                    stopper.abort();
+                    return Err(error);
+                }
+            };
+            dispatcher
+                .dispatch_with_listener(listener, LoggingErrorHandler::with_custom_text("webhook listener failed"))
+                .await;
+        }
+    }
     finished.store(true, std::sync::atomic::Ordering::SeqCst);
     stopper.abort();
+    Ok(())
 }
