@@ -157,8 +157,9 @@ async fn run(store: &PgStore, job: JobId, account: &AccountId, started: Timestam
         response_url: format!("http://fal.test/{id}"),
         cancel_url: format!("http://fal.test/{id}/cancel"),
     };
-    store.mark_submitted(job, "owner", &handle, started).await.unwrap();
+    store.mark_submitted(job, &lease_of(&store, job).await, &handle, started).await.unwrap();
     let finish = Finish {
+        lease: None,
         state: JobState::Succeeded,
         settlement: Settlement {
             user_charge: Money::from_cents(4),
@@ -168,7 +169,7 @@ async fn run(store: &PgStore, job: JobId, account: &AccountId, started: Timestam
         media: vec![],
         now: done,
     };
-    store.finish(job, &finish).await.unwrap();
+    store.finish(job, &as_holder(&store, job, &finish).await).await.unwrap();
 }
 
 /// Account `main` runs two jobs at once (a negotiated limit) and holds $50 bought 350 days

@@ -84,7 +84,7 @@ async fn migrate_defaults_to_a_sqlite_file_in_the_working_directory_and_works_on
     let wrong = mediagen(&dir, &[("DATABASE_URL", "mysql://root:hunter2@db/x")], &["migrate"]);
     assert!(!wrong.status.success());
     let said = String::from_utf8_lossy(&wrong.stderr);
-    assert!(said.contains("DATABASE_URL must start with") && !said.contains("hunter2"), "{said}");
+    assert!(said.contains("DATABASE_URL must start with") & !said.contains("hunter2"), "{said}");
 }
 
 /// A few days of a small bot, written through the ports: users on two plans, two accounts
@@ -118,7 +118,7 @@ async fn fill(store: &SqliteStore) {
             now += 3;
             match (round + i as i64) % 4 {
                 0 => {
-                    let job = complete(store, &c.job, &c.account, "w", t(now)).await;
+                    let job = complete(store, &c.job, &c.account, t(now)).await;
                     let media = MediaRecord {
                         job: job.id,
                         fal_url: format!("https://v3.fal.media/files/{}.png", job.id.0),
@@ -129,9 +129,10 @@ async fn fill(store: &SqliteStore) {
                     store.save_media(&media).await.unwrap();
                 }
                 1 => {
-                    store.mark_submitted(c.job.id, "w", &handle(&c.account, c.job.id), t(now)).await.unwrap();
-                    store.mark_running(c.job.id, t(now + 1)).await.unwrap();
+                    store.mark_submitted(c.job.id, &lease_of(&store, c.job.id).await, &handle(&c.account, c.job.id), t(now)).await.unwrap();
+                    store.mark_running(c.job.id, &lease_of(&store, c.job.id).await, t(now + 1)).await.unwrap();
                     let failed = Finish {
+                        lease: None,
                         state: JobState::Failed { reason: FailureReason::ContentPolicy },
                         settlement: Settlement {
                             user_charge: Money::ZERO,
@@ -141,15 +142,15 @@ async fn fill(store: &SqliteStore) {
                         media: vec![],
                         now: t(now + 2),
                     };
-                    store.finish(c.job.id, &failed).await.unwrap();
+                    store.finish(c.job.id, &as_holder(&store, c.job.id, &failed).await).await.unwrap();
                 }
                 2 => {
-                    store.requeue(c.job.id, "fal answered 503", Some(t(now + 30)), t(now)).await.unwrap();
+                    store.requeue(c.job.id, &lease_of(&store, c.job.id).await, "fal answered 503", Some(t(now + 30)), t(now)).await.unwrap();
                 }
                 _ => {
                     // Left running at fal.
-                    store.mark_submitted(c.job.id, "w", &handle(&c.account, c.job.id), t(now)).await.unwrap();
-                    store.mark_running(c.job.id, t(now + 1)).await.unwrap();
+                    store.mark_submitted(c.job.id, &lease_of(&store, c.job.id).await, &handle(&c.account, c.job.id), t(now)).await.unwrap();
+                    store.mark_running(c.job.id, &lease_of(&store, c.job.id).await, t(now + 1)).await.unwrap();
                 }
             }
         }
@@ -203,7 +204,7 @@ async fn migrate_storage_moves_a_filled_database_with_nothing_lost() {
         [states.queued, states.dispatching, states.running + states.submitted, states.succeeded, states.failed]
             .iter()
             .all(|n| *n > 0)
-            && states.canceled > 0,
+            & states.canceled > 0,
         "jobs in every kind of state: {states:?}"
     );
     let postgres_db = mediagen_postgres::testing::fresh_database().await;
@@ -213,7 +214,7 @@ async fn migrate_storage_moves_a_filled_database_with_nothing_lost() {
     let dir = sqlite_db.file().parent().unwrap().to_path_buf();
     let out =
         stdout(&mediagen(&dir, &[], &["migrate-storage", "--from", &sqlite_db.url(), "--to", &postgres_db.url()]));
-    assert!(out.contains("jobs") && out.contains("ledger charge"), "{out}");
+    assert!(out.contains("jobs") & out.contains("ledger charge"), "{out}");
 
     // Row counts and ledger totals.
     let counts = counts_sqlite(&sqlite).await;
@@ -273,8 +274,8 @@ async fn migrate_storage_moves_a_filled_database_with_nothing_lost() {
     let claimed = claimed.unwrap();
     assert!(!claimed.is_empty(), "the queue carries on in PostgreSQL");
     let first = &claimed[0];
-    postgres.mark_submitted(first.job.id, "new-host", &handle(&first.account, first.job.id), now).await.unwrap();
-    postgres.finish(first.job.id, &success(first.job.hold, cents(2), now)).await.unwrap();
+    postgres.mark_submitted(first.job.id, &lease_of(&postgres, first.job.id).await, &handle(&first.account, first.job.id), now).await.unwrap();
+    postgres.finish(first.job.id, &as_holder(&postgres, first.job.id, &success(first.job.hold, cents(2), now)).await).await.unwrap();
 
     // A second move into a database that is no longer empty is refused, and writes nothing.
     let counts = counts_postgres(&postgres).await;

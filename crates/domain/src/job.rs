@@ -247,6 +247,30 @@ pub struct Job {
     pub created_at: DateTime<Utc>,
     /// When its state last changed.
     pub updated_at: DateTime<Utc>,
+    /// The lease a process holds on it while it is in flight or its outcome is being
+    /// delivered; `None` when no process does.
+    pub lease: Option<Lease>,
+    /// When fal accepted its current submission; the follow deadline counts from here.
+    pub submitted_at: Option<DateTime<Utc>>,
+}
+
+/// A process's claim on a job: its owner, and the fencing token of that claim.
+///
+/// Every claim and every takeover of an expired lease increments the epoch, so a task
+/// that outlived its lease (a paused process, a lost heartbeat) cannot write over the
+/// task that took the job after it: each write must present the epoch it was given.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Lease {
+    /// The process that holds it; unique per process start.
+    pub owner: String,
+    /// The fencing token: increases with every claim or takeover of the job.
+    pub epoch: u64,
+}
+
+impl fmt::Display for Lease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.owner, self.epoch)
+    }
 }
 
 /// Which failures the user pays for. Defaults: only success is charged.

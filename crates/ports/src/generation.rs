@@ -1,7 +1,7 @@
 //! The generation port: running models on fal accounts.
 
 use async_trait::async_trait;
-use mediagen_domain::{AccountId, ImageSize, ModelId, ModelKind, RequestId};
+use mediagen_domain::{AccountId, ImageSize, ModelId, ModelKind, RequestId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// Bytes of an image or sound with their type, in either direction.
@@ -148,8 +148,10 @@ pub enum GenerationError {
     /// fal rejected the input (422 other than content policy). Not retryable.
     #[error("invalid input: {0}")]
     InvalidInput(String),
-    /// The key was refused (401): an operator must fix the configuration.
-    #[error("the fal key for account {0} was refused")]
+    /// Every key of the account was refused (401): an operator must fix the configuration.
+    /// A refused key among usable ones never surfaces: the adapter sets it aside (see
+    /// [`Generation::key_statuses`]) and repeats the call with another key of the account.
+    #[error("every fal key of account {0} was refused")]
     BadKey(AccountId),
     /// The account is locked (403 "User is locked"): stop using it and alert.
     #[error("fal account {account} is locked: {reason}")]
@@ -163,7 +165,9 @@ pub enum GenerationError {
     #[error("unknown model endpoint: {0}")]
     UnknownModel(String),
     /// A transient failure (429, 502/503/504, network) that outlived the adapter's own
-    /// retries. For a submit it means fal did not accept the request.
+    /// retries. For a submit it means fal did not accept the request; from `wait` it means
+    /// fal itself says the run failed (a 5xx result that carries fal's request id), which
+    /// fal does not bill and which may be submitted again.
     #[error("temporary upstream failure: {0}")]
     Retryable(String),
     /// A submit whose answer was lost after sending: fal may or may not have accepted
@@ -185,6 +189,17 @@ pub enum GenerationError {
     /// Anything else (a malformed response, say).
     #[error(transparent)]
     Other(#[from] anyhow::Error),
+}
+
+/// One key of an account, as the adapter sees it. Never carries the key itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyStatus {
+    /// The account it belongs to.
+    pub account: AccountId,
+    /// The key's name from configuration.
+    pub key: String,
+    /// Since when fal refuses it (401); `None` while it is in use.
+    pub refused_since: Option<Timestamp>,
 }
 
 impl GenerationError {
@@ -227,11 +242,16 @@ pub trait Generation: Send + Sync {
     /// Follows the request until fal reports it COMPLETED, then fetches and classifies
     /// the result (a failed run still ends COMPLETED; the failure comes from the result).
     ///
+    /// Once fal holds a request, only fal's own word ends it: a transport error, a cut
+    /// body or a gateway 502/503/504 while checking or fetching is tried again until
+    /// `deadline` (wall clock), because a resubmit would run and bill the request twice.
+    ///
     /// # Errors
     /// `ContentPolicy` for a 422 `content_policy_violation` or a flagged output
-    /// (`has_nsfw_concepts`), `InvalidInput` for other 422s, `Retryable` for 5xx at the
-    /// result (fal does not charge these), `Timeout` when the follow deadline passes.
-    async fn wait(&self, handle: &RemoteHandle) -> Result<GenerationOutput, GenerationError>;
+    /// (`has_nsfw_concepts`), `InvalidInput` for other 422s, `Retryable` only when fal
+    /// says the run failed (a 5xx result carrying fal's request id; never charged),
+    /// `Timeout` when `deadline` passes first, `BadKey` when no key of the account is left.
+    async fn wait(&self, handle: &RemoteHandle, deadline: Timestamp) -> Result<GenerationOutput, GenerationError>;
 
     /// Asks fal to cancel.
     ///
@@ -245,4 +265,15 @@ pub trait Generation: Send + Sync {
     /// MUST return `TooLarge` as soon as the size passes the limit, `Timeout` on a slow
     /// download, `Retryable` for transient failures.
     async fn download(&self, media: &OutputMedia) -> Result<MediaBytes, GenerationError>;
+
+    /// Every configured key with its state, in configuration order.
+    fn key_statuses(&self) -> Vec<KeyStatus>;
+
+    /// Tries each refused key once with a cheap authenticated call and puts back in use
+    /// those fal accepts again; returns the keys put back.
+    async fn probe_refused_keys(&self) -> Vec<KeyStatus>;
+
+    /// Puts a refused key back in use (an operator fixed it at fal); false when the
+    /// account has no key of that name.
+    fn enable_key(&self, account: &AccountId, key: &str) -> bool;
 }

@@ -5,10 +5,11 @@ pub mod generation;
 pub mod messaging;
 pub mod reports;
 pub mod storage;
+pub mod storage_rules;
 
 pub use clock::{Clock, SystemClock};
 pub use generation::{
-    CancelOutcome, Generation, GenerationError, GenerationOutput, GenerationRequest, LlmParams, MediaBytes,
+    CancelOutcome, Generation, GenerationError, GenerationOutput, GenerationRequest, KeyStatus, LlmParams, MediaBytes,
     OutputMedia, RemoteHandle, RemoteStatus, TokenUsage,
 };
 pub use messaging::{

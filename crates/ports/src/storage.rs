@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use mediagen_domain::credit::{CreditPurchase, CreditSpend};
 use mediagen_domain::quota::{Plan, QuotaRefusal, UserUsage};
 use mediagen_domain::{
-    AccountId, ChatId, IdempotencyKey, Job, JobId, JobState, Language, ModelId, Money, Role, Settlement, Timestamp,
-    User, UserId,
+    AccountId, ChatId, IdempotencyKey, Job, JobId, JobState, Language, Lease, ModelId, Money, Role, Settlement,
+    Timestamp, User, UserId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -149,7 +149,7 @@ pub struct ClaimRequest {
 /// A job handed to a dispatcher, now `Dispatching` on `account`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimedJob {
-    /// The job, in its new state.
+    /// The job, in its new state, with the claim's lease (`job.lease`, a new epoch).
     pub job: Job,
     /// The account it must be submitted on.
     pub account: AccountId,
@@ -158,6 +158,9 @@ pub struct ClaimedJob {
 /// How a job ends, written in one transaction with its ledger entries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finish {
+    /// The lease of the task that ends the job; `None` only for a user's cancel, which
+    /// may end a job whoever follows it.
+    pub lease: Option<Lease>,
     /// The terminal state.
     pub state: JobState,
     /// Who pays what.
@@ -241,16 +244,16 @@ pub trait JobQueue: Send + Sync {
     /// stored (`upsert_account` comes first), and then nothing is claimed.
     async fn claim(&self, request: &ClaimRequest) -> Result<Vec<ClaimedJob>, StorageError>;
 
-    /// Records that fal accepted the job.
+    /// Records that fal accepted the job, and when (`now` starts its follow deadline).
     ///
     /// # Errors
-    /// MUST return `Conflict` when the job is not `Dispatching` under `owner` (e.g. its
-    /// lease expired and it was requeued: the caller must cancel the request at fal) or
+    /// MUST return `Conflict` when the job is not `Dispatching` under `lease` (owner and
+    /// epoch: e.g. its lease expired and it was taken over or requeued) or
     /// `handle.account` is not the account it was claimed for; `NotFound` for an unknown job.
     async fn mark_submitted(
         &self,
         job: JobId,
-        owner: &str,
+        lease: &Lease,
         handle: &RemoteHandle,
         now: Timestamp,
     ) -> Result<(), StorageError>;
@@ -260,17 +263,18 @@ pub trait JobQueue: Send + Sync {
     /// this job answers `SubmitUnknown` instead of requeuing it.
     ///
     /// # Errors
-    /// MUST return `Conflict` when the job is not `Dispatching` under `owner` (canceled or
+    /// MUST return `Conflict` when the job is not `Dispatching` under `lease` (canceled or
     /// taken over: the caller must not submit); `NotFound` for an unknown job.
-    async fn mark_submitting(&self, job: JobId, owner: &str, now: Timestamp) -> Result<(), StorageError>;
+    async fn mark_submitting(&self, job: JobId, lease: &Lease, now: Timestamp) -> Result<(), StorageError>;
 
     /// Records that fal started running it.
     ///
     /// Repeating it for a running job is a no-op.
     ///
     /// # Errors
-    /// `Conflict` when the job is not submitted (or running); `NotFound` for an unknown job.
-    async fn mark_running(&self, job: JobId, now: Timestamp) -> Result<(), StorageError>;
+    /// `Conflict` when the job is not submitted (or running) under `lease`; `NotFound` for
+    /// an unknown job.
+    async fn mark_running(&self, job: JobId, lease: &Lease, now: Timestamp) -> Result<(), StorageError>;
 
     /// Puts an in-flight job back in the queue (submit refused before acceptance, a
     /// retry after an upstream failure, an account lock), not before `not_before`.
@@ -279,10 +283,12 @@ pub trait JobQueue: Send + Sync {
     /// its account, fal handle and lease are cleared.
     ///
     /// # Errors
-    /// `Conflict` when the job is terminal or queued; `NotFound` for an unknown job.
+    /// `Conflict` when the job is terminal or queued, or not under `lease`; `NotFound` for
+    /// an unknown job.
     async fn requeue(
         &self,
         job: JobId,
+        lease: &Lease,
         reason: &str,
         not_before: Option<Timestamp>,
         now: Timestamp,
@@ -296,7 +302,9 @@ pub trait JobQueue: Send + Sync {
     /// `Redeliver`. A job without a lease (canceled while queued) counts as delivered.
     ///
     /// # Errors
-    /// `NotFound` for an unknown job; `Conflict` when `finish.state` is not terminal, when
+    /// `NotFound` for an unknown job; `Conflict` when `finish.lease` is not the job's lease
+    /// (checked before the terminal test: a stale task learns it lost the job), when a
+    /// finish without a lease is not a cancel, when `finish.state` is not terminal, when
     /// the job's state cannot reach it (a queued or dispatching job cannot succeed), or when
     /// the settlement does not split the hold exactly (`user_charge + user_refund == hold`,
     /// nothing negative). Nothing is written on error.
@@ -304,11 +312,12 @@ pub trait JobQueue: Send + Sync {
 
     /// Records that the user was told the outcome of a finished job (results sent, or the
     /// failure or cancel notice): its lease ends and no rescue delivers it again.
-    /// Repeating it is a no-op.
+    /// Repeating it is a no-op. `lease` is the deliverer's; `None` for the user's cancel.
     ///
     /// # Errors
-    /// `Conflict` when the job is not terminal; `NotFound` for an unknown job.
-    async fn mark_delivered(&self, job: JobId, now: Timestamp) -> Result<(), StorageError>;
+    /// `Conflict` when the job is not terminal, or when it is undelivered under another
+    /// lease than `lease`; `NotFound` for an unknown job.
+    async fn mark_delivered(&self, job: JobId, lease: Option<&Lease>, now: Timestamp) -> Result<(), StorageError>;
 
     /// Cancels a queued job (refunding its hold), or reports where an in-flight one is.
     ///
@@ -316,15 +325,18 @@ pub trait JobQueue: Send + Sync {
     /// `NotFound` when the job does not exist or belongs to another user.
     async fn cancel(&self, job: JobId, user: UserId, now: Timestamp) -> Result<CancelResult, StorageError>;
 
-    /// Extends every lease held by `owner` (in-flight jobs, and finished jobs not yet
-    /// delivered); returns how many.
+    /// Extends the leases in `held` (the jobs this process has a live task for) that are
+    /// still exactly as given (owner and epoch; in flight, or finished and not yet
+    /// delivered); returns how many were extended. A lease not listed is left to expire,
+    /// so a job whose task ended without finishing it is rescued like a dead process's.
     ///
     /// # Errors
     /// `Unavailable` when the database is down.
-    async fn renew_leases(&self, owner: &str, until: Timestamp) -> Result<u64, StorageError>;
+    async fn renew_leases(&self, held: &[(JobId, Lease)], until: Timestamp) -> Result<u64, StorageError>;
 
-    /// Takes over jobs whose lease expired (`lease_until <= now`): those fal accepted are
-    /// handed to `new_owner` to resume; those whose submit started without a stored handle
+    /// Takes over jobs whose lease expired (`lease_until <= now`), each under a new lease
+    /// epoch (in the returned job's `lease`): those fal accepted are handed to `new_owner`
+    /// to resume; those whose submit started without a stored handle
     /// are handed over as `SubmitUnknown`; finished jobs not yet delivered as `Redeliver`;
     /// the rest go back to the queue.
     ///
@@ -400,6 +412,9 @@ pub struct AccountRecord {
     pub locked: Option<AccountLock>,
     /// A negotiated limit that overrides the credit tiers.
     pub limit_override: Option<u32>,
+    /// Set when the account is no longer configured: it gets no new work, and its jobs
+    /// already at fal are still followed to their end.
+    pub retired_since: Option<Timestamp>,
 }
 
 /// Why and since when an account is locked.
@@ -415,11 +430,19 @@ pub struct AccountLock {
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait AccountStore: Send + Sync {
-    /// Creates the account or updates its key names (from configuration at start-up).
+    /// Creates the account or updates its key names (from configuration at start-up);
+    /// an account configured again is no longer retired.
     ///
     /// # Errors
     /// `Unavailable` when the database is down.
     async fn upsert_account(&self, id: &AccountId, key_names: &[String]) -> Result<AccountRecord, StorageError>;
+
+    /// Retires every stored account not in `configured` (and not retired already);
+    /// returns those it retired.
+    ///
+    /// # Errors
+    /// `Unavailable` when the database is down.
+    async fn retire_unlisted(&self, configured: &[AccountId], now: Timestamp) -> Result<Vec<AccountId>, StorageError>;
 
     /// Every account.
     ///

@@ -6,7 +6,7 @@ use crate::sql;
 use crate::store::PgStore;
 use async_trait::async_trait;
 use mediagen_domain::credit::{CreditPurchase, CreditSpend};
-use mediagen_domain::{AccountId, Money};
+use mediagen_domain::{AccountId, Money, Timestamp};
 use mediagen_ports::{AccountLock, AccountRecord, AccountStore, StorageError};
 
 impl PgStore {
@@ -32,6 +32,17 @@ impl AccountStore for PgStore {
             .await
             .map_err(classify)?
             .into_record()
+    }
+
+    async fn retire_unlisted(&self, configured: &[AccountId], now: Timestamp) -> Result<Vec<AccountId>, StorageError> {
+        let ids: Vec<&str> = configured.iter().map(AccountId::as_str).collect();
+        let retired: Vec<String> = sqlx::query_scalar(sql::RETIRE_UNLISTED)
+            .bind(&ids)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(retired.into_iter().map(AccountId::new).collect())
     }
 
     async fn list_accounts(&self) -> Result<Vec<AccountRecord>, StorageError> {

@@ -13,4 +13,4 @@ mod users;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use store::{MIGRATOR, PgStore, migrate};
+pub use store::{MIGRATOR, PgStore, SessionTimeouts, migrate};

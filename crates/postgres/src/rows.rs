@@ -5,8 +5,8 @@ use crate::error::corrupt;
 use chrono::{DateTime, Utc};
 use mediagen_domain::credit::{CreditPurchase, CreditSpend};
 use mediagen_domain::{
-    AccountId, ChatId, FailureReason, Job, JobId, JobSpec, JobState, Language, ModelId, Money, RequestId, Role, User,
-    UserId, UserSettings,
+    AccountId, ChatId, FailureReason, Job, JobId, JobSpec, JobState, Language, Lease, ModelId, Money, RequestId, Role,
+    User, UserId, UserSettings,
 };
 use mediagen_ports::{AccountLock, AccountRecord, MediaRecord, ModelUsage, RemoteHandle, StorageError, UserSpend};
 
@@ -73,6 +73,8 @@ pub(crate) struct JobRow {
     hold_micros: i64,
     attempts: i32,
     pub(crate) lease_owner: Option<String>,
+    lease_epoch: i64,
+    submitted_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -125,8 +127,15 @@ impl JobRow {
         })
     }
 
+    /// The lease on the job, when a process holds one.
+    pub(crate) fn lease(&self) -> Option<Lease> {
+        let epoch = u64::try_from(self.lease_epoch).ok()?;
+        Some(Lease { owner: self.lease_owner.clone()?, epoch })
+    }
+
     pub(crate) fn into_job(self) -> Result<Job, StorageError> {
         let state = self.state()?;
+        let lease = self.lease();
         Ok(Job {
             id: JobId(self.id),
             user: UserId(self.user_id),
@@ -137,6 +146,8 @@ impl JobRow {
             attempts: u32::try_from(self.attempts).map_err(corrupt)?,
             created_at: self.created_at,
             updated_at: self.updated_at,
+            lease,
+            submitted_at: self.submitted_at,
         })
     }
 }
@@ -178,6 +189,7 @@ pub(crate) struct AccountRow {
     lock_reason: Option<String>,
     locked_since: Option<DateTime<Utc>>,
     limit_override: Option<i32>,
+    retired_at: Option<DateTime<Utc>>,
 }
 
 impl AccountRow {
@@ -192,6 +204,7 @@ impl AccountRow {
             disabled: self.disabled,
             locked,
             limit_override: self.limit_override.map(u32::try_from).transpose().map_err(corrupt)?,
+            retired_since: self.retired_at,
         })
     }
 }

@@ -8,8 +8,8 @@
 macro_rules! job_columns {
     () => {
         "j.id, j.user_id, j.chat_id, j.spec, j.state, j.failure, j.account_id, j.request_id, j.remote_model, \
-         j.status_url, j.response_url, j.cancel_url, j.hold_micros, j.attempts, j.lease_owner, j.created_at, \
-         j.updated_at"
+         j.status_url, j.response_url, j.cancel_url, j.hold_micros, j.attempts, j.lease_owner, j.lease_epoch, \
+         j.submitted_at, j.created_at, j.updated_at"
     };
 }
 
@@ -156,7 +156,7 @@ pub(crate) const CLAIM_CANDIDATES: &str = "
 /// $1 job ids, $2 their accounts, $3 owner, $4 lease end, $5 now.
 pub(crate) const CLAIM_JOBS: &str = concat!(
     "UPDATE jobs AS j SET state = 'dispatching', account_id = a.account, lease_owner = $3, lease_until = $4, ",
-    "not_before = NULL, updated_at = $5 ",
+    "lease_epoch = j.lease_epoch + 1, not_before = NULL, updated_at = $5 ",
     "FROM unnest($1::int8[], $2::text[]) AS a (id, account) WHERE j.id = a.id AND j.state = 'queued' RETURNING ",
     job_columns!()
 );
@@ -177,7 +177,8 @@ pub(crate) const LOCK_JOB: &str = concat!("SELECT ", job_columns!(), " FROM jobs
 /// $1 job, $2 request id, $3 model, $4 status URL, $5 response URL, $6 cancel URL, $7 now.
 pub(crate) const MARK_SUBMITTED: &str = "
     UPDATE jobs SET state = 'submitted', request_id = $2, remote_model = $3, status_url = $4,
-        response_url = $5, cancel_url = $6, attempts = attempts + 1, submit_started_at = NULL, updated_at = $7
+        response_url = $5, cancel_url = $6, attempts = attempts + 1, submit_started_at = NULL, submitted_at = $7,
+        updated_at = $7
     WHERE id = $1";
 
 /// $1 job, $2 now: the submit is about to start (see `JobQueue::mark_submitting`).
@@ -187,10 +188,13 @@ pub(crate) const MARK_SUBMITTING: &str = "UPDATE jobs SET submit_started_at = $2
 pub(crate) const SUBMIT_STARTED: &str =
     "SELECT submit_started_at IS NOT NULL AND request_id IS NULL FROM jobs WHERE id = $1";
 
-/// $1 job, $2 now: the user was told; the delivery lease ends. Only finished jobs.
+/// $1 job, $2 now, $3 the deliverer's lease owner (NULL: the user's cancel), $4 its epoch:
+/// the user was told; the delivery lease ends. Only finished jobs, and only under that
+/// lease unless it was delivered already (repeating is a no-op).
 pub(crate) const MARK_DELIVERED: &str = "
     UPDATE jobs SET delivered_at = coalesce(delivered_at, $2), lease_owner = NULL, lease_until = NULL
-    WHERE id = $1 AND finished_at IS NOT NULL";
+    WHERE id = $1 AND finished_at IS NOT NULL
+      AND ($3::text IS NULL OR delivered_at IS NOT NULL OR (lease_owner = $3 AND lease_epoch = $4::int8))";
 
 /// The settlement recorded for a job: (kind, amount) of its charge, refund and fal cost.
 pub(crate) const SETTLEMENT_OF: &str = "
@@ -202,7 +206,7 @@ pub(crate) const MARK_RUNNING: &str = "UPDATE jobs SET state = 'running', update
 pub(crate) const REQUEUE: &str = concat!(
     "UPDATE jobs AS j SET state = 'queued', account_id = NULL, request_id = NULL, remote_model = NULL, ",
     "status_url = NULL, response_url = NULL, cancel_url = NULL, lease_owner = NULL, lease_until = NULL, ",
-    "submit_started_at = NULL, not_before = $2, updated_at = $3 WHERE j.id = $1 RETURNING ",
+    "submit_started_at = NULL, submitted_at = NULL, not_before = $2, updated_at = $3 WHERE j.id = $1 RETURNING ",
     job_columns!()
 );
 
@@ -227,11 +231,14 @@ pub(crate) const SETTLE: &str = "
 // ---------------------------------------------------------------------------------------
 // The queue: leases
 
-/// $1 owner, $2 new lease end: in-flight jobs and finished ones not yet delivered.
+/// $1 job ids, $2 their lease owners, $3 their epochs (the leases a process holds live
+/// tasks for), $4 new lease end: in-flight jobs and finished ones not yet delivered. A
+/// lease not listed, or no longer as listed, is left alone.
 pub(crate) const RENEW_LEASES: &str = "
-    UPDATE jobs SET lease_until = $2
-    WHERE lease_owner = $1
-      AND (state IN ('dispatching', 'submitted', 'running') OR (finished_at IS NOT NULL AND delivered_at IS NULL))";
+    UPDATE jobs AS j SET lease_until = $4
+    FROM unnest($1::int8[], $2::text[], $3::int8[]) AS h (id, owner, epoch)
+    WHERE j.id = h.id AND j.lease_owner = h.owner AND j.lease_epoch = h.epoch
+      AND (j.state IN ('dispatching', 'submitted', 'running') OR (j.finished_at IS NOT NULL AND j.delivered_at IS NULL))";
 
 /// In-flight jobs, and finished ones not yet delivered, whose lease ended at or before
 /// $1, locked; rows a live transaction holds are left for the next sweep.
@@ -243,9 +250,10 @@ pub(crate) const EXPIRED_LEASES: &str = concat!(
     "ORDER BY j.lease_until, j.id FOR UPDATE SKIP LOCKED"
 );
 
-/// $1 job, $2 new owner, $3 lease end, $4 now.
+/// $1 job, $2 new owner, $3 lease end, $4 now. A new epoch fences off the old holder.
 pub(crate) const TAKE_OVER: &str = concat!(
-    "UPDATE jobs AS j SET lease_owner = $2, lease_until = $3, updated_at = $4 WHERE j.id = $1 RETURNING ",
+    "UPDATE jobs AS j SET lease_owner = $2, lease_until = $3, lease_epoch = j.lease_epoch + 1, updated_at = $4 ",
+    "WHERE j.id = $1 RETURNING ",
     job_columns!()
 );
 
@@ -263,13 +271,20 @@ pub(crate) const QUEUED_COUNT: &str = "SELECT count(*) FROM jobs WHERE state = '
 // ---------------------------------------------------------------------------------------
 // Accounts
 
+/// $1 id, $2 key names. A configured account is not retired.
 pub(crate) const UPSERT_ACCOUNT: &str = "
     INSERT INTO accounts (id, key_names) VALUES ($1, $2)
-    ON CONFLICT (id) DO UPDATE SET key_names = EXCLUDED.key_names, updated_at = now()
-    RETURNING id, key_names, disabled, lock_reason, locked_since, limit_override";
+    ON CONFLICT (id) DO UPDATE SET key_names = EXCLUDED.key_names, retired_at = NULL, updated_at = now()
+    RETURNING id, key_names, disabled, lock_reason, locked_since, limit_override, retired_at";
 
 pub(crate) const LIST_ACCOUNTS: &str =
-    "SELECT id, key_names, disabled, lock_reason, locked_since, limit_override FROM accounts ORDER BY id";
+    "SELECT id, key_names, disabled, lock_reason, locked_since, limit_override, retired_at FROM accounts ORDER BY id";
+
+/// $1 the configured account ids, $2 now: retires the others.
+pub(crate) const RETIRE_UNLISTED: &str = "
+    UPDATE accounts SET retired_at = $2, updated_at = $2
+    WHERE retired_at IS NULL AND NOT (id = ANY($1::text[]))
+    RETURNING id";
 
 pub(crate) const ACCOUNT_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM accounts WHERE id = $1)";
 

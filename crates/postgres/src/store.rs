@@ -3,7 +3,8 @@
 use crate::error::classify;
 use crate::sql;
 use mediagen_ports::StorageError;
-use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -62,17 +63,69 @@ impl Drop for ListenerGuard {
     }
 }
 
+/// Server-side limits set on every connection of the pool, so that one stalled session
+/// (a paused process in the middle of a claim, a lost client) cannot hold the claim lock
+/// or a job's row lock for long and freeze dispatch in every process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionTimeouts {
+    /// `statement_timeout`: the longest any one statement may run.
+    pub statement: Duration,
+    /// `lock_timeout`: the longest a statement waits for a lock (the claim lock included).
+    pub lock: Duration,
+    /// `idle_in_transaction_session_timeout`: a session idle inside a transaction this long
+    /// is ended by the server, and its locks released.
+    pub idle_in_transaction: Duration,
+}
+
+impl Default for SessionTimeouts {
+    /// 30 s per statement, 5 s per lock wait, 30 s idle inside a transaction: far above
+    /// what any statement of ours takes, far below a lease.
+    fn default() -> Self {
+        Self {
+            statement: Duration::from_secs(30),
+            lock: Duration::from_secs(5),
+            idle_in_transaction: Duration::from_secs(30),
+        }
+    }
+}
+
+impl SessionTimeouts {
+    /// The settings as connection options (`-c name=value` at session start).
+    pub(crate) fn apply(self, options: PgConnectOptions) -> PgConnectOptions {
+        let ms = |d: Duration| format!("{}ms", d.as_millis().max(1));
+        options.options([
+            ("statement_timeout", ms(self.statement)),
+            ("lock_timeout", ms(self.lock)),
+            ("idle_in_transaction_session_timeout", ms(self.idle_in_transaction)),
+        ])
+    }
+}
+
 impl PgStore {
     /// Connects to `url` with a pool of `max_connections` (plus one connection for the
-    /// change listener) and applies pending migrations.
+    /// change listener) and the default [`SessionTimeouts`], and applies pending migrations.
     ///
     /// # Errors
     /// `Unavailable` when the database cannot be reached; `Other` when a migration fails.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StorageError> {
+        Self::connect_with(url, max_connections, SessionTimeouts::default()).await
+    }
+
+    /// [`PgStore::connect`] with the given session timeouts.
+    ///
+    /// # Errors
+    /// `Unavailable` when the database cannot be reached; `Other` when the URL is malformed
+    /// or a migration fails.
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        timeouts: SessionTimeouts,
+    ) -> Result<Self, StorageError> {
+        let options = PgConnectOptions::from_str(url).map_err(classify)?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
+            .connect_with(timeouts.apply(options))
             .await
             .map_err(classify)?;
         migrate(&pool).await?;
@@ -107,6 +160,31 @@ impl PgStore {
     /// Starts a transaction.
     pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StorageError> {
         self.pool.begin().await.map_err(classify)
+    }
+
+    /// Ends a transaction: commits when `result` is a success (an early `Ok` that wrote
+    /// nothing included), rolls back at once otherwise.
+    ///
+    /// A transaction that is merely dropped is rolled back only when its connection goes
+    /// back to the pool, in a background task: until then its locks stay (the claim lock,
+    /// the row locks `FOR UPDATE` took), and a claim that runs meanwhile skips the locked
+    /// rows and claims nothing although a slot is free.
+    pub(crate) async fn conclude<T>(
+        tx: sqlx::Transaction<'static, sqlx::Postgres>,
+        result: Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        match result {
+            Ok(value) => {
+                tx.commit().await.map_err(classify)?;
+                Ok(value)
+            }
+            Err(error) => {
+                if let Err(rollback) = tx.rollback().await {
+                    tracing::warn!(%rollback, "rollback failed; the connection is dropped");
+                }
+                Err(error)
+            }
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 //! applies the migrations and hands back a [`TestDb`]; dropping the `TestDb` drops the
 //! database, also when the test panics.
 
-use crate::store::{PgStore, migrate};
+use crate::store::{PgStore, SessionTimeouts, migrate};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor, PgConnection};
 use std::str::FromStr;
@@ -49,7 +49,7 @@ pub async fn fresh_database() -> TestDb {
     let pool = PgPoolOptions::new()
         .max_connections(POOL_SIZE)
         .acquire_timeout(Duration::from_secs(30))
-        .connect_with(options.clone())
+        .connect_with(SessionTimeouts::default().apply(options.clone()))
         .await
         .expect("connect to the test database");
     let db = TestDb { name, admin_url, options, pool };
@@ -78,7 +78,7 @@ impl TestDb {
         PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(self.options.clone())
+            .connect_with(SessionTimeouts::default().apply(self.options.clone()))
             .await
             .expect("connect to the test database")
     }
@@ -91,6 +91,17 @@ impl TestDb {
     /// A store on a pool of its own, as a second process would have.
     pub async fn separate_store(&self, max_connections: u32) -> PgStore {
         PgStore::new(self.new_pool(max_connections).await).await.expect("start the store")
+    }
+
+    /// A store on a pool of its own whose sessions have the given server-side timeouts.
+    pub async fn store_with_timeouts(&self, max_connections: u32, timeouts: SessionTimeouts) -> PgStore {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(timeouts.apply(self.options.clone()))
+            .await
+            .expect("connect to the test database");
+        PgStore::new(pool).await.expect("start the store")
     }
 }
 

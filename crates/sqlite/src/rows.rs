@@ -7,7 +7,7 @@
 use crate::error::{corrupt, encode};
 use mediagen_domain::credit::{CreditPurchase, CreditSpend};
 use mediagen_domain::{
-    AccountId, ChatId, FailureReason, Job, JobId, JobSpec, JobState, Language, ModelId, Money, RequestId, Role,
+    AccountId, ChatId, FailureReason, Job, JobId, JobSpec, JobState, Language, Lease, ModelId, Money, RequestId, Role,
     Timestamp, User, UserId, UserSettings,
 };
 use mediagen_ports::{
@@ -98,6 +98,8 @@ pub(crate) struct JobRow {
     hold_micros: i64,
     attempts: i64,
     pub(crate) lease_owner: Option<String>,
+    lease_epoch: i64,
+    submitted_at: Option<i64>,
     created_at: i64,
     updated_at: i64,
 }
@@ -150,8 +152,15 @@ impl JobRow {
         })
     }
 
+    /// The lease on the job, when a process holds one.
+    pub(crate) fn lease(&self) -> Option<Lease> {
+        let epoch = u64::try_from(self.lease_epoch).ok()?;
+        Some(Lease { owner: self.lease_owner.clone()?, epoch })
+    }
+
     pub(crate) fn into_job(self) -> Result<Job, StorageError> {
         let state = self.state()?;
+        let lease = self.lease();
         Ok(Job {
             id: JobId(self.id),
             user: UserId(self.user_id),
@@ -162,6 +171,8 @@ impl JobRow {
             attempts: u32::try_from(self.attempts).map_err(corrupt)?,
             created_at: instant(self.created_at)?,
             updated_at: instant(self.updated_at)?,
+            lease,
+            submitted_at: self.submitted_at.map(instant).transpose()?,
         })
     }
 }
@@ -203,6 +214,7 @@ pub(crate) struct AccountRow {
     lock_reason: Option<String>,
     locked_since: Option<i64>,
     limit_override: Option<i64>,
+    retired_at: Option<i64>,
 }
 
 impl AccountRow {
@@ -217,6 +229,7 @@ impl AccountRow {
             disabled: self.disabled != 0,
             locked,
             limit_override: self.limit_override.map(u32::try_from).transpose().map_err(corrupt)?,
+            retired_since: self.retired_at.map(instant).transpose()?,
         })
     }
 }

@@ -13,7 +13,7 @@
 macro_rules! job_columns {
     () => {
         "id, user_id, chat_id, spec, state, failure, account_id, request_id, remote_model, status_url, \
-         response_url, cancel_url, hold_micros, attempts, lease_owner, created_at, updated_at"
+         response_url, cancel_url, hold_micros, attempts, lease_owner, lease_epoch, submitted_at, created_at, updated_at"
     };
 }
 
@@ -143,7 +143,7 @@ pub(crate) const CLAIM_CANDIDATES: &str = "
 /// $1 job, $2 account, $3 owner, $4 lease end, $5 now.
 pub(crate) const CLAIM_JOB: &str = concat!(
     "UPDATE jobs SET state = 'dispatching', account_id = ?2, lease_owner = ?3, lease_until = ?4, ",
-    "not_before = NULL, updated_at = ?5 WHERE id = ?1 AND state = 'queued' RETURNING ",
+    "lease_epoch = lease_epoch + 1, not_before = NULL, updated_at = ?5 WHERE id = ?1 AND state = 'queued' RETURNING ",
     job_columns!()
 );
 
@@ -155,7 +155,8 @@ pub(crate) const GET_JOB: &str = concat!("SELECT ", job_columns!(), " FROM jobs 
 /// $1 job, $2 request id, $3 model, $4 status URL, $5 response URL, $6 cancel URL, $7 now.
 pub(crate) const MARK_SUBMITTED: &str = "
     UPDATE jobs SET state = 'submitted', request_id = ?2, remote_model = ?3, status_url = ?4,
-        response_url = ?5, cancel_url = ?6, attempts = attempts + 1, submit_started_at = NULL, updated_at = ?7
+        response_url = ?5, cancel_url = ?6, attempts = attempts + 1, submit_started_at = NULL, submitted_at = ?7,
+        updated_at = ?7
     WHERE id = ?1";
 
 /// $1 job, $2 now: the submit is about to start (see `JobQueue::mark_submitting`).
@@ -165,10 +166,13 @@ pub(crate) const MARK_SUBMITTING: &str = "UPDATE jobs SET submit_started_at = ?2
 pub(crate) const SUBMIT_STARTED: &str =
     "SELECT submit_started_at IS NOT NULL AND request_id IS NULL FROM jobs WHERE id = ?1";
 
-/// $1 job, $2 now: the user was told; the delivery lease ends. Only finished jobs.
+/// $1 job, $2 now, $3 the deliverer's lease owner (NULL: the user's cancel), $4 its epoch:
+/// the user was told; the delivery lease ends. Only finished jobs, and only under that
+/// lease unless it was delivered already (repeating is a no-op).
 pub(crate) const MARK_DELIVERED: &str = "
     UPDATE jobs SET delivered_at = coalesce(delivered_at, ?2), lease_owner = NULL, lease_until = NULL
-    WHERE id = ?1 AND finished_at IS NOT NULL";
+    WHERE id = ?1 AND finished_at IS NOT NULL
+      AND (?3 IS NULL OR delivered_at IS NOT NULL OR (lease_owner = ?3 AND lease_epoch = ?4))";
 
 /// The settlement recorded for a job: (kind, amount) of its charge, refund and fal cost.
 pub(crate) const SETTLEMENT_OF: &str = "
@@ -180,7 +184,7 @@ pub(crate) const MARK_RUNNING: &str = "UPDATE jobs SET state = 'running', update
 pub(crate) const REQUEUE: &str = concat!(
     "UPDATE jobs SET state = 'queued', account_id = NULL, request_id = NULL, remote_model = NULL, ",
     "status_url = NULL, response_url = NULL, cancel_url = NULL, lease_owner = NULL, lease_until = NULL, ",
-    "submit_started_at = NULL, not_before = ?2, updated_at = ?3 WHERE id = ?1 RETURNING ",
+    "submit_started_at = NULL, submitted_at = NULL, not_before = ?2, updated_at = ?3 WHERE id = ?1 RETURNING ",
     job_columns!()
 );
 
@@ -205,10 +209,15 @@ pub(crate) const SETTLE: &str = "
 // ---------------------------------------------------------------------------------------
 // The queue: leases
 
-/// $1 owner, $2 new lease end.
+/// $1 a JSON array of `[job id, owner, epoch]` (the leases a process holds live tasks
+/// for), $2 new lease end. A lease not listed, or no longer as listed, is left alone.
 pub(crate) const RENEW_LEASES: &str = "
     UPDATE jobs SET lease_until = ?2
-    WHERE lease_owner = ?1
+    WHERE EXISTS (
+        SELECT 1 FROM json_each(?1) AS h
+        WHERE json_extract(h.value, '$[0]') = jobs.id
+          AND json_extract(h.value, '$[1]') = jobs.lease_owner
+          AND json_extract(h.value, '$[2]') = jobs.lease_epoch)
       AND (state IN ('dispatching', 'submitted', 'running') OR (finished_at IS NOT NULL AND delivered_at IS NULL))";
 
 /// In-flight jobs, and finished ones not yet delivered, whose lease ended at or before $1.
@@ -220,9 +229,10 @@ pub(crate) const EXPIRED_LEASES: &str = concat!(
     "ORDER BY lease_until, id"
 );
 
-/// $1 job, $2 new owner, $3 lease end, $4 now.
+/// $1 job, $2 new owner, $3 lease end, $4 now. A new epoch fences off the old holder.
 pub(crate) const TAKE_OVER: &str = concat!(
-    "UPDATE jobs SET lease_owner = ?2, lease_until = ?3, updated_at = ?4 WHERE id = ?1 RETURNING ",
+    "UPDATE jobs SET lease_owner = ?2, lease_until = ?3, lease_epoch = lease_epoch + 1, updated_at = ?4 ",
+    "WHERE id = ?1 RETURNING ",
     job_columns!()
 );
 
@@ -237,14 +247,21 @@ pub(crate) const QUEUED_COUNT: &str = "SELECT count(*) FROM jobs WHERE state = '
 // ---------------------------------------------------------------------------------------
 // Accounts
 
-/// $1 id, $2 key names (JSON array), $3 now.
+/// $1 id, $2 key names (JSON array), $3 now. A configured account is not retired.
 pub(crate) const UPSERT_ACCOUNT: &str = "
     INSERT INTO accounts (id, key_names, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)
-    ON CONFLICT (id) DO UPDATE SET key_names = excluded.key_names, updated_at = excluded.updated_at
-    RETURNING id, key_names, disabled, lock_reason, locked_since, limit_override";
+    ON CONFLICT (id) DO UPDATE SET key_names = excluded.key_names, retired_at = NULL,
+        updated_at = excluded.updated_at
+    RETURNING id, key_names, disabled, lock_reason, locked_since, limit_override, retired_at";
 
 pub(crate) const LIST_ACCOUNTS: &str =
-    "SELECT id, key_names, disabled, lock_reason, locked_since, limit_override FROM accounts ORDER BY id";
+    "SELECT id, key_names, disabled, lock_reason, locked_since, limit_override, retired_at FROM accounts ORDER BY id";
+
+/// $1 a JSON array of the configured account ids, $2 now: retires the others.
+pub(crate) const RETIRE_UNLISTED: &str = "
+    UPDATE accounts SET retired_at = ?2, updated_at = ?2
+    WHERE retired_at IS NULL AND id NOT IN (SELECT value FROM json_each(?1))
+    RETURNING id";
 
 pub(crate) const ACCOUNT_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM accounts WHERE id = ?1)";
 

@@ -134,6 +134,30 @@ impl SqliteStore {
         self.pool.begin_with(sql::BEGIN_WRITE).await.map_err(classify)
     }
 
+    /// Ends a write transaction: commits when `result` is a success (an early `Ok` that
+    /// wrote nothing included), rolls back at once otherwise.
+    ///
+    /// A transaction that is merely dropped is rolled back only when its connection next
+    /// goes back to the pool, in a background task: until then it keeps the write lock,
+    /// so every other writer waits out the busy timeout.
+    pub(crate) async fn conclude<T>(
+        tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+        result: Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        match result {
+            Ok(value) => {
+                tx.commit().await.map_err(classify)?;
+                Ok(value)
+            }
+            Err(error) => {
+                if let Err(rollback) = tx.rollback().await {
+                    tracing::warn!(%rollback, "rollback failed; the connection is dropped");
+                }
+                Err(error)
+            }
+        }
+    }
+
     /// Wakes every `wait_for_change`; called after a commit that changed the queue.
     pub(crate) fn changed(&self) {
         self.changes.notify_waiters();

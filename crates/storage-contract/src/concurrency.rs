@@ -105,10 +105,11 @@ async fn claimer<D: Database>(
         for (job, account) in held.drain(..) {
             let roll: f64 = rng.random();
             if roll < 0.4 {
-                complete(&store, &job, &account, owner, now).await;
+                complete(&store, &job, &account, now).await;
                 tally.finished += 1;
             } else if roll < 0.5 {
                 let failed = Finish {
+                    lease: None,
                     state: JobState::Failed { reason: FailureReason::Upstream("503".into()) },
                     settlement: mediagen_domain::Settlement {
                         user_charge: Money::ZERO,
@@ -118,10 +119,10 @@ async fn claimer<D: Database>(
                     media: vec![],
                     now,
                 };
-                store.finish(job.id, &failed).await.unwrap();
+                store.finish(job.id, &as_holder(&store, job.id, &failed).await).await.unwrap();
                 tally.finished += 1;
             } else if roll < 0.55 {
-                store.requeue(job.id, "retry", None, now).await.unwrap();
+                store.requeue(job.id, &lease_of(&store, job.id).await, "retry", None, now).await.unwrap();
                 tally.requeued += 1;
             } else {
                 kept.push((job, account));

@@ -96,6 +96,8 @@ macro_rules! contract_tests {
             finish_refuses_what_the_state_machine_or_the_hold_forbid,
             cancel_refunds_queued_jobs_and_points_at_in_flight_ones,
             leases_are_renewed_and_expired_ones_rescued,
+            a_takeover_by_the_same_owner_still_fences_the_old_task,
+            a_refused_write_leaves_nothing_locked_for_the_next_claim,
             submit_and_delivery_markers_survive_a_dead_owner,
             queue_positions_and_recent_jobs,
             wait_for_change_wakes_on_an_enqueue_from_a_peer,

@@ -5,7 +5,7 @@ use crate::Database;
 use crate::support::*;
 use mediagen_domain::job::Settlement;
 use mediagen_domain::quota::{Plan, QuotaRefusal, UserUsage};
-use mediagen_domain::{AccountId, FailureReason, JobId, JobState, MediaRef, Money, RequestId, Role, UserId};
+use mediagen_domain::{AccountId, FailureReason, JobId, JobState, Lease, MediaRef, Money, RequestId, Role, UserId};
 use mediagen_ports::{
     AccountCapacity, CancelResult, EnqueueOutcome, Finish, FinishOutcome, JobQueue, MediaRecord, QueuePosition,
     Rescued, StorageError, UsageStore,
@@ -105,11 +105,11 @@ pub async fn user_usage_counts_today_month_flight_and_queue(db: &impl Database) 
     let user = add_user(&store, 1).await;
     let yesterday = t(-24 * 3600);
     let old = enqueue(&store, user, "y", yesterday).await;
-    store.claim(&claim_request("w", vec![capacity(&main, 1)], 1, yesterday)).await.unwrap();
-    complete(&store, &old, &main, "w", yesterday).await; // charged 4c
-    enqueue(&store, user, "a", t(0)).await;
+    claim_exactly(&store, &claim_request("w", vec![capacity(&main, 1)], 1, yesterday), &[old.id]).await;
+    complete(&store, &old, &main, yesterday).await; // charged 4c
+    let first = enqueue(&store, user, "a", t(0)).await;
     enqueue(&store, user, "b", t(1)).await;
-    store.claim(&claim_request("w", vec![capacity(&main, 1)], 1, t(2))).await.unwrap();
+    claim_exactly(&store, &claim_request("w", vec![capacity(&main, 1)], 1, t(2)), &[first.id]).await;
 
     let usage = store.user_usage(user, t(3)).await.unwrap();
     // Same month: the 4c charge plus two 5c holds still active.
@@ -185,7 +185,7 @@ pub async fn claim_respects_plan_caps_and_not_before(db: &impl Database) {
 
     // A job requeued with not_before waits until then, but keeps its place.
     let job = claimed.iter().find(|c| c.job.user == capped).unwrap().job.clone();
-    store.requeue(job.id, "fal answered 503", Some(t(60)), t(21)).await.unwrap();
+    store.requeue(job.id, &lease_of(&store, job.id).await, "fal answered 503", Some(t(60)), t(21)).await.unwrap();
     assert_eq!(store.queue_position(job.id).await.unwrap(), Some(QueuePosition { position: 1, total: 3 }));
     assert!(
         store
@@ -209,38 +209,50 @@ pub async fn claim_names_unknown_accounts(db: &impl Database) {
     assert_eq!(store.queued_count().await.unwrap(), 1, "nothing claimed");
 }
 
-/// `mark_submitted` and `mark_running` follow the state machine and the lease owner.
+/// `mark_submitted` and `mark_running` follow the state machine and the claim's lease
+/// (owner and epoch).
 pub async fn submit_and_run_follow_the_state_machine(db: &impl Database) {
     let store = db.store().await;
     let a = add_account(&store, "a").await;
     let user = add_user(&store, 1).await;
     let job = enqueue(&store, user, "k", t(0)).await;
     let h = handle(&a, job.id);
+    let nobody = Lease { owner: "w".into(), epoch: 1 };
 
-    assert!(matches!(store.mark_submitted(job.id, "w", &h, t(1)).await, Err(StorageError::Conflict(_))), "queued");
-    assert!(matches!(store.mark_running(job.id, t(1)).await, Err(StorageError::Conflict(_))));
-    store.claim(&claim_request("w", vec![capacity(&a, 1)], 1, t(1))).await.unwrap();
-    assert!(matches!(store.mark_running(job.id, t(1)).await, Err(StorageError::Conflict(_))), "not submitted yet");
-    assert!(matches!(store.mark_submitted(job.id, "intruder", &h, t(2)).await, Err(StorageError::Conflict(_))));
+    let queued = store.mark_submitted(job.id, &nobody, &h, t(1)).await;
+    assert!(matches!(queued, Err(StorageError::Conflict(_))), "queued: {queued:?}");
+    assert!(matches!(store.mark_running(job.id, &nobody, t(1)).await, Err(StorageError::Conflict(_))));
+    let claimed = claim_exactly(&store, &claim_request("w", vec![capacity(&a, 1)], 1, t(1)), &[job.id]).await;
+    let lease = claimed[0].job.lease.clone().unwrap();
+    assert_eq!(store.get_job(job.id).await.unwrap().unwrap().lease, Some(lease.clone()), "stored as returned");
+    let not_submitted = store.mark_running(job.id, &lease, t(1)).await;
+    assert!(matches!(not_submitted, Err(StorageError::Conflict(_))), "not submitted yet: {not_submitted:?}");
+    let intruder = Lease { owner: "intruder".into(), ..lease.clone() };
+    assert!(matches!(store.mark_submitted(job.id, &intruder, &h, t(2)).await, Err(StorageError::Conflict(_))));
+    let stale = Lease { epoch: lease.epoch - 1, ..lease.clone() };
+    let fenced = store.mark_submitted(job.id, &stale, &h, t(2)).await;
+    assert!(matches!(fenced, Err(StorageError::Conflict(_))), "an older epoch of the same owner: {fenced:?}");
     let elsewhere = handle(&AccountId::new("b"), job.id);
-    assert!(matches!(store.mark_submitted(job.id, "w", &elsewhere, t(2)).await, Err(StorageError::Conflict(_))));
+    assert!(matches!(store.mark_submitted(job.id, &lease, &elsewhere, t(2)).await, Err(StorageError::Conflict(_))));
     assert_eq!(store.remote_handle(job.id).await.unwrap(), None);
 
-    store.mark_submitted(job.id, "w", &h, t(2)).await.unwrap();
+    store.mark_submitted(job.id, &lease, &h, t(2)).await.unwrap();
     let stored = store.get_job(job.id).await.unwrap().unwrap();
     assert_eq!(stored.state, JobState::Submitted { account: a.clone(), request_id: h.request_id.clone() });
-    assert_eq!((stored.attempts, stored.updated_at), (1, t(2)));
+    assert_eq!((stored.attempts, stored.updated_at, stored.submitted_at), (1, t(2), Some(t(2))));
     assert_eq!(store.remote_handle(job.id).await.unwrap(), Some(h.clone()));
-    assert!(matches!(store.mark_submitted(job.id, "w", &h, t(3)).await, Err(StorageError::Conflict(_))), "twice");
+    let twice = store.mark_submitted(job.id, &lease, &h, t(3)).await;
+    assert!(matches!(twice, Err(StorageError::Conflict(_))), "twice: {twice:?}");
 
-    store.mark_running(job.id, t(4)).await.unwrap();
-    store.mark_running(job.id, t(5)).await.unwrap(); // Repeated polls are harmless.
+    assert!(matches!(store.mark_running(job.id, &stale, t(4)).await, Err(StorageError::Conflict(_))), "fenced");
+    store.mark_running(job.id, &lease, t(4)).await.unwrap();
+    store.mark_running(job.id, &lease, t(5)).await.unwrap(); // Repeated polls are harmless.
     let stored = store.get_job(job.id).await.unwrap().unwrap();
     assert_eq!(stored.state, JobState::Running { account: a.clone(), request_id: h.request_id.clone() });
     assert_eq!(stored.updated_at, t(4));
     let events = events(db, job.id).await;
     assert_eq!(events, vec!["enqueued", "claimed", "submitted", "started"]);
-    assert!(matches!(store.mark_running(JobId(999), t(5)).await, Err(StorageError::NotFound(_))));
+    assert!(matches!(store.mark_running(JobId(999), &lease, t(5)).await, Err(StorageError::NotFound(_))));
 }
 
 /// Requeue takes an in-flight job back (keeping its attempts), and refuses queued or terminal ones.
@@ -249,23 +261,38 @@ pub async fn requeue_returns_in_flight_jobs_and_refuses_the_rest(db: &impl Datab
     let a = add_account(&store, "a").await;
     let user = add_user(&store, 1).await;
     let job = enqueue(&store, user, "k", t(0)).await;
-    assert!(matches!(store.requeue(job.id, "x", None, t(1)).await, Err(StorageError::Conflict(_))), "queued");
+    assert!(
+        matches!(
+            store.requeue(job.id, &lease_of(&store, job.id).await, "x", None, t(1)).await,
+            Err(StorageError::Conflict(_))
+        ),
+        "queued"
+    );
 
-    store.claim(&claim_request("w", vec![capacity(&a, 1)], 1, t(1))).await.unwrap();
-    store.mark_submitted(job.id, "w", &handle(&a, job.id), t(2)).await.unwrap();
-    let requeued = store.requeue(job.id, "result 503", None, t(3)).await.unwrap();
+    claim_exactly(&store, &claim_request("w", vec![capacity(&a, 1)], 1, t(1)), &[job.id]).await;
+    store.mark_submitted(job.id, &lease_of(&store, job.id).await, &handle(&a, job.id), t(2)).await.unwrap();
+    let requeued = store.requeue(job.id, &lease_of(&store, job.id).await, "result 503", None, t(3)).await.unwrap();
     assert_eq!(requeued.state, JobState::Queued);
     assert_eq!(requeued.attempts, 1, "attempts survive the requeue");
     assert_eq!(store.remote_handle(job.id).await.unwrap(), None, "the old handle is gone");
     assert_eq!(store.in_flight_by_account().await.unwrap(), vec![]);
 
-    store.claim(&claim_request("w", vec![capacity(&a, 1)], 1, t(4))).await.unwrap();
+    claim_exactly(&store, &claim_request("w", vec![capacity(&a, 1)], 1, t(4)), &[job.id]).await;
     let h2 = mediagen_ports::RemoteHandle { request_id: RequestId::new("second"), ..handle(&a, job.id) };
-    store.mark_submitted(job.id, "w", &h2, t(5)).await.unwrap();
+    store.mark_submitted(job.id, &lease_of(&store, job.id).await, &h2, t(5)).await.unwrap();
     assert_eq!(store.get_job(job.id).await.unwrap().unwrap().attempts, 2);
-    store.finish(job.id, &success(job.hold, cents(4), t(6))).await.unwrap();
-    assert!(matches!(store.requeue(job.id, "x", None, t(7)).await, Err(StorageError::Conflict(_))), "terminal");
-    assert!(matches!(store.requeue(JobId(999), "x", None, t(7)).await, Err(StorageError::NotFound(_))));
+    store.finish(job.id, &as_holder(&store, job.id, &success(job.hold, cents(4), t(6))).await).await.unwrap();
+    assert!(
+        matches!(
+            store.requeue(job.id, &lease_of(&store, job.id).await, "x", None, t(7)).await,
+            Err(StorageError::Conflict(_))
+        ),
+        "terminal"
+    );
+    assert!(matches!(
+        store.requeue(JobId(999), &lease_of(&store, JobId(999)).await, "x", None, t(7)).await,
+        Err(StorageError::NotFound(_))
+    ));
 }
 
 /// Finish settles the hold once; a second finish writes nothing.
@@ -274,8 +301,8 @@ pub async fn finish_settles_once(db: &impl Database) {
     let a = add_account(&store, "a").await;
     let user = add_user(&store, 1).await;
     let job = enqueue(&store, user, "k", t(0)).await;
-    store.claim(&claim_request("w", vec![capacity(&a, 1)], 1, t(1))).await.unwrap();
-    store.mark_submitted(job.id, "w", &handle(&a, job.id), t(2)).await.unwrap();
+    claim_exactly(&store, &claim_request("w", vec![capacity(&a, 1)], 1, t(1)), &[job.id]).await;
+    store.mark_submitted(job.id, &lease_of(&store, job.id).await, &handle(&a, job.id), t(2)).await.unwrap();
 
     let media = MediaRecord {
         job: job.id,
@@ -287,7 +314,10 @@ pub async fn finish_settles_once(db: &impl Database) {
     let mut finish = success(job.hold, cents(4), t(3));
     finish.media = vec![media.clone()];
 
-    let FinishOutcome::Finished(done) = store.finish(job.id, &finish).await.unwrap() else { panic!() };
+    let FinishOutcome::Finished(done) = store.finish(job.id, &as_holder(&store, job.id, &finish).await).await.unwrap()
+    else {
+        panic!()
+    };
     assert_eq!(done.state, JobState::Succeeded);
     assert_eq!(ledger(db, job.id, "charge").await, Some(cents(4).micros()));
     assert_eq!(ledger(db, job.id, "refund").await, Some(cents(1).micros()));
@@ -297,8 +327,14 @@ pub async fn finish_settles_once(db: &impl Database) {
 
     // A second finish, even a different one, writes nothing.
     let again = Finish { state: JobState::Failed { reason: FailureReason::Timeout }, ..finish.clone() };
-    assert_eq!(store.finish(job.id, &again).await.unwrap(), FinishOutcome::AlreadyFinished(done.clone()));
-    assert_eq!(store.finish(job.id, &finish).await.unwrap(), FinishOutcome::AlreadyFinished(done));
+    assert_eq!(
+        store.finish(job.id, &as_holder(&store, job.id, &again).await).await.unwrap(),
+        FinishOutcome::AlreadyFinished(done.clone())
+    );
+    assert_eq!(
+        store.finish(job.id, &as_holder(&store, job.id, &finish).await).await.unwrap(),
+        FinishOutcome::AlreadyFinished(done)
+    );
     assert_eq!(ledger_rows(db, job.id).await, 4, "hold, charge, refund, fal cost: once each");
     assert_eq!(store.usage_by_model(t(0), t(10)).await.unwrap()[0].user_charged, cents(4), "charged once");
     assert!(unbalanced_jobs(db).await.is_empty());
@@ -312,32 +348,45 @@ pub async fn finish_refuses_what_the_state_machine_or_the_hold_forbid(db: &impl 
     let job = enqueue(&store, user, "k", t(0)).await;
 
     assert!(matches!(
-        store.finish(JobId(999), &success(job.hold, cents(4), t(1))).await,
+        store.finish(JobId(999), &as_holder(&store, JobId(999), &success(job.hold, cents(4), t(1))).await).await,
         Err(StorageError::NotFound(_))
     ));
     let not_terminal = Finish { state: JobState::Queued, ..success(job.hold, cents(4), t(1)) };
-    assert!(matches!(store.finish(job.id, &not_terminal).await, Err(StorageError::Conflict(_))));
+    assert!(matches!(
+        store.finish(job.id, &as_holder(&store, job.id, &not_terminal).await).await,
+        Err(StorageError::Conflict(_))
+    ));
     assert!(
-        matches!(store.finish(job.id, &success(job.hold, cents(4), t(1))).await, Err(StorageError::Conflict(_))),
+        matches!(
+            store.finish(job.id, &as_holder(&store, job.id, &success(job.hold, cents(4), t(1))).await).await,
+            Err(StorageError::Conflict(_))
+        ),
         "a queued job cannot succeed"
     );
-    store.claim(&claim_request("w", vec![capacity(&a, 1)], 1, t(1))).await.unwrap();
-    store.mark_submitted(job.id, "w", &handle(&a, job.id), t(2)).await.unwrap();
+    claim_exactly(&store, &claim_request("w", vec![capacity(&a, 1)], 1, t(1)), &[job.id]).await;
+    store.mark_submitted(job.id, &lease_of(&store, job.id).await, &handle(&a, job.id), t(2)).await.unwrap();
     let greedy = Finish {
         settlement: Settlement { user_charge: cents(5), user_refund: cents(5), fal_cost: cents(4) },
         ..success(job.hold, cents(4), t(3))
     };
-    assert!(matches!(store.finish(job.id, &greedy).await, Err(StorageError::Conflict(_))), "charge + refund > hold");
+    assert!(
+        matches!(store.finish(job.id, &as_holder(&store, job.id, &greedy).await).await, Err(StorageError::Conflict(_))),
+        "charge + refund > hold"
+    );
     assert_eq!(ledger_rows(db, job.id).await, 1, "only the hold");
 
     // An upstream failure refunds everything and bills nothing.
     let failed = Finish {
+        lease: None,
         state: JobState::Failed { reason: FailureReason::Upstream("502 at result".into()) },
         settlement: Settlement { user_charge: Money::ZERO, user_refund: job.hold, fal_cost: Money::ZERO },
         media: vec![],
         now: t(4),
     };
-    let FinishOutcome::Finished(done) = store.finish(job.id, &failed).await.unwrap() else { panic!() };
+    let FinishOutcome::Finished(done) = store.finish(job.id, &as_holder(&store, job.id, &failed).await).await.unwrap()
+    else {
+        panic!()
+    };
     assert_eq!(done.state, failed.state, "the reason round-trips");
     assert_eq!(ledger(db, job.id, "refund").await, Some(job.hold.micros()));
 }
@@ -362,9 +411,9 @@ pub async fn cancel_refunds_queued_jobs_and_points_at_in_flight_ones(db: &impl D
     assert_eq!(ledger(db, queued.id, "fal_cost").await, Some(0));
     assert_eq!(store.cancel(queued.id, user, t(4)).await.unwrap(), CancelResult::AlreadyFinished(canceled));
 
-    store.claim(&claim_request("w", vec![capacity(&a, 2)], 2, t(5))).await.unwrap();
+    claim_exactly(&store, &claim_request("w", vec![capacity(&a, 2)], 2, t(5)), &[dispatching.id, submitted.id]).await;
     let h = handle(&a, submitted.id);
-    store.mark_submitted(submitted.id, "w", &h, t(6)).await.unwrap();
+    store.mark_submitted(submitted.id, &lease_of(&store, submitted.id).await, &h, t(6)).await.unwrap();
     let CancelResult::InFlight(job, None) = store.cancel(dispatching.id, user, t(7)).await.unwrap() else { panic!() };
     assert_eq!(job.state, JobState::Dispatching { account: a.clone() });
     let CancelResult::InFlight(job, Some(found)) = store.cancel(submitted.id, user, t(7)).await.unwrap() else {
@@ -375,16 +424,21 @@ pub async fn cancel_refunds_queued_jobs_and_points_at_in_flight_ones(db: &impl D
 
     // The engine cancels at fal, then finishes it: fal may bill what already ran.
     let finish = Finish {
+        lease: None,
         state: JobState::Canceled,
         settlement: Settlement { user_charge: Money::ZERO, user_refund: submitted.hold, fal_cost: cents(4) },
         media: vec![],
         now: t(8),
     };
-    assert!(matches!(store.finish(submitted.id, &finish).await.unwrap(), FinishOutcome::Finished(_)));
+    assert!(matches!(
+        store.finish(submitted.id, &as_holder(&store, submitted.id, &finish).await).await.unwrap(),
+        FinishOutcome::Finished(_)
+    ));
     assert!(unbalanced_jobs(db).await.is_empty());
 }
 
-/// Leases are renewed by their owner; expired ones are resumed (at fal) or requeued (not sent).
+/// Only the leases listed with their current epoch are renewed; expired ones are resumed
+/// (at fal) or requeued (not sent) under a new epoch, which fences off the old holder.
 pub async fn leases_are_renewed_and_expired_ones_rescued(db: &impl Database) {
     let store = db.store().await;
     let a = add_account(&store, "a").await;
@@ -394,36 +448,109 @@ pub async fn leases_are_renewed_and_expired_ones_rescued(db: &impl Database) {
     let renewed = enqueue(&store, user, "r", t(2)).await;
 
     // `dead` claims two and submits one; `alive` claims the third. Leases run to t(30).
-    store.claim(&claim_request("dead", vec![capacity(&a, 2)], 2, t(0))).await.unwrap();
+    let dead =
+        claim_exactly(&store, &claim_request("dead", vec![capacity(&a, 2)], 2, t(0)), &[never_sent.id, at_fal.id])
+            .await;
+    let dead_lease = |i: usize| dead[i].job.lease.clone().unwrap();
     let h = handle(&a, at_fal.id);
-    store.mark_submitted(at_fal.id, "dead", &h, t(3)).await.unwrap();
-    store.mark_running(at_fal.id, t(4)).await.unwrap();
-    store.claim(&claim_request("alive", vec![capacity(&a, 3)], 1, t(0))).await.unwrap();
-    assert_eq!(store.renew_leases("alive", t(100)).await.unwrap(), 1);
-    assert_eq!(store.renew_leases("nobody", t(100)).await.unwrap(), 0);
+    store.mark_submitted(at_fal.id, &dead_lease(1), &h, t(3)).await.unwrap();
+    store.mark_running(at_fal.id, &dead_lease(1), t(4)).await.unwrap();
+    let alive = claim_exactly(&store, &claim_request("alive", vec![capacity(&a, 3)], 1, t(0)), &[renewed.id]).await;
+    let alive_lease = alive[0].job.lease.clone().unwrap();
+    let held = [(renewed.id, alive_lease.clone())];
+    assert_eq!(store.renew_leases(&held, t(100)).await.unwrap(), 1);
+    assert_eq!(store.renew_leases(&[], t(100)).await.unwrap(), 0);
+    // A lease renewed under a wrong epoch, or for a job the caller does not hold, is not extended.
+    let wrong_epoch = Lease { epoch: alive_lease.epoch + 1, ..alive_lease.clone() };
+    assert_eq!(store.renew_leases(&[(renewed.id, wrong_epoch)], t(500)).await.unwrap(), 0);
+    assert_eq!(store.renew_leases(&[(at_fal.id, alive_lease.clone())], t(500)).await.unwrap(), 0);
 
     assert!(store.rescue_expired("new", t(90), t(29)).await.unwrap().is_empty(), "not expired yet");
     let mut rescued = store.rescue_expired("new", t(90), t(30)).await.unwrap();
     assert_eq!(rescued.len(), 2);
     rescued.sort_by_key(rescued_id);
     let Rescued::Requeued(requeued) = &rescued[0] else { panic!("{rescued:?}") };
-    assert_eq!((requeued.id, &requeued.state), (never_sent.id, &JobState::Queued));
+    assert_eq!((requeued.id, &requeued.state, &requeued.lease), (never_sent.id, &JobState::Queued, &None));
     let Rescued::Resume(resumed, resumed_handle) = &rescued[1] else { panic!("{rescued:?}") };
     assert_eq!(resumed.id, at_fal.id);
     assert_eq!(resumed.state, JobState::Running { account: a.clone(), request_id: h.request_id.clone() });
     assert_eq!(resumed_handle, &h, "resumed, never resubmitted");
     assert_eq!(resumed.attempts, 1);
+    let new_lease = resumed.lease.clone().unwrap();
+    assert_eq!(new_lease.owner, "new");
+    assert!(new_lease.epoch > dead_lease(1).epoch, "a takeover starts a new epoch");
 
     // The new owner holds the lease now; the old one has lost it.
-    assert_eq!(store.renew_leases("dead", t(200)).await.unwrap(), 0);
-    assert_eq!(store.renew_leases("new", t(120)).await.unwrap(), 1);
+    assert_eq!(store.renew_leases(&[(at_fal.id, dead_lease(1))], t(200)).await.unwrap(), 0);
+    assert_eq!(store.renew_leases(&[(at_fal.id, new_lease.clone())], t(120)).await.unwrap(), 1);
     assert!(store.rescue_expired("other", t(200), t(95)).await.unwrap().is_empty(), "both leases renewed");
     assert_eq!(store.get_job(renewed.id).await.unwrap().unwrap().state, JobState::Dispatching { account: a.clone() });
     assert_eq!(store.queue_position(never_sent.id).await.unwrap(), Some(QueuePosition { position: 1, total: 1 }));
-    let late = store.mark_submitted(never_sent.id, "dead", &handle(&a, never_sent.id), t(31)).await;
+    let late = store.mark_submitted(never_sent.id, &dead_lease(0), &handle(&a, never_sent.id), t(31)).await;
     assert!(matches!(late, Err(StorageError::Conflict(_))), "a late owner cannot submit what it lost");
-    let finished = store.finish(at_fal.id, &success(at_fal.hold, cents(4), t(40))).await.unwrap();
+    let stale_finish = Finish { lease: Some(dead_lease(1)), ..success(at_fal.hold, cents(4), t(40)) };
+    let fenced = store.finish(at_fal.id, &stale_finish).await;
+    assert!(matches!(fenced, Err(StorageError::Conflict(_))), "the old holder cannot finish: {fenced:?}");
+    let stale_requeue = store.requeue(at_fal.id, &dead_lease(1), "503", None, t(40)).await;
+    assert!(matches!(stale_requeue, Err(StorageError::Conflict(_))), "nor requeue: {stale_requeue:?}");
+    assert_eq!(ledger_rows(db, at_fal.id).await, 1, "only the hold: nothing settled by the stale holder");
+    let finish = Finish { lease: Some(new_lease), ..success(at_fal.hold, cents(4), t(40)) };
+    let finished = store.finish(at_fal.id, &finish).await.unwrap();
     assert!(matches!(finished, FinishOutcome::Finished(_)), "the new owner finishes it");
+}
+
+/// One process can lose a job to itself: after its lease expired (its heartbeat failed,
+/// say) its own rescue takes the job under a new epoch, and the first task, still holding
+/// the old epoch, can no longer write it although the owner is the same.
+pub async fn a_takeover_by_the_same_owner_still_fences_the_old_task(db: &impl Database) {
+    let store = db.store().await;
+    let a = add_account(&store, "a").await;
+    let user = add_user(&store, 1).await;
+    let job = enqueue(&store, user, "k", t(0)).await;
+    let claimed = claim_exactly(&store, &claim_request("p", vec![capacity(&a, 1)], 1, t(0)), &[job.id]).await;
+    let first = claimed[0].job.lease.clone().unwrap();
+    let h = handle(&a, job.id);
+    store.mark_submitted(job.id, &first, &h, t(1)).await.unwrap();
+
+    let rescued = store.rescue_expired("p", t(90), t(30)).await.unwrap();
+    let [Rescued::Resume(resumed, _)] = rescued.as_slice() else { panic!("{rescued:?}") };
+    let second = resumed.lease.clone().unwrap();
+    assert_eq!((second.owner.as_str(), second.epoch), ("p", first.epoch + 1));
+
+    assert!(matches!(store.mark_running(job.id, &first, t(31)).await, Err(StorageError::Conflict(_))));
+    let stale = Finish { lease: Some(first.clone()), ..success(job.hold, cents(4), t(32)) };
+    assert!(matches!(store.finish(job.id, &stale).await, Err(StorageError::Conflict(_))));
+    assert_eq!(store.renew_leases(&[(job.id, first)], t(99)).await.unwrap(), 0);
+    store.mark_running(job.id, &second, t(31)).await.unwrap();
+    let finish = Finish { lease: Some(second.clone()), ..success(job.hold, cents(4), t(33)) };
+    assert!(matches!(store.finish(job.id, &finish).await.unwrap(), FinishOutcome::Finished(_)));
+    store.mark_delivered(job.id, Some(&second), t(34)).await.unwrap();
+    assert_eq!(store.get_job(job.id).await.unwrap().unwrap().lease, None, "delivered: no lease left");
+}
+
+/// A claim that follows a refused write claims the job at once: a failed write leaves no
+/// lock behind (its transaction is rolled back, not left for the pool to clean up later).
+pub async fn a_refused_write_leaves_nothing_locked_for_the_next_claim(db: &impl Database) {
+    let store = db.store().await;
+    let a = add_account(&store, "a").await;
+    let user = add_user(&store, 1).await;
+    for round in 0..25 {
+        let job = enqueue(&store, user, &format!("k{round}"), t(round)).await;
+        // Refused while the job is queued: a finish that cannot happen, a requeue of a queued job.
+        let refused =
+            store.finish(job.id, &as_holder(&store, job.id, &success(job.hold, cents(4), t(round))).await).await;
+        assert!(matches!(refused, Err(StorageError::Conflict(_))), "{refused:?}");
+        let nobody = Lease { owner: "nobody".into(), epoch: 0 };
+        assert!(matches!(store.requeue(job.id, &nobody, "x", None, t(round)).await, Err(StorageError::Conflict(_))));
+        let claimed = claim_exactly(&store, &claim_request("w", vec![capacity(&a, 1)], 1, t(round)), &[job.id]).await;
+        let lease = claimed[0].job.lease.clone().unwrap();
+        let refused = store.mark_submitted(job.id, &lease, &handle(&AccountId::new("b"), job.id), t(round)).await;
+        assert!(matches!(refused, Err(StorageError::Conflict(_))), "wrong account: {refused:?}");
+        store.mark_submitted(job.id, &lease, &handle(&a, job.id), t(round)).await.unwrap();
+        let finish = Finish { lease: Some(lease.clone()), ..success(job.hold, cents(4), t(round)) };
+        assert!(matches!(store.finish(job.id, &finish).await.unwrap(), FinishOutcome::Finished(_)));
+        store.mark_delivered(job.id, Some(&lease), t(round)).await.unwrap();
+    }
 }
 
 /// The job a rescue names.
@@ -448,35 +575,49 @@ pub async fn submit_and_delivery_markers_survive_a_dead_owner(db: &impl Database
     let retried = enqueue(&store, user, "r", t(3)).await;
     let queued = enqueue(&store, user, "q", t(4)).await;
     // `dead` claims four; leases run to t(30).
-    assert_eq!(store.claim(&claim_request("dead", vec![capacity(&a, 4)], 4, t(5))).await.unwrap().len(), 4);
+    let ids = [submitting.id, undelivered.id, delivered.id, retried.id];
+    let claimed = claim_exactly(&store, &claim_request("dead", vec![capacity(&a, 4)], 4, t(5)), &ids).await;
+    let lease = |job: JobId| claimed.iter().find(|c| c.job.id == job).unwrap().job.lease.clone().unwrap();
 
-    store.mark_submitting(submitting.id, "dead", t(6)).await.unwrap();
-    let intruder = store.mark_submitting(undelivered.id, "intruder", t(6)).await;
-    assert!(matches!(intruder, Err(StorageError::Conflict(_))), "only the owner submits: {intruder:?}");
-    assert!(matches!(store.mark_submitting(JobId(999), "dead", t(6)).await, Err(StorageError::NotFound(_))));
-    let not_dispatching = store.mark_submitting(queued.id, "dead", t(6)).await;
+    store.mark_submitting(submitting.id, &lease(submitting.id), t(6)).await.unwrap();
+    let intruder = Lease { owner: "intruder".into(), ..lease(undelivered.id) };
+    let refused = store.mark_submitting(undelivered.id, &intruder, t(6)).await;
+    assert!(matches!(refused, Err(StorageError::Conflict(_))), "only the holder submits: {refused:?}");
+    let missing = store.mark_submitting(JobId(999), &lease(submitting.id), t(6)).await;
+    assert!(matches!(missing, Err(StorageError::NotFound(_))), "{missing:?}");
+    let not_dispatching = store.mark_submitting(queued.id, &lease(submitting.id), t(6)).await;
     assert!(matches!(not_dispatching, Err(StorageError::Conflict(_))), "{not_dispatching:?}");
 
     // Submitted and finished, delivery not confirmed: the lease stays and is renewed.
-    store.mark_submitting(undelivered.id, "dead", t(6)).await.unwrap();
-    complete(&store, &undelivered, &a, "dead", t(7)).await;
+    store.mark_submitting(undelivered.id, &lease(undelivered.id), t(6)).await.unwrap();
+    complete(&store, &undelivered, &a, t(7)).await;
     // Submitted, finished and delivered (twice: a no-op).
-    store.mark_submitting(delivered.id, "dead", t(6)).await.unwrap();
-    complete(&store, &delivered, &a, "dead", t(7)).await;
-    store.mark_delivered(delivered.id, t(8)).await.unwrap();
-    store.mark_delivered(delivered.id, t(9)).await.unwrap();
+    store.mark_submitting(delivered.id, &lease(delivered.id), t(6)).await.unwrap();
+    complete(&store, &delivered, &a, t(7)).await;
+    let wrong = store.mark_delivered(delivered.id, Some(&intruder), t(8)).await;
+    assert!(matches!(wrong, Err(StorageError::Conflict(_))), "only its deliverer records it: {wrong:?}");
+    store.mark_delivered(delivered.id, Some(&lease(delivered.id)), t(8)).await.unwrap();
+    store.mark_delivered(delivered.id, Some(&lease(delivered.id)), t(9)).await.unwrap();
     // fal refused its submit: requeued, which clears the marker, and claimed again.
-    store.mark_submitting(retried.id, "dead", t(6)).await.unwrap();
-    store.requeue(retried.id, "429", None, t(7)).await.unwrap();
-    assert_eq!(store.claim(&claim_request("dead", vec![capacity(&a, 4)], 1, t(8))).await.unwrap().len(), 1);
+    store.mark_submitting(retried.id, &lease(retried.id), t(6)).await.unwrap();
+    store.requeue(retried.id, &lease(retried.id), "429", None, t(7)).await.unwrap();
+    let again = claim_exactly(&store, &claim_request("dead", vec![capacity(&a, 4)], 1, t(8)), &[retried.id]).await;
+    let retried_lease = again[0].job.lease.clone().unwrap();
+    assert!(retried_lease.epoch > lease(retried.id).epoch, "every claim starts a new epoch");
     // Canceled while queued: nobody holds it, it counts as told at once.
     assert!(matches!(store.cancel(queued.id, user, t(8)).await.unwrap(), CancelResult::Canceled(_)));
 
-    let early = store.mark_delivered(submitting.id, t(9)).await;
+    let early = store.mark_delivered(submitting.id, Some(&lease(submitting.id)), t(9)).await;
     assert!(matches!(early, Err(StorageError::Conflict(_))), "not finished yet: {early:?}");
-    assert!(matches!(store.mark_delivered(JobId(999), t(9)).await, Err(StorageError::NotFound(_))));
+    assert!(matches!(store.mark_delivered(JobId(999), None, t(9)).await, Err(StorageError::NotFound(_))));
     // submitting, undelivered, retried: in flight or waiting for their delivery.
-    assert_eq!(store.renew_leases("dead", t(30)).await.unwrap(), 3);
+    let held = [
+        (submitting.id, lease(submitting.id)),
+        (undelivered.id, lease(undelivered.id)),
+        (retried.id, retried_lease),
+        (delivered.id, lease(delivered.id)),
+    ];
+    assert_eq!(store.renew_leases(&held, t(30)).await.unwrap(), 3, "a delivered job has no lease left");
 
     let mut rescued = store.rescue_expired("new", t(90), t(30)).await.unwrap();
     rescued.sort_by_key(rescued_id);
@@ -490,8 +631,12 @@ pub async fn submit_and_delivery_markers_survive_a_dead_owner(db: &impl Database
     assert_eq!(requeued.id, retried.id, "a refused submit is safe to send again");
 
     // The new owner holds both leases; once the delivery is recorded, only the other remains.
-    assert_eq!(store.renew_leases("new", t(100)).await.unwrap(), 2);
-    store.mark_delivered(undelivered.id, t(95)).await.unwrap();
+    let new_leases: Vec<(JobId, Lease)> =
+        [unknown, again].iter().map(|job| (job.id, job.lease.clone().unwrap())).collect();
+    assert_eq!(store.renew_leases(&new_leases, t(100)).await.unwrap(), 2);
+    let stale = store.mark_delivered(undelivered.id, Some(&lease(undelivered.id)), t(95)).await;
+    assert!(matches!(stale, Err(StorageError::Conflict(_))), "the dead owner's delivery lease is gone: {stale:?}");
+    store.mark_delivered(undelivered.id, Some(&new_leases[1].1), t(95)).await.unwrap();
     let later = store.rescue_expired("other", t(200), t(100)).await.unwrap();
     assert_eq!(later.iter().map(rescued_id).collect::<Vec<_>>(), vec![submitting.id]);
     assert!(matches!(later[0], Rescued::SubmitUnknown(_)), "still unknown: never requeued");
@@ -565,21 +710,23 @@ pub async fn every_finished_job_balances_its_hold(db: &impl Database) {
         let EnqueueOutcome::Enqueued(job, _) = store.enqueue(&request).await.unwrap() else { panic!() };
         jobs.push(job);
     }
-    store.claim(&claim_request("w", vec![capacity(&a, 8)], 8, t(20))).await.unwrap();
+    let ids: Vec<JobId> = jobs[..8].iter().map(|j| j.id).collect();
+    claim_exactly(&store, &claim_request("w", vec![capacity(&a, 8)], 8, t(20)), &ids).await;
     for (i, job) in jobs.iter().enumerate() {
         let now = t(30 + i as i64);
         match i % 4 {
             0 if i < 8 => {
-                complete(&store, job, &a, "w", now).await;
+                complete(&store, job, &a, now).await;
             }
             1 if i < 8 => {
                 let failed = Finish {
+                    lease: None,
                     state: JobState::Failed { reason: FailureReason::ContentPolicy },
                     settlement: Settlement { user_charge: Money::ZERO, user_refund: job.hold, fal_cost: cents(3) },
                     media: vec![],
                     now,
                 };
-                store.finish(job.id, &failed).await.unwrap();
+                store.finish(job.id, &as_holder(&store, job.id, &failed).await).await.unwrap();
             }
             _ if i >= 8 => {
                 store.cancel(job.id, user, now).await.unwrap();

@@ -3,7 +3,7 @@
 //! Every figure is asserted exactly, so both adapters answer the same rows in the same
 //! order. (First written for PostgreSQL in `crates/postgres/tests/reports.rs`.)
 
-use crate::support::{add_account, add_user, cents};
+use crate::support::{add_account, add_user, as_holder, cents, lease_of};
 use crate::{Database, Store};
 use chrono::{NaiveDate, TimeDelta, TimeZone, Utc};
 use mediagen_domain::job::{JobSpec, Settlement};
@@ -80,18 +80,19 @@ async fn submit(store: &impl Store, job: &Job, account: &AccountId, now: Timesta
         response_url: format!("http://fal.test/requests/{id}"),
         cancel_url: format!("http://fal.test/requests/{id}/cancel"),
     };
-    store.mark_submitted(job.id, "owner", &handle, now).await.unwrap();
+    store.mark_submitted(job.id, &lease_of(store, job.id).await, &handle, now).await.unwrap();
 }
 
 /// Charges 4¢ of the 5¢ hold, refunds 1¢, bills fal 4¢.
 async fn succeed(store: &impl Store, job: &Job, now: Timestamp) {
     let finish = Finish {
+        lease: None,
         state: JobState::Succeeded,
         settlement: Settlement { user_charge: cents(4), user_refund: cents(1), fal_cost: cents(4) },
         media: vec![],
         now,
     };
-    store.finish(job.id, &finish).await.unwrap();
+    store.finish(job.id, &as_holder(store, job.id, &finish).await).await.unwrap();
 }
 
 struct History<S> {
@@ -124,7 +125,7 @@ async fn history<D: Database>(db: &D) -> History<D::Store> {
     let j2 = enqueue_model(&store, u2, "k2", BANANA, at(24, 10, 0, 10)).await;
     claim_on(&store, &j2, &a, at(24, 10, 0, 12)).await;
     submit(&store, &j2, &a, at(24, 10, 0, 13)).await;
-    store.requeue(j2.id, "503 from fal", None, at(24, 10, 0, 20)).await.unwrap();
+    store.requeue(j2.id, &lease_of(&store, j2.id).await, "503 from fal", None, at(24, 10, 0, 20)).await.unwrap();
     succeed(&store, &j1, at(24, 10, 0, 25)).await;
     claim_on(&store, &j2, &b, at(24, 10, 0, 30)).await;
     submit(&store, &j2, &b, at(24, 10, 0, 31)).await;
@@ -134,12 +135,13 @@ async fn history<D: Database>(db: &D) -> History<D::Store> {
     claim_on(&store, &j3, &a, at(24, 23, 59, 55)).await;
     submit(&store, &j3, &a, at(24, 23, 59, 56)).await;
     let failed = Finish {
+        lease: None,
         state: JobState::Failed { reason: FailureReason::Upstream("503".into()) },
         settlement: Settlement { user_charge: Money::ZERO, user_refund: cents(5), fal_cost: Money::ZERO },
         media: vec![],
         now: at(25, 0, 0, 10),
     };
-    store.finish(j3.id, &failed).await.unwrap();
+    store.finish(j3.id, &as_holder(&store, j3.id, &failed).await).await.unwrap();
 
     let j4 = enqueue_model(&store, u3, "k4", FLUX, at(25, 9, 0, 0)).await;
     assert!(matches!(store.cancel(j4.id, u3, at(25, 9, 0, 30)).await.unwrap(), CancelResult::Canceled(_)));
@@ -149,7 +151,7 @@ async fn history<D: Database>(db: &D) -> History<D::Store> {
     let j6 = enqueue_model(&store, u2, "k6", BANANA, at(25, 11, 0, 0)).await;
     claim_on(&store, &j6, &b, at(25, 11, 0, 1)).await;
     submit(&store, &j6, &b, at(25, 11, 0, 2)).await;
-    store.mark_running(j6.id, at(25, 11, 0, 5)).await.unwrap();
+    store.mark_running(j6.id, &lease_of(&store, j6.id).await, at(25, 11, 0, 5)).await.unwrap();
     let j7 = enqueue_model(&store, u1, "k7", FLUX, at(25, 11, 0, 3)).await;
 
     let jobs = [&j1, &j2, &j3, &j4, &j5, &j6, &j7].iter().map(|j| j.id).collect();

@@ -66,7 +66,7 @@ pub async fn accounts_store_key_names_locks_and_overrides(db: &impl Database) {
     let main = AccountId::new("main");
     let record = store.upsert_account(&main, &["primary".into(), "spare".into()]).await.unwrap();
     assert_eq!(record.key_names, vec!["primary", "spare"]);
-    assert!(!record.disabled && record.locked.is_none() && record.limit_override.is_none());
+    assert!(!record.disabled & record.locked.is_none() & record.limit_override.is_none());
 
     let record = store.upsert_account(&main, &["rotated".into()]).await.unwrap();
     assert_eq!(record.key_names, vec!["rotated"]);
@@ -85,7 +85,7 @@ pub async fn accounts_store_key_names_locks_and_overrides(db: &impl Database) {
     store.set_lock(&main, None).await.unwrap();
     store.set_admin_state(&main, false, None).await.unwrap();
     let stored = store.list_accounts().await.unwrap().remove(1);
-    assert!(stored.locked.is_none() && !stored.disabled && stored.limit_override.is_none());
+    assert!(stored.locked.is_none() & !stored.disabled & stored.limit_override.is_none());
 }
 
 /// Every account method on an unknown account is `NotFound`.
@@ -124,7 +124,7 @@ pub async fn purchases_come_back_oldest_first_and_spend_sums_the_ledger(db: &imp
         let job = enqueue(&store, user, &format!("k{i}"), *at).await;
         let claimed = store.claim(&claim_request("w", vec![capacity(account, 1)], 1, *at)).await.unwrap();
         assert_eq!(claimed.len(), 1);
-        complete(&store, &job, account, "w", *at).await;
+        complete(&store, &job, account, *at).await;
     }
     assert_eq!(store.total_spend(&main).await.unwrap(), cents(12));
     assert_eq!(store.total_spend(&other).await.unwrap(), cents(4));
@@ -191,16 +191,17 @@ pub async fn usage_reports_add_up_the_ledger(db: &impl Database) {
     let b2 = enqueue(&store, bob, "b2", t(2)).await;
     let claimed = store.claim(&claim_request("w", vec![capacity(&main, 10)], 10, t(3))).await.unwrap();
     assert_eq!(claimed.len(), 3);
-    complete(&store, &a1, &main, "w", t(10)).await;
-    complete(&store, &b1, &main, "w", t(11)).await;
-    store.mark_submitted(b2.id, "w", &handle(&main, b2.id), t(12)).await.unwrap();
+    complete(&store, &a1, &main, t(10)).await;
+    complete(&store, &b1, &main, t(11)).await;
+    store.mark_submitted(b2.id, &lease_of(&store, b2.id).await, &handle(&main, b2.id), t(12)).await.unwrap();
     let refused = Finish {
+        lease: None,
         state: JobState::Failed { reason: FailureReason::ContentPolicy },
         settlement: Settlement { user_charge: Money::ZERO, user_refund: b2.hold, fal_cost: cents(4) },
         media: vec![],
         now: t(13),
     };
-    store.finish(b2.id, &refused).await.unwrap();
+    store.finish(b2.id, &as_holder(&store, b2.id, &refused).await).await.unwrap();
     // Still queued: not in any report.
     enqueue(&store, alice, "a2", t(14)).await;
 

@@ -5,11 +5,12 @@ use crate::{Arg, Database, Store};
 use mediagen_domain::job::{JobSpec, Settlement};
 use mediagen_domain::quota::Plan;
 use mediagen_domain::{
-    AccountId, ChatId, IdempotencyKey, Job, JobId, JobState, Language, ModelId, ModelKind, Money, Prompt, RequestId,
-    Role, Timestamp, UserId,
+    AccountId, ChatId, IdempotencyKey, Job, JobId, JobState, Language, Lease, ModelId, ModelKind, Money, Prompt,
+    RequestId, Role, Timestamp, UserId,
 };
 use mediagen_ports::{
-    AccountCapacity, ClaimRequest, EnqueueOutcome, EnqueueRequest, Finish, FinishOutcome, NewUser, RemoteHandle,
+    AccountCapacity, ClaimRequest, ClaimedJob, EnqueueOutcome, EnqueueRequest, Finish, FinishOutcome, NewUser,
+    RemoteHandle,
 };
 
 /// A fixed instant, `secs` after 2026-11-25 12:00 UTC, so stored timestamps compare
@@ -129,6 +130,46 @@ pub fn handle(account: &AccountId, job: JobId) -> RemoteHandle {
     }
 }
 
+/// The lease the job is under now (as its holder would have it from the claim or the
+/// rescue), or a lease nobody holds when the job has none (or does not exist), so a write
+/// with it is refused.
+///
+/// # Panics
+/// When the store cannot be read.
+pub async fn lease_of(store: &impl Store, job: JobId) -> Lease {
+    let found = store.get_job(job).await.unwrap();
+    found.and_then(|job| job.lease).unwrap_or_else(|| Lease { owner: "nobody".into(), epoch: 0 })
+}
+
+/// `finish` as the job's current lease holder would send it (a cancel goes without one).
+pub async fn as_holder(store: &impl Store, job: JobId, finish: &Finish) -> Finish {
+    if finish.state == JobState::Canceled {
+        return finish.clone();
+    }
+    Finish { lease: Some(lease_of(store, job).await), ..finish.clone() }
+}
+
+/// Claims with `request` and insists on exactly `expected` (in any order: the stories that
+/// care about the scheduler's order check it themselves), each `Dispatching` under a lease
+/// of the claim's owner; returns what was claimed.
+///
+/// # Panics
+/// When the claim fails or claims anything else.
+pub async fn claim_exactly(store: &impl Store, request: &ClaimRequest, expected: &[JobId]) -> Vec<ClaimedJob> {
+    let claimed = store.claim(request).await.unwrap();
+    let mut ids: Vec<JobId> = claimed.iter().map(|c| c.job.id).collect();
+    let mut expected = expected.to_vec();
+    ids.sort();
+    expected.sort();
+    assert_eq!(ids, expected, "claimed by {}", request.owner);
+    for c in &claimed {
+        assert_eq!(c.job.state, JobState::Dispatching { account: c.account.clone() });
+        let lease = c.job.lease.as_ref().unwrap_or_else(|| panic!("job {} claimed without a lease", c.job.id));
+        assert_eq!(lease.owner, request.owner);
+    }
+    claimed
+}
+
 /// Charges `price` (at most the hold), refunds the rest, bills fal `price`.
 ///
 /// # Panics
@@ -136,6 +177,7 @@ pub fn handle(account: &AccountId, job: JobId) -> RemoteHandle {
 pub fn success(hold: Money, price: Money, now: Timestamp) -> Finish {
     let charge = price.min(hold);
     Finish {
+        lease: None,
         state: JobState::Succeeded,
         settlement: Settlement { user_charge: charge, user_refund: hold.checked_sub(charge).unwrap(), fal_cost: price },
         media: vec![],
@@ -143,13 +185,15 @@ pub fn success(hold: Money, price: Money, now: Timestamp) -> Finish {
     }
 }
 
-/// Submits and succeeds a claimed job (charged and billed 4 cents).
+/// Submits and succeeds a claimed job (charged and billed 4 cents) as its lease holder.
 ///
 /// # Panics
 /// When the store refuses.
-pub async fn complete(store: &impl Store, job: &Job, account: &AccountId, owner: &str, now: Timestamp) -> Job {
-    store.mark_submitted(job.id, owner, &handle(account, job.id), now).await.unwrap();
-    match store.finish(job.id, &success(job.hold, cents(4), now)).await.unwrap() {
+pub async fn complete(store: &impl Store, job: &Job, account: &AccountId, now: Timestamp) -> Job {
+    let lease = lease_of(store, job.id).await;
+    store.mark_submitted(job.id, &lease, &handle(account, job.id), now).await.unwrap();
+    let finish = Finish { lease: Some(lease), ..success(job.hold, cents(4), now) };
+    match store.finish(job.id, &finish).await.unwrap() {
         FinishOutcome::Finished(job) => job,
         other => panic!("expected Finished, got {other:?}"),
     }
