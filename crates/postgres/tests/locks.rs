@@ -58,7 +58,8 @@ async fn a_stalled_claimer_cannot_freeze_dispatch() {
         .unwrap();
 
     let started = Instant::now();
-    let claim = store.claim(&claim_request("w", vec![capacity(&a, 1)], 1, t(1)));
+    let request = claim_request("w", vec![capacity(&a, 1)], 1, t(1));
+    let claim = store.claim(&request);
     let blocked = tokio::time::timeout(Duration::from_secs(5), claim).await;
     let blocked = blocked.unwrap_or_else(|_| panic!("the claim hung behind the stalled session"));
     assert!(blocked.is_err(), "the claim waits at most lock_timeout: {blocked:?}");
