@@ -129,7 +129,15 @@ async fn fill(store: &SqliteStore) {
                     store.save_media(&media).await.unwrap();
                 }
                 1 => {
-                    store.mark_submitted(c.job.id, &lease_of(&store, c.job.id).await, &handle(&c.account, c.job.id), t(now)).await.unwrap();
+                    store
+                        .mark_submitted(
+                            c.job.id,
+                            &lease_of(&store, c.job.id).await,
+                            &handle(&c.account, c.job.id),
+                            t(now),
+                        )
+                        .await
+                        .unwrap();
                     store.mark_running(c.job.id, &lease_of(&store, c.job.id).await, t(now + 1)).await.unwrap();
                     let failed = Finish {
                         lease: None,
@@ -145,11 +153,28 @@ async fn fill(store: &SqliteStore) {
                     store.finish(c.job.id, &as_holder(&store, c.job.id, &failed).await).await.unwrap();
                 }
                 2 => {
-                    store.requeue(c.job.id, &lease_of(&store, c.job.id).await, "fal answered 503", Some(t(now + 30)), t(now)).await.unwrap();
+                    store
+                        .requeue(
+                            c.job.id,
+                            &lease_of(&store, c.job.id).await,
+                            "fal answered 503",
+                            Some(t(now + 30)),
+                            t(now),
+                        )
+                        .await
+                        .unwrap();
                 }
                 _ => {
                     // Left running at fal.
-                    store.mark_submitted(c.job.id, &lease_of(&store, c.job.id).await, &handle(&c.account, c.job.id), t(now)).await.unwrap();
+                    store
+                        .mark_submitted(
+                            c.job.id,
+                            &lease_of(&store, c.job.id).await,
+                            &handle(&c.account, c.job.id),
+                            t(now),
+                        )
+                        .await
+                        .unwrap();
                     store.mark_running(c.job.id, &lease_of(&store, c.job.id).await, t(now + 1)).await.unwrap();
                 }
             }
@@ -204,7 +229,8 @@ async fn migrate_storage_moves_a_filled_database_with_nothing_lost() {
         [states.queued, states.dispatching, states.running + states.submitted, states.succeeded, states.failed]
             .iter()
             .all(|n| *n > 0)
-            & states.canceled > 0,
+            & states.canceled
+            > 0,
         "jobs in every kind of state: {states:?}"
     );
     let postgres_db = mediagen_postgres::testing::fresh_database().await;
@@ -274,8 +300,19 @@ async fn migrate_storage_moves_a_filled_database_with_nothing_lost() {
     let claimed = claimed.unwrap();
     assert!(!claimed.is_empty(), "the queue carries on in PostgreSQL");
     let first = &claimed[0];
-    postgres.mark_submitted(first.job.id, &lease_of(&postgres, first.job.id).await, &handle(&first.account, first.job.id), now).await.unwrap();
-    postgres.finish(first.job.id, &as_holder(&postgres, first.job.id, &success(first.job.hold, cents(2), now)).await).await.unwrap();
+    postgres
+        .mark_submitted(
+            first.job.id,
+            &lease_of(&postgres, first.job.id).await,
+            &handle(&first.account, first.job.id),
+            now,
+        )
+        .await
+        .unwrap();
+    postgres
+        .finish(first.job.id, &as_holder(&postgres, first.job.id, &success(first.job.hold, cents(2), now)).await)
+        .await
+        .unwrap();
 
     // A second move into a database that is no longer empty is refused, and writes nothing.
     let counts = counts_postgres(&postgres).await;

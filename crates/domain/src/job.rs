@@ -303,13 +303,15 @@ pub struct Settlement {
 /// The settlement of a job that reached `terminal` with `hold` taken at enqueue and
 /// `price` the list price of what was produced.
 ///
-/// `ran_at_fal` says whether fal had started the job (a cancel after start may be billed).
-/// The user is never charged more than the hold.
+/// `fal_billed` says whether fal bills the run whatever its outcome here: it started (a
+/// cancel or a timeout after start), or it succeeded at fal and failed after (the download
+/// of the result, an unreadable result). A 5xx from fal, a lock or a start timeout is never
+/// billed. The user is never charged more than the hold.
 pub fn settle(
     terminal: &JobState,
     hold: Money,
     price: Money,
-    ran_at_fal: bool,
+    fal_billed: bool,
     policy: SettlementPolicy,
 ) -> Settlement {
     let charged = |amount: Money| {
@@ -334,9 +336,8 @@ pub fn settle(
         // A 422 from fal may be billed: GPU time was spent. The user is refunded because
         // we validated the input before sending it, so the fault is not theirs.
         JobState::Failed { reason: FailureReason::InvalidInput(_) } => refunded(price),
-        // fal never bills 5xx; a lock or a start timeout means it never ran.
-        JobState::Failed { .. } => refunded(Money::ZERO),
-        JobState::Canceled => refunded(if ran_at_fal { price } else { Money::ZERO }),
+        // The user is refunded: the failure is ours or fal's, not theirs.
+        JobState::Failed { .. } | JobState::Canceled => refunded(if fal_billed { price } else { Money::ZERO }),
         // Not terminal: nothing moves yet.
         _ => Settlement { user_charge: Money::ZERO, user_refund: Money::ZERO, fal_cost: Money::ZERO },
     }
@@ -411,9 +412,18 @@ mod tests {
         let policy = SettlementPolicy::default();
         let upstream = JobState::Failed { reason: FailureReason::Upstream("503".into()) };
         assert_eq!(
-            settle(&upstream, hold, hold, true, policy),
-            Settlement { user_charge: Money::ZERO, user_refund: hold, fal_cost: Money::ZERO }
+            settle(&upstream, hold, hold, false, policy),
+            Settlement { user_charge: Money::ZERO, user_refund: hold, fal_cost: Money::ZERO },
+            "fal never bills a 5xx"
         );
+        let lost = JobState::Failed { reason: FailureReason::Upstream("result download failed".into()) };
+        assert_eq!(
+            settle(&lost, hold, hold, true, policy),
+            Settlement { user_charge: Money::ZERO, user_refund: hold, fal_cost: hold },
+            "a run fal completed is billed even when its result never reached the user"
+        );
+        let late = settle(&JobState::Failed { reason: FailureReason::Timeout }, hold, hold, true, policy);
+        assert_eq!((late.user_refund, late.fal_cost), (hold, hold), "a timeout after the run started");
         let invalid = JobState::Failed { reason: FailureReason::InvalidInput("bad image".into()) };
         assert_eq!(settle(&invalid, hold, hold, true, policy).fal_cost, hold, "a 422 may be billed");
         let policy_refusal = JobState::Failed { reason: FailureReason::ContentPolicy };

@@ -15,7 +15,7 @@ pub mod scheduler;
 pub mod user;
 
 pub use ids::{AccountId, ChatId, IdempotencyKey, JobId, RequestId, UserId};
-pub use job::{FailureReason, Job, JobEvent, Lease, JobSpec, JobState, MediaRef, Settlement, SettlementPolicy};
+pub use job::{FailureReason, Job, JobEvent, JobSpec, JobState, Lease, MediaRef, Settlement, SettlementPolicy};
 pub use model::{ImageSize, ModelId, ModelKind};
 pub use money::Money;
 pub use prompt::Prompt;

@@ -83,15 +83,21 @@ impl Engine {
     }
 
     /// What each account may take now. Locked (by fal's 403, stored or just seen here),
-    /// disabled and breaker-paused accounts are unusable.
+    /// disabled, retired (no longer configured), breaker-paused accounts and accounts whose
+    /// every key fal refused are unusable.
     pub(crate) fn capacities(&self, accounts: &[AccountSnapshot]) -> Vec<AccountCapacity> {
+        let keys = self.inner.ports.generation.key_statuses();
         let locked = self.inner.locked.lock().unwrap();
         accounts
             .iter()
             .map(|a| {
                 let id = &a.record.id;
+                let own_keys: Vec<_> = keys.iter().filter(|k| k.account == *id).collect();
+                let has_key = own_keys.is_empty() || own_keys.iter().any(|k| k.refused_since.is_none());
                 let usable = !a.record.disabled
                     && a.record.locked.is_none()
+                    && a.record.retired_since.is_none()
+                    && has_key
                     && !locked.contains(id)
                     && !self.inner.breakers.is_open(id);
                 AccountCapacity { account: id.clone(), limit: a.limit, usable }
@@ -141,32 +147,60 @@ impl Engine {
         self.alert_once(alert).await;
     }
 
-    /// fal refused the account's key: take it out of rotation and tell the operator once.
-    pub(crate) async fn disable_account(&self, account: &AccountId) {
-        if !self.inner.locked.lock().unwrap().insert(account.clone()) {
-            return;
-        }
-        let now = self.inner.ports.clock.now();
-        let limit_override = self
-            .inner
-            .accounts
-            .fresh(std::time::Duration::MAX)
-            .and_then(|accounts| accounts.iter().find(|a| a.record.id == *account).map(|a| a.record.limit_override))
-            .flatten();
-        if let Err(error) = self.inner.ports.accounts.set_admin_state(account, true, limit_override).await {
-            tracing::error!(%account, %error, "could not disable the account");
-        }
+    /// fal refused every key of the account: it takes no work until a key is accepted
+    /// again (probed now and then, or put back by an operator); the operator is told once.
+    pub(crate) async fn every_key_refused(&self, account: &AccountId) {
         self.inner.accounts.invalidate();
+        self.inner.wake.notify_one();
+        let now = self.inner.ports.clock.now();
         let alert = Alert {
-            key: format!("bad-key:{account}"),
+            key: format!("keys-refused:{account}"),
             period: crate::alerts::day_key(now),
             severity: Severity::Critical,
-            title: format!("fal refused the key of account {account}"),
+            title: format!("fal refused every key of account {account}"),
             body: format!(
-                "fal answered 401 for account {account}. The account is disabled; fix its key in the \
-                 configuration and enable it again."
+                "fal answered 401 to every key of account {account}, so it takes no work. Fix the keys \
+                 (FAL_KEY__{upper}) and restart, or, once fixed at fal, send /enablekey {account} <key>. The \
+                 keys are tried again every few minutes.",
+                upper = account.as_str().to_uppercase()
             ),
         };
         self.alert_once(alert).await;
+    }
+
+    /// Tries the refused keys again, and tells the operator once about each newly refused key.
+    pub(crate) async fn key_upkeep(&self) {
+        let generation = &self.inner.ports.generation;
+        let restored = generation.probe_refused_keys().await;
+        for key in &restored {
+            tracing::info!(account = %key.account, key = %key.key, "fal accepts a refused key again");
+            self.inner.refused_keys.lock().unwrap().remove(&(key.account.clone(), key.key.clone()));
+        }
+        if !restored.is_empty() {
+            self.inner.accounts.invalidate();
+            self.inner.wake.notify_one();
+        }
+        let refused: Vec<_> = generation.key_statuses().into_iter().filter(|k| k.refused_since.is_some()).collect();
+        for key in refused {
+            let new = self.inner.refused_keys.lock().unwrap().insert((key.account.clone(), key.key.clone()));
+            if !new {
+                continue;
+            }
+            let now = self.inner.ports.clock.now();
+            let alert = Alert {
+                key: format!("key-refused:{}:{}", key.account, key.key),
+                period: crate::alerts::day_key(now),
+                severity: Severity::Warning,
+                title: format!("fal refused key {} of account {}", key.key, key.account),
+                body: format!(
+                    "fal answered 401 to key {key} of account {account}. The account runs on its other keys; \
+                     the key is tried again every few minutes. Once it is fixed at fal, /enablekey {account} {key} \
+                     puts it back at once.",
+                    key = key.key,
+                    account = key.account
+                ),
+            };
+            self.alert_once(alert).await;
+        }
     }
 }

@@ -71,7 +71,9 @@ impl Engine {
         }
         let ran_at_fal = matches!(job.state, JobState::Running { .. });
         let settlement = cancel_settlement(&job, ran_at_fal, config.settlement);
-        let finish = Finish { state: JobState::Canceled, settlement, media: Vec::new(), now: ports.clock.now() };
+        // The user's cancel may end the job whoever follows it: no lease.
+        let finish =
+            Finish { lease: None, state: JobState::Canceled, settlement, media: Vec::new(), now: ports.clock.now() };
         if !self.finish(&job, &finish).await {
             return CancelOutcome::TooLate { job: job.id };
         }

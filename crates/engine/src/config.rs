@@ -32,6 +32,11 @@ pub struct EngineConfig {
     pub claim_batch: u32,
     /// How long a claim or a renewal keeps a job ours.
     pub lease: Duration,
+    /// The longest a job may spend at fal, queued and running, counted from when fal
+    /// accepted it (across restarts); then it is canceled at fal and refunded.
+    pub follow_deadline: Duration,
+    /// How often keys fal refused are tried again.
+    pub key_probe_interval: Duration,
     /// Retries of upstream failures.
     pub retry: RetryPolicy,
     /// The per-account circuit breaker.
@@ -76,6 +81,8 @@ impl EngineConfig {
             overhang: 1,
             claim_batch: 16,
             lease: Duration::from_secs(120),
+            follow_deadline: Duration::from_secs(15 * 60),
+            key_probe_interval: Duration::from_secs(5 * 60),
             retry: RetryPolicy::default(),
             breaker: BreakerConfig::default(),
             progress_interval: Duration::from_millis(1100),

@@ -5,7 +5,7 @@ use crate::Engine;
 use crate::alerts::{Alert, day_key};
 use crate::breaker::Trip;
 use crate::stats::bump;
-use mediagen_domain::{AccountId, FailureReason, Job, Timestamp};
+use mediagen_domain::{AccountId, FailureReason, Job, Lease, Timestamp};
 use mediagen_ports::{
     AccountCapacity, ClaimRequest, ClaimedJob, GenerationError, GenerationRequest, MessagingError, Rescued, Severity,
     StorageError, UserNotice,
@@ -14,6 +14,9 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::watch;
+
+/// The longest pause between two tries of recording fal's acceptance.
+const MAX_RECORD_DELAY: Duration = Duration::from_secs(10);
 
 /// Input files larger than this are refused when the model sets no limit of its own.
 const DEFAULT_MAX_INPUT_BYTES: u64 = 20 * 1024 * 1024;
@@ -30,7 +33,7 @@ async fn signalled(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-fn deadline(now: Timestamp, after: Duration) -> Timestamp {
+pub(crate) fn deadline(now: Timestamp, after: Duration) -> Timestamp {
     chrono::TimeDelta::from_std(after).ok().and_then(|d| now.checked_add_signed(d)).unwrap_or(now)
 }
 
@@ -96,6 +99,9 @@ impl Engine {
     /// One claim of at most the free capacity; true when it filled its batch (more may wait).
     async fn claim_round(&self) -> bool {
         let inner = &self.inner;
+        if inner.draining.load(Ordering::SeqCst) {
+            return false;
+        }
         let config = &inner.config;
         let ports = &inner.ports;
         let accounts = match self.accounts().await {
@@ -136,8 +142,12 @@ impl Engine {
         };
         let count = u32::try_from(claimed.len()).unwrap_or(u32::MAX);
         for job in claimed {
+            let lease = self.hold_lease(&job.job);
             let this = self.clone();
-            self.spawn_tracked(async move { this.dispatch(job).await });
+            self.spawn_tracked(async move {
+                this.dispatch(job).await;
+                drop(lease);
+            });
         }
         count >= max_jobs
     }
@@ -145,7 +155,11 @@ impl Engine {
     /// Takes one claimed job to fal: inputs, prompt, submit; then follows it.
     #[tracing::instrument(skip_all, fields(job_id = %claimed.job.id, account = %claimed.account))]
     async fn dispatch(&self, claimed: ClaimedJob) {
-        let ClaimedJob { job, account } = claimed;
+        let ClaimedJob { mut job, account } = claimed;
+        let Some(lease) = job.lease.clone() else {
+            tracing::error!("claimed without a lease; left for the rescue");
+            return;
+        };
         let ports = &self.inner.ports;
         let catalog = &self.inner.config.catalog;
 
@@ -184,15 +198,16 @@ impl Engine {
         };
         // From here until the handle is stored, fal may hold the job without our knowing:
         // recorded first, so a crash in between ends the job instead of resubmitting it.
-        match ports.queue.mark_submitting(job.id, &self.inner.config.owner, ports.clock.now()).await {
+        match self.stored("mark_submitting", || ports.queue.mark_submitting(job.id, &lease, ports.clock.now())).await {
             Ok(()) => {}
             Err(StorageError::Conflict(why)) => {
                 tracing::info!(%why, "job no longer dispatching; not submitted");
                 return;
             }
             Err(error) => {
+                // Not submitted: the lease lapses with this task and the rescue requeues it.
                 tracing::warn!(%error, "could not record the submit; not submitted");
-                return self.requeue_now(&job, "storage unavailable before submit").await;
+                return;
             }
         }
         let handle = match ports.generation.submit(&account, &request).await {
@@ -201,47 +216,48 @@ impl Engine {
         };
         self.inner.breakers.record_success(&account);
         bump(&self.inner.counters.submitted);
+        let accepted_at = ports.clock.now();
 
-        if let Some(moved_on) = self.record_submitted(&job, &handle).await {
-            // Canceled or taken over meanwhile, or not recorded: this submission must not run.
+        if !self.record_submitted(&job, &lease, &handle).await {
+            // Canceled or taken over meanwhile: this submission must not run.
             if let Err(error) = ports.generation.cancel(&handle).await {
                 tracing::warn!(%error, "could not cancel an orphaned submission");
             }
-            if !moved_on {
-                // Still ours, and this process renews its lease: back to the queue, not stuck.
-                self.requeue_now(&job, "submission withdrawn: its handle could not be stored").await;
-            }
             return;
         }
+        job.submitted_at = Some(accepted_at);
         self.inner.llm_costs.lock().unwrap().insert(job.id, llm_cost);
         self.report_progress(&job, UserNotice::Generating { job: job.id, model: job.spec.model.clone() });
         self.follow(job, handle).await;
     }
 
-    /// Stores the handle. `None` when stored; else `Some(moved_on)`: `true` when the job is
-    /// no longer ours to submit (`Conflict`: canceled or taken over), `false` when the handle
-    /// could not be stored after a few tries and the job is still ours.
+    /// Stores the handle; false when the job is no longer ours to submit (`Conflict`:
+    /// canceled or taken over), and then the caller withdraws the submission at fal.
     ///
-    /// Only a stored handle makes a rescue resume the job instead of resubmitting it, so a
-    /// submission whose handle cannot be stored is withdrawn at fal by the caller, and the
-    /// job goes back to the queue.
-    async fn record_submitted(&self, job: &Job, handle: &mediagen_ports::RemoteHandle) -> Option<bool> {
+    /// fal holds the request now and a running model may ignore a cancel, so a database
+    /// outage is waited out, never answered with a cancel and a resubmit (two runs, two
+    /// bills). Other failures are tried again, more slowly, for as long as the task lives:
+    /// if it dies first, the rescue sees the submit marker and never resubmits.
+    async fn record_submitted(&self, job: &Job, lease: &Lease, handle: &mediagen_ports::RemoteHandle) -> bool {
         let ports = &self.inner.ports;
-        let owner = &self.inner.config.owner;
-        for attempt in 1..=3u32 {
-            match ports.queue.mark_submitted(job.id, owner, handle, ports.clock.now()).await {
-                Ok(()) => return None,
+        let mut round = 1u32;
+        loop {
+            let recorded = self
+                .stored("mark_submitted", || ports.queue.mark_submitted(job.id, lease, handle, ports.clock.now()))
+                .await;
+            match recorded {
+                Ok(()) => return true,
                 Err(StorageError::Conflict(why)) => {
                     tracing::info!(%why, "job no longer dispatching; submission withdrawn");
-                    return Some(true);
+                    return false;
                 }
                 Err(error) => {
-                    tracing::error!(attempt, %error, "could not record the submission");
-                    tokio::time::sleep(self.inner.config.retry.delay(attempt)).await;
+                    tracing::error!(round, %error, "could not record fal's acceptance; trying again");
+                    tokio::time::sleep(MAX_RECORD_DELAY.min(self.inner.config.retry.delay(round))).await;
+                    round = round.saturating_add(1);
                 }
             }
         }
-        Some(false)
     }
 
     /// A failed upload or submit. Before fal accepted anything, a retry cannot double-run.
@@ -253,8 +269,8 @@ impl Engine {
                 self.requeue_now(job, "account locked").await;
             }
             GenerationError::BadKey(bad) => {
-                self.disable_account(&bad).await;
-                self.requeue_now(job, "key refused").await;
+                self.every_key_refused(&bad).await;
+                self.requeue_now(job, "every key of the account refused").await;
             }
             GenerationError::ContentPolicy => self.end_failed(job, FailureReason::ContentPolicy).await,
             GenerationError::InvalidInput(detail) => self.end_failed(job, FailureReason::InvalidInput(detail)).await,
@@ -320,8 +336,10 @@ impl Engine {
     /// Back to the queue at once, for another account; not counted as a failure.
     async fn requeue_now(&self, job: &Job, reason: &str) {
         let ports = &self.inner.ports;
-        match self.stored("requeue", || ports.queue.requeue(job.id, reason, None, ports.clock.now())).await {
+        let Some(lease) = &job.lease else { return tracing::error!("requeue without a lease") };
+        match self.stored("requeue", || ports.queue.requeue(job.id, lease, reason, None, ports.clock.now())).await {
             Ok(_) => self.inner.wake.notify_one(),
+            // Left to the rescue: the lease lapses with this task.
             Err(error) => tracing::warn!(%error, "requeue refused"),
         }
     }
@@ -346,8 +364,12 @@ impl Engine {
             match item {
                 Rescued::Resume(job, handle) => {
                     tracing::info!(job_id = %job.id, "resuming a job at fal");
+                    let lease = self.hold_lease(&job);
                     let this = self.clone();
-                    self.spawn_tracked(async move { this.follow(job, handle).await });
+                    self.spawn_tracked(async move {
+                        this.follow(job, handle).await;
+                        drop(lease);
+                    });
                 }
                 Rescued::Requeued(job) => {
                     tracing::info!(job_id = %job.id, "requeued a job whose dispatcher died");
@@ -355,15 +377,21 @@ impl Engine {
                 }
                 Rescued::SubmitUnknown(job) => {
                     tracing::warn!(job_id = %job.id, "a dispatcher died during a submit; ending the job, not resubmitting");
+                    let lease = self.hold_lease(&job);
                     let this = self.clone();
                     self.spawn_tracked(async move {
                         let reason = FailureReason::Upstream("submit outcome unknown: interrupted by a restart".into());
                         this.end_failed(&job, reason).await;
+                        drop(lease);
                     });
                 }
                 Rescued::Redeliver(job, settlement) => {
+                    let lease = self.hold_lease(&job);
                     let this = self.clone();
-                    self.spawn_tracked(async move { this.redeliver(job, settlement).await });
+                    self.spawn_tracked(async move {
+                        this.redeliver(job, settlement).await;
+                        drop(lease);
+                    });
                 }
             }
         }
@@ -377,7 +405,8 @@ impl Engine {
         let mut rescue = tokio::time::interval(config.rescue_interval.max(Duration::from_millis(10)));
         let mut checks = tokio::time::interval(config.operator_checks.max(Duration::from_millis(10)));
         let mut reports = tokio::time::interval(config.report_tick.max(Duration::from_millis(10)));
-        for timer in [&mut heartbeat, &mut rescue, &mut checks, &mut reports] {
+        let mut keys = tokio::time::interval(config.key_probe_interval.max(Duration::from_millis(10)));
+        for timer in [&mut heartbeat, &mut rescue, &mut checks, &mut reports, &mut keys] {
             timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
         // The start-up rescue already ran.
@@ -385,11 +414,20 @@ impl Engine {
         loop {
             tokio::select! {
                 _ = heartbeat.tick() => {
+                    let held = self.inner.leases.snapshot();
+                    if held.is_empty() {
+                        continue;
+                    }
                     let now = ports.clock.now();
-                    if let Err(error) = ports.queue.renew_leases(&config.owner, deadline(now, config.lease)).await {
-                        tracing::warn!(%error, "lease renewal failed");
+                    match ports.queue.renew_leases(&held, deadline(now, config.lease)).await {
+                        Ok(renewed) if renewed < held.len() as u64 => {
+                            tracing::debug!(renewed, held = held.len(), "some leases were taken over or ended");
+                        }
+                        Ok(_) => {}
+                        Err(error) => tracing::warn!(%error, "lease renewal failed"),
                     }
                 }
+                _ = keys.tick() => self.key_upkeep().await,
                 _ = rescue.tick() => self.rescue().await,
                 _ = checks.tick() => self.operator_checks().await,
                 _ = reports.tick() => self.scheduled_reports().await,

@@ -9,6 +9,9 @@ use mediagen_domain::{AccountId, ChatId, Language, ModelKind, Money, Prompt, Use
 use mediagen_ports::{GenerationError, GenerationRequest, LlmParams, Recipient, Refusal, UserNotice};
 use sha2::{Digest, Sha256};
 
+/// The longest a prompt rewrite may take at fal, queued and running.
+const LLM_DEADLINE: std::time::Duration = std::time::Duration::from_secs(90);
+
 /// The `/enhance` command: rewrite a prompt and show it, without generating.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnhanceRequest {
@@ -192,7 +195,8 @@ impl Engine {
             }),
         };
         let handle = generation.submit(account, &request).await?;
-        let output = generation.wait(&handle).await?;
+        let until = crate::dispatch::deadline(self.inner.ports.clock.now(), LLM_DEADLINE);
+        let output = generation.wait(&handle, until).await?;
         let text = output.text.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).ok_or(EnhanceError::Empty)?;
         // The real token counts when the router reports them, the intake estimate otherwise.
         let mut priced = PriceRequest::for_enhancement(prompt, catalog);

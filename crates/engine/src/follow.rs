@@ -6,80 +6,82 @@ use crate::progress::ProgressMessage;
 use crate::stats::bump;
 use mediagen_domain::catalog::PriceRequest;
 use mediagen_domain::job::settle;
-use mediagen_domain::{FailureReason, Job, JobState, Language, Money, Settlement};
+use mediagen_domain::{FailureReason, Job, JobState, Language, Money, Settlement, Timestamp};
 use mediagen_ports::{
-    Finish, FinishOutcome, GenerationError, GenerationOutput, MediaBytes, MediaRecord, MessagingError, OutputMedia,
-    Recipient, RemoteHandle, RemoteStatus, ResultMedia, StorageError, UserNotice,
+    CancelOutcome, Finish, FinishOutcome, GenerationError, GenerationOutput, MediaBytes, MediaRecord, MessagingError,
+    OutputMedia, Recipient, RemoteHandle, RemoteStatus, ResultMedia, StorageError, UserNotice,
 };
 use std::time::Duration;
 
 /// Tries of a storage write that must not be lost (finish), and of a download or delivery.
 const ATTEMPTS: u32 = 3;
-/// Platform back-offs (flood control) waited out for one delivery before it is given up.
-const MAX_BACKOFFS: u32 = 10;
 /// The longest wait between tries of a storage write while the database is unavailable.
 const MAX_STORAGE_DELAY: Duration = Duration::from_secs(3);
 
-/// Removes a job from the "followed here" set when its follower ends, however it ends.
-struct Following<'a> {
-    engine: &'a Engine,
-    job: mediagen_domain::JobId,
-}
-
-impl Drop for Following<'_> {
-    fn drop(&mut self) {
-        self.engine.inner.following.lock().unwrap().remove(&self.job);
-    }
-}
-
 impl Engine {
-    /// Follows a job fal accepted until it ends; a job already followed here is left alone.
+    /// Follows a job fal accepted until it ends, or until its deadline (counted from when
+    /// fal accepted it, so a rescue does not restart the clock).
     #[tracing::instrument(skip_all, fields(job_id = %job.id, account = %handle.account))]
     pub(crate) async fn follow(&self, job: Job, handle: RemoteHandle) {
-        if !self.inner.following.lock().unwrap().insert(job.id) {
-            return;
-        }
-        let _following = Following { engine: self, job: job.id };
         let ports = &self.inner.ports;
-        if let Some(every) = self.inner.config.status_poll {
-            self.poll_until_started(&job, &handle, every).await;
+        let accepted_at = job.submitted_at.unwrap_or_else(|| ports.clock.now());
+        let until = crate::dispatch::deadline(accepted_at, self.inner.config.follow_deadline);
+        let mut started = matches!(job.state, JobState::Running { .. });
+        if let Some(every) = self.inner.config.status_poll
+            && !started
+        {
+            started = self.poll_until_started(&job, &handle, every, until).await;
         }
-        match ports.generation.wait(&handle).await {
+        match ports.generation.wait(&handle, until).await {
             Ok(output) => {
                 self.inner.breakers.record_success(&handle.account);
                 self.complete(&job, output).await;
             }
-            Err(error) => self.on_wait_error(&job, &handle, error).await,
+            Err(error) => self.on_wait_error(&job, &handle, error, started).await,
         }
         // A slot of the account is free again.
         self.inner.wake.notify_one();
     }
 
-    /// Asks fal where the job stands until it starts, to record that it runs.
-    async fn poll_until_started(&self, job: &Job, handle: &RemoteHandle, every: Duration) {
+    /// Asks fal where the job stands until it starts (recorded as running) or `until`
+    /// passes; true once fal said it started or finished.
+    async fn poll_until_started(&self, job: &Job, handle: &RemoteHandle, every: Duration, until: Timestamp) -> bool {
         let ports = &self.inner.ports;
+        // Counted on the monotonic clock from here: a wall-clock jump neither cuts the wait
+        // short nor stretches it.
+        let left = (until - ports.clock.now()).to_std().unwrap_or_default();
+        let stop_at = tokio::time::Instant::now() + left;
         loop {
+            let now = tokio::time::Instant::now();
+            if now >= stop_at {
+                return false;
+            }
             match ports.generation.status(handle).await {
-                Ok(RemoteStatus::InQueue { .. }) => tokio::time::sleep(every).await,
+                Ok(RemoteStatus::InQueue { .. }) => tokio::time::sleep(every.min(stop_at - now)).await,
                 Ok(RemoteStatus::InProgress) => {
-                    if let Err(error) = ports.queue.mark_running(job.id, ports.clock.now()).await {
+                    let recorded = match &job.lease {
+                        Some(lease) => ports.queue.mark_running(job.id, lease, ports.clock.now()).await,
+                        None => Ok(()),
+                    };
+                    if let Err(error) = recorded {
                         tracing::debug!(%error, "mark_running refused");
                     }
-                    return;
+                    return true;
                 }
-                Ok(RemoteStatus::Completed) => return,
+                Ok(RemoteStatus::Completed) => return true,
                 Err(error) => {
                     tracing::debug!(%error, "status check failed; waiting for the result instead");
-                    return;
+                    return false;
                 }
             }
         }
     }
 
     /// A failure while following. fal had accepted the job, so nothing is resubmitted
-    /// unless fal says the attempt failed on its side (a retryable 5xx at the result).
-    async fn on_wait_error(&self, job: &Job, handle: &RemoteHandle, error: GenerationError) {
-        tracing::warn!(%error, "job failed at fal");
+    /// unless fal says the run itself failed (a 5xx result, never billed). `started` says
+    /// whether fal was seen running it: then a timeout or a lost key may still be billed.
+    async fn on_wait_error(&self, job: &Job, handle: &RemoteHandle, error: GenerationError, started: bool) {
+        tracing::warn!(job_id = %job.id, %error, "job failed at fal");
         match error {
             GenerationError::ContentPolicy => self.end_failed(job, FailureReason::ContentPolicy).await,
             GenerationError::InvalidInput(detail) => self.end_failed(job, FailureReason::InvalidInput(detail)).await,
@@ -89,22 +91,33 @@ impl Engine {
             }
             GenerationError::Timeout(_) => {
                 // Stop it at fal so it does not run (and bill) after we gave up.
-                if let Err(error) = self.inner.ports.generation.cancel(handle).await {
-                    tracing::warn!(%error, "could not cancel a timed-out job");
-                }
-                self.end_failed(job, FailureReason::Timeout).await;
+                let billed = match self.inner.ports.generation.cancel(handle).await {
+                    Ok(CancelOutcome::AlreadyCompleted) => true,
+                    Ok(_) => started,
+                    Err(error) => {
+                        tracing::warn!(job_id = %job.id, %error, "could not cancel a timed-out job");
+                        started
+                    }
+                };
+                self.end_failed_billed(job, FailureReason::Timeout, billed).await;
             }
             GenerationError::AccountLocked { account, reason } => {
                 self.lock_account(&account, &reason).await;
-                self.end_failed(job, FailureReason::AccountLocked).await;
+                self.end_failed_billed(job, FailureReason::AccountLocked, started).await;
             }
             GenerationError::BadKey(account) => {
-                self.disable_account(&account).await;
-                self.end_failed(job, FailureReason::Upstream("the fal key was refused".into())).await;
+                self.every_key_refused(&account).await;
+                let reason = FailureReason::Upstream("every fal key of the account was refused".into());
+                self.end_failed_billed(job, reason, started).await;
+            }
+            GenerationError::UnreadableResult(detail) => {
+                // fal answered with success: it ran and billed the job.
+                let reason = FailureReason::Upstream(format!("fal's result could not be read: {detail}"));
+                self.end_failed_billed(job, reason, true).await;
             }
             other => {
                 self.upstream_failure(&handle.account).await;
-                self.end_failed(job, FailureReason::Upstream(other.to_string())).await;
+                self.end_failed_billed(job, FailureReason::Upstream(other.to_string()), started).await;
             }
         }
     }
@@ -117,16 +130,17 @@ impl Engine {
         let ports = &self.inner.ports;
         let config = &self.inner.config;
         if output.media.is_empty() {
-            return self.end_failed(job, FailureReason::Upstream("fal returned no output".into())).await;
+            let reason = FailureReason::Upstream("fal returned no output".into());
+            return self.end_failed_billed(job, reason, true).await;
         }
         let mut files = Vec::with_capacity(output.media.len());
         for media in &output.media {
             match self.download(media).await {
                 Ok(bytes) => files.push(bytes),
                 Err(error) => {
-                    return self
-                        .end_failed(job, FailureReason::Upstream(format!("result download failed: {error}")))
-                        .await;
+                    // fal produced it and billed it; only the copy to the user failed.
+                    let reason = FailureReason::Upstream(format!("result download failed: {error}"));
+                    return self.end_failed_billed(job, reason, true).await;
                 }
             }
         }
@@ -145,7 +159,13 @@ impl Engine {
                 content_type: Some(file.content_type.clone()).filter(|t| !t.is_empty()).or(media.content_type.clone()),
             })
             .collect();
-        let finish = Finish { state: JobState::Succeeded, settlement, media: records.clone(), now: ports.clock.now() };
+        let finish = Finish {
+            lease: job.lease.clone(),
+            state: JobState::Succeeded,
+            settlement,
+            media: records.clone(),
+            now: ports.clock.now(),
+        };
         if !self.finish(job, &finish).await {
             return;
         }
@@ -153,7 +173,11 @@ impl Engine {
 
         let (language, as_file) = self.delivery_settings(job).await;
         let recipient = Recipient { chat: job.chat, language };
-        let delivered = self.deliver(job, recipient, files, as_file).await;
+        let Some(delivered) = self.deliver(job, recipient, files, as_file).await else {
+            // Not delivered and not recorded as delivered: the lease lapses with this task
+            // and the rescue delivers it again from fal's CDN.
+            return;
+        };
         for (record, sent) in records.into_iter().zip(delivered) {
             let record = MediaRecord { telegram_file_id: Some(sent.file_id), ..record };
             if let Err(error) = ports.usage.save_media(&record).await {
@@ -197,40 +221,46 @@ impl Engine {
     }
 
     /// Sends the files; a photo too large for the platform goes again as a document.
+    ///
+    /// `None` when they could not be sent for now (the platform kept failing): the caller
+    /// leaves the job undelivered, and the rescue sends it again later. Flood control is
+    /// waited out for as long as the platform asks, however often: a paid result is never
+    /// dropped for it. A chat that is gone counts as delivered (nobody can receive it).
     async fn deliver(
         &self,
         job: &Job,
         to: Recipient,
         files: Vec<MediaBytes>,
         mut as_file: bool,
-    ) -> Vec<mediagen_ports::DeliveredMedia> {
+    ) -> Option<Vec<mediagen_ports::DeliveredMedia>> {
         let messaging = &self.inner.ports.messaging;
         let mut attempt = 1;
-        let mut backoffs = 0;
         loop {
             let media = files.iter().cloned().map(ResultMedia::Bytes).collect();
             match messaging.send_results(to, job.id, media, as_file).await {
-                Ok(delivered) => return delivered,
+                Ok(delivered) => return Some(delivered),
                 Err(MessagingError::TooLarge(_)) if !as_file => as_file = true,
                 // The platform says "later", not "failed": waited out, not counted as a try.
-                Err(MessagingError::RateLimited { retry_after_secs }) if backoffs < MAX_BACKOFFS => {
-                    backoffs += 1;
+                Err(MessagingError::RateLimited { retry_after_secs }) => {
                     tokio::time::sleep(Duration::from_secs(u64::from(retry_after_secs.max(1)))).await;
                     continue;
                 }
                 Err(MessagingError::Other(error)) if attempt < ATTEMPTS => {
-                    tracing::warn!(attempt, %error, "delivery failed; retrying");
+                    tracing::warn!(job_id = %job.id, attempt, %error, "delivery failed; retrying");
                     tokio::time::sleep(self.inner.config.retry.delay(attempt)).await;
                 }
                 Err(MessagingError::Unconfirmed(error)) => {
                     // Most likely delivered: sending again would show the user a duplicate.
-                    tracing::warn!(%error, "results sent but unconfirmed; not sent again");
-                    return Vec::new();
+                    tracing::warn!(job_id = %job.id, %error, "results sent but unconfirmed; not sent again");
+                    return Some(Vec::new());
+                }
+                Err(MessagingError::ChatUnavailable(error)) => {
+                    tracing::warn!(job_id = %job.id, %error, "the chat is gone; results not delivered");
+                    return Some(Vec::new());
                 }
                 Err(error) => {
-                    // Charged but not delivered: the files stay on record (fal URL) for support.
-                    tracing::error!(%error, "results not delivered");
-                    return Vec::new();
+                    tracing::error!(job_id = %job.id, %error, "results not delivered for now; a rescue sends them again");
+                    return None;
                 }
             }
             attempt += 1;
@@ -257,7 +287,9 @@ impl Engine {
         let now = ports.clock.now();
         let delay = chrono::TimeDelta::from_std(retry.delay(failures)).unwrap_or(chrono::TimeDelta::zero());
         let not_before = now.checked_add_signed(delay).unwrap_or(now);
-        match self.stored("requeue", || ports.queue.requeue(job.id, &detail, Some(not_before), now)).await {
+        let Some(lease) = &job.lease else { return tracing::error!(job_id = %job.id, "retry without a lease") };
+        let requeue = || ports.queue.requeue(job.id, lease, &detail, Some(not_before), now);
+        match self.stored("requeue", requeue).await {
             Ok(_) => {
                 bump(&self.inner.counters.retried);
                 tracing::info!(failures, %not_before, "requeued for another try");
@@ -267,17 +299,39 @@ impl Engine {
         }
     }
 
-    /// Ends a job without a result: the user gets the hold back (or is charged, for a
-    /// content-policy refusal under a strict policy) and is told why.
+    /// Ends a job without a result that fal did not bill (it never ran, or fal's 5xx):
+    /// the user gets the hold back and is told why.
     pub(crate) async fn end_failed(&self, job: &Job, reason: FailureReason) {
+        self.end_failed_billed(job, reason, false).await;
+    }
+
+    /// Ends a job without a result: the user gets the hold back (or is charged, for a
+    /// content-policy refusal under a strict policy) and is told why. `fal_billed` when fal
+    /// ran the job whatever happened after, so the ledger records fal's cost.
+    pub(crate) async fn end_failed_billed(&self, job: &Job, reason: FailureReason, fal_billed: bool) {
         let config = &self.inner.config;
         let state = JobState::Failed { reason: reason.clone() };
-        // The hold is the list price of the request: fal's bill for a refusal it may charge.
-        let settlement = settle(&state, job.hold, job.hold, true, config.settlement);
-        let finish = Finish { state, settlement, media: Vec::new(), now: self.inner.ports.clock.now() };
+        // The hold is the list price of the request: fal's bill for a run it charges.
+        let settlement = settle(&state, job.hold, job.hold, fal_billed, config.settlement);
+        let finish = Finish {
+            lease: job.lease.clone(),
+            state,
+            settlement,
+            media: Vec::new(),
+            now: self.inner.ports.clock.now(),
+        };
         if !self.finish(job, &finish).await {
             return;
         }
+        tracing::warn!(
+            job_id = %job.id,
+            user = %job.user,
+            model = %job.spec.model,
+            reason = %reason,
+            refunded = %settlement.user_refund,
+            fal_cost = %settlement.fal_cost,
+            "job failed"
+        );
         bump(&self.inner.counters.failed);
         let (language, _) = self.delivery_settings(job).await;
         let notice = UserNotice::Failed { job: job.id, reason, refunded: settlement.user_refund };
@@ -291,7 +345,8 @@ impl Engine {
         let outcome = match self.stored("finish", || queue.finish(job.id, finish)).await {
             Ok(outcome) => outcome,
             Err(error) => {
-                tracing::error!(%error, "finish refused; the job is left as it is");
+                // Left to the rescue: the lease lapses with this task (or was taken over).
+                tracing::error!(job_id = %job.id, %error, "finish refused; the job is left to the rescue");
                 return false;
             }
         };
@@ -350,7 +405,6 @@ impl Engine {
     async fn send_final_notice(&self, job: &Job, language: Language, notice: &UserNotice) {
         let to = Recipient { chat: job.chat, language };
         let mut attempt = 1;
-        let mut backoffs = 0;
         loop {
             match self.inner.ports.messaging.send_notice(to, notice).await {
                 Ok(_) => return,
@@ -358,8 +412,7 @@ impl Engine {
                     tracing::warn!(%error, "final notice sent but unconfirmed; not sent again");
                     return;
                 }
-                Err(MessagingError::RateLimited { retry_after_secs }) if backoffs < MAX_BACKOFFS => {
-                    backoffs += 1;
+                Err(MessagingError::RateLimited { retry_after_secs }) => {
                     tokio::time::sleep(Duration::from_secs(u64::from(retry_after_secs.max(1)))).await;
                     continue;
                 }
@@ -382,10 +435,9 @@ impl Engine {
     /// rescue delivers the outcome again (at least once; the window is this one call).
     pub(crate) async fn mark_delivered(&self, job: &Job) {
         let ports = &self.inner.ports;
-        if let Err(error) =
-            self.stored("mark_delivered", || ports.queue.mark_delivered(job.id, ports.clock.now())).await
-        {
-            tracing::warn!(%error, "delivery not recorded");
+        let mark = || ports.queue.mark_delivered(job.id, job.lease.clone(), ports.clock.now());
+        if let Err(error) = self.stored("mark_delivered", mark).await {
+            tracing::warn!(job_id = %job.id, %error, "delivery not recorded");
         }
     }
 
@@ -393,8 +445,8 @@ impl Engine {
     /// (down or restarting; the delay capped at a few seconds), other failures up to
     /// `ATTEMPTS` tries; a `Conflict` or `NotFound` is returned at once.
     ///
-    /// Not left to the lease rescue: this process renews the lease of every job it owns,
-    /// so a job it gave up on would never be rescued while it lives.
+    /// What still fails after that is left to the lease rescue: this process renews only
+    /// the leases of live tasks, so a job whose task gave up is rescued when its lease ends.
     pub(crate) async fn stored<T, F, Fut>(&self, what: &str, mut write: F) -> Result<T, StorageError>
     where
         F: FnMut() -> Fut,
@@ -440,8 +492,9 @@ impl Engine {
                     }
                 };
                 let missing: Vec<MediaRecord> = records.into_iter().filter(|r| r.telegram_file_id.is_none()).collect();
-                if !missing.is_empty() {
-                    self.resend_results(&job, language, as_file, missing).await;
+                if !missing.is_empty() && !self.resend_results(&job, language, as_file, missing).await {
+                    // Left undelivered: the lease lapses with this task and a later rescue tries again.
+                    return;
                 }
                 UserNotice::Done { job: job.id, charged: settlement.user_charge }
             }
@@ -458,8 +511,9 @@ impl Engine {
         self.report_final(&job, language, notice).await;
     }
 
-    /// Fetches results again from fal's CDN and sends them, recording their file ids.
-    async fn resend_results(&self, job: &Job, language: Language, as_file: bool, records: Vec<MediaRecord>) {
+    /// Fetches results again from fal's CDN and sends them, recording their file ids;
+    /// false when they could not be sent for now (the job stays undelivered).
+    async fn resend_results(&self, job: &Job, language: Language, as_file: bool, records: Vec<MediaRecord>) -> bool {
         let mut files = Vec::with_capacity(records.len());
         for record in &records {
             let media = OutputMedia {
@@ -473,18 +527,21 @@ impl Engine {
                 Ok(bytes) => files.push(bytes),
                 Err(error) => {
                     tracing::error!(%error, "a result could not be fetched again; the user gets the notice only");
-                    return;
+                    return true;
                 }
             }
         }
         let recipient = Recipient { chat: job.chat, language };
-        let delivered = self.deliver(job, recipient, files, as_file).await;
+        let Some(delivered) = self.deliver(job, recipient, files, as_file).await else {
+            return false;
+        };
         for (record, sent) in records.into_iter().zip(delivered) {
             let record = MediaRecord { telegram_file_id: Some(sent.file_id), ..record };
             if let Err(error) = self.inner.ports.usage.save_media(&record).await {
                 tracing::warn!(%error, "media record not saved");
             }
         }
+        true
     }
 }
 

@@ -9,6 +9,7 @@ mod dispatch;
 mod enhance;
 mod follow;
 mod intake;
+mod leases;
 mod operator;
 mod progress;
 mod reports;
@@ -89,8 +90,10 @@ pub(crate) struct Inner {
     stop: watch::Sender<bool>,
     /// Set on a shutdown signal: no more claims or rescues.
     draining: AtomicBool,
-    /// Jobs followed by this process, so a rescue never starts a second follower.
-    following: Mutex<HashSet<JobId>>,
+    /// The leases this process's tasks hold: the only ones the heartbeat renews.
+    leases: leases::LiveLeases,
+    /// Keys fal refused that the operator was already told about (account, key).
+    refused_keys: Mutex<HashSet<(AccountId, String)>>,
     /// Upstream failures per job seen by this process (see `Engine::retry_or_fail`).
     failures: Mutex<HashMap<JobId, u32>>,
     /// What the prompt helper cost for jobs in flight, added to their charge.
@@ -117,7 +120,8 @@ impl Engine {
             tasks: TaskCounter::default(),
             stop: watch::Sender::new(false),
             draining: AtomicBool::new(false),
-            following: Mutex::default(),
+            leases: leases::LiveLeases::default(),
+            refused_keys: Mutex::default(),
             failures: Mutex::default(),
             llm_costs: Mutex::default(),
             locked: Mutex::default(),

@@ -4,7 +4,7 @@
 use crate::Engine;
 use mediagen_domain::credit::{CreditPurchase, LimitDrop, TopUp};
 use mediagen_domain::{AccountId, Money, Timestamp};
-use mediagen_ports::{AccountLock, StorageError};
+use mediagen_ports::{AccountLock, KeyStatus, StorageError};
 
 /// One fal account as the operator sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +31,10 @@ pub struct AccountOverview {
     pub limit_override: Option<u32>,
     /// Paused by the circuit breaker after repeated upstream failures.
     pub paused: bool,
+    /// No longer configured: it takes no new work.
+    pub retired: bool,
+    /// Its keys, and since when fal refuses each refused one.
+    pub keys: Vec<KeyStatus>,
 }
 
 impl Engine {
@@ -44,6 +48,7 @@ impl Engine {
         let in_flight = self.inner.ports.queue.in_flight_by_account().await?;
         let now = self.inner.ports.clock.now();
         let horizon = self.inner.config.limit_drop_warning;
+        let keys = self.inner.ports.generation.key_statuses();
         Ok(accounts
             .iter()
             .map(|a| AccountOverview {
@@ -58,8 +63,22 @@ impl Engine {
                 disabled: a.record.disabled,
                 limit_override: a.record.limit_override,
                 paused: self.inner.breakers.is_open(&a.record.id),
+                retired: a.record.retired_since.is_some(),
+                keys: keys.iter().filter(|k| k.account == a.record.id).cloned().collect(),
             })
             .collect())
+    }
+
+    /// Puts a key fal refused back in use (the operator fixed it at fal); false when the
+    /// account has no key of that name.
+    pub fn enable_key(&self, account: &AccountId, key: &str) -> bool {
+        if !self.inner.ports.generation.enable_key(account, key) {
+            return false;
+        }
+        self.inner.refused_keys.lock().unwrap().remove(&(account.clone(), key.to_owned()));
+        self.inner.accounts.invalidate();
+        self.inner.wake.notify_one();
+        true
     }
 
     /// Records a credit purchase (the operator bought credits at fal) and returns the

@@ -37,6 +37,11 @@ pub(crate) enum ReplyBody {
     Json(Value),
     Html(String),
     Empty,
+    /// The connection is dropped before a whole answer is sent (the body aborts at once).
+    Abort,
+    /// `Content-Length` declares these bytes, but only the first half is sent before the
+    /// connection is closed.
+    Cut(Bytes),
 }
 
 impl Reply {
@@ -60,6 +65,20 @@ impl Reply {
 
     fn unauthorized() -> Self {
         Reply::detail(401, "No user found for Key ID and Secret")
+    }
+
+    /// What nginx in front of the queue answers when it cannot reach it: HTML, no
+    /// `x-fal-request-id`, no `error_type`.
+    fn gateway(status: u16) -> Self {
+        let title = match status {
+            502 => "502 Bad Gateway",
+            503 => "503 Service Temporarily Unavailable",
+            _ => "504 Gateway Time-out",
+        };
+        let html = format!(
+            "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+        );
+        Reply { status, body: ReplyBody::Html(html), headers: Vec::new() }
     }
 }
 
@@ -188,6 +207,9 @@ struct Job {
     outcome: Option<Outcome>,
     faults: Vec<FaultKind>,
     status_500_left: u32,
+    /// Result-delivery faults still to fire, in order, with how many fetches each spoils.
+    result_glitches: Vec<(FaultKind, u32)>,
+    result_fetches: u32,
     submit_seq: u64,
     start_seq: Option<u64>,
     submitted_at: Instant,
@@ -232,6 +254,7 @@ pub(crate) struct State {
     in_progress_total: u32,
     max_in_progress_total: u32,
     unauthorized: u64,
+    unauthorized_by_key: BTreeMap<String, u64>,
 }
 
 impl State {
@@ -252,6 +275,7 @@ impl State {
             in_progress_total: 0,
             max_in_progress_total: 0,
             unauthorized: 0,
+            unauthorized_by_key: BTreeMap::new(),
         }
     }
 
@@ -295,6 +319,26 @@ impl State {
         self.key_index.get(key).map(|acc| (acc.clone(), key.to_owned()))
     }
 
+    /// The account and key of `auth`; a refusal (the 401 the caller sends) is counted
+    /// against the key presented (`""` when there was none).
+    fn authorize(&mut self, auth: Option<&str>) -> Option<(String, String)> {
+        let found = self.account_of(auth);
+        if found.is_none() {
+            let presented = auth.map(|a| a.trim().strip_prefix("Key ").unwrap_or(a).trim()).unwrap_or_default();
+            *self.unauthorized_by_key.entry(presented.to_owned()).or_default() += 1;
+        }
+        found
+    }
+
+    fn remove_key(&mut self, account: &str, key: &str) {
+        if self.key_index.get(key).is_some_and(|a| a == account) {
+            self.key_index.remove(key);
+        }
+        if let Some(acc) = self.accounts.get_mut(account) {
+            acc.keys.retain(|k| k != key);
+        }
+    }
+
     fn record(&self, job: &Job, started: Instant) -> RequestRecord {
         let ms = |t: Instant| t.saturating_duration_since(started).as_millis() as u64;
         RequestRecord {
@@ -319,6 +363,7 @@ impl State {
             charged: job.charged,
             cancel_requested: job.cancel_requested,
             output_urls: job.output_urls.clone(),
+            result_fetches: job.result_fetches,
         }
     }
 }
@@ -461,7 +506,7 @@ impl SimHandle {
         let root = segments[..rl].join("/");
         let mut guard = self.lock();
         let st = &mut *guard;
-        let Some((account, key)) = st.account_of(header_str(req.headers, "authorization")) else {
+        let Some((account, key)) = st.authorize(header_str(req.headers, "authorization")) else {
             st.unauthorized += 1;
             return Reply::unauthorized();
         };
@@ -504,14 +549,7 @@ impl SimHandle {
             }
             Some(FaultKind::Submit502) => {
                 acc.reject("bad_gateway");
-                return Reply {
-                    status: 502,
-                    body: ReplyBody::Html(
-                        "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
-                            .to_owned(),
-                    ),
-                    headers: Vec::new(),
-                };
+                return Reply::gateway(502);
             }
             Some(_) => {
                 acc.reject("unavailable");
@@ -560,6 +598,12 @@ impl SimHandle {
                 status_500_left = m.times.unwrap_or(u32::MAX);
             }
         }
+        // A rule spoils one fetch; a marker `[[fault:KIND:N]]` the first N.
+        let result_glitches: Vec<(FaultKind, u32)> = faults
+            .iter()
+            .filter(|k| k.is_result_glitch())
+            .map(|&k| (k, found.iter().find(|m| m.kind == k).and_then(|m| m.times).unwrap_or(1)))
+            .collect();
         let id = uuid::Uuid::now_v7().to_string();
         st.submit_seq += 1;
         let submit_seq = st.submit_seq;
@@ -600,6 +644,8 @@ impl SimHandle {
             outcome: None,
             faults,
             status_500_left,
+            result_glitches,
+            result_fetches: 0,
             submit_seq,
             start_seq: None,
             submitted_at: Instant::now(),
@@ -795,7 +841,7 @@ impl SimHandle {
         root: &str,
         id: &str,
     ) -> Result<(&'s mut Job, String), Reply> {
-        let Some((account, _)) = st.account_of(auth) else { return Err(Reply::unauthorized()) };
+        let Some((account, _)) = st.authorize(auth) else { return Err(Reply::unauthorized()) };
         match st.jobs.get_mut(id) {
             Some(job) if job.root == root && job.account == account => Ok((job, account)),
             _ => Err(Reply::detail(404, format!("Request {id} not found"))),
@@ -868,13 +914,15 @@ impl SimHandle {
         body
     }
 
-    /// `GET /{owner}/{app}/requests/{id}`.
+    /// `GET /{owner}/{app}/requests/{id}`. A completed job with a result-delivery fault
+    /// left answers its first fetch(es) with that fault instead; the result stays.
     pub(crate) fn result(&self, auth: Option<&str>, root: &str, id: &str) -> Reply {
         let mut guard = self.lock();
         let (job, _) = match Self::find_job(&mut guard, auth, root, id) {
             Ok(found) => found,
             Err(reply) => return reply,
         };
+        job.result_fetches += 1;
         let Some(outcome) = &job.outcome else {
             return Reply::detail(400, format!("Request {id} is still in progress"));
         };
@@ -885,7 +933,24 @@ impl SimHandle {
         if outcome.kind == OutcomeKind::RequestTimeout {
             reply = reply.header("x-fal-request-timeout-type", "user");
         }
-        reply
+        let glitch = job.result_glitches.iter_mut().find(|(_, left)| *left > 0).map(|(kind, left)| {
+            *left -= 1;
+            *kind
+        });
+        match glitch {
+            None => reply,
+            Some(FaultKind::Result502) => Reply::gateway(502),
+            Some(FaultKind::Result503Gateway) => Reply::gateway(503),
+            Some(FaultKind::Result504) => Reply::gateway(504),
+            Some(FaultKind::ResultCutBody) => {
+                let bytes = match &reply.body {
+                    ReplyBody::Json(v) => Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
+                    _ => Bytes::new(),
+                };
+                Reply { body: ReplyBody::Cut(bytes), ..reply }
+            }
+            Some(_) => Reply { status: 200, body: ReplyBody::Abort, headers: Vec::new() },
+        }
     }
 
     /// `PUT /{owner}/{app}/requests/{id}/cancel`.
@@ -934,7 +999,7 @@ impl SimHandle {
     pub(crate) fn upload_initiate(&self, auth: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Reply {
         let mut guard = self.lock();
         let st = &mut *guard;
-        let Some((account, _)) = st.account_of(auth) else { return Reply::unauthorized() };
+        let Some((account, _)) = st.authorize(auth) else { return Reply::unauthorized() };
         let input: Value = serde_json::from_slice(body).unwrap_or_else(|_| json!({}));
         let content_type =
             input.get("content_type").and_then(Value::as_str).unwrap_or("application/octet-stream").to_owned();
@@ -1010,6 +1075,29 @@ impl SimHandle {
         st.jobs.get(id).map(|j| st.record(j, self.shared.started))
     }
 
+    /// Accepted requests whose input `prompt` (or `text`, for speech) contains `needle`, in
+    /// submit order: what fal holds for one job of the bot, however often it was submitted.
+    pub fn requests_for_prompt(&self, needle: &str) -> Vec<RequestRecord> {
+        self.requests().into_iter().filter(|r| r.prompt_contains(needle)).collect()
+    }
+
+    /// How many times the model ran (reached IN_PROGRESS) for requests whose prompt contains
+    /// `needle`: compare with the bot's ledger to prove nothing ran twice.
+    pub fn runs_for_prompt(&self, needle: &str) -> usize {
+        self.requests_for_prompt(needle).iter().filter(|r| r.ran()).count()
+    }
+
+    /// What fal charged for requests whose prompt contains `needle`.
+    pub fn billed_for_prompt(&self, needle: &str) -> Usd {
+        self.requests_for_prompt(needle).iter().fold(Usd::ZERO, |sum, r| sum.saturating_add(r.charged))
+    }
+
+    /// How many calls presenting `key` were refused with 401 (any call: submit, status,
+    /// result, cancel, upload). `""` counts calls without a key.
+    pub fn unauthorized_for_key(&self, key: &str) -> u64 {
+        self.lock().unauthorized_by_key.get(key).copied().unwrap_or(0)
+    }
+
     /// Every storage upload.
     pub fn uploads(&self) -> Vec<UploadRecord> {
         self.lock().upload_log.clone()
@@ -1029,6 +1117,7 @@ impl SimHandle {
                 .collect(),
             uploads: st.upload_log.clone(),
             unauthorized_submits: st.unauthorized,
+            unauthorized_by_key: st.unauthorized_by_key.clone(),
             in_progress_total: st.in_progress_total,
             max_in_progress_total: st.max_in_progress_total,
         }
@@ -1060,6 +1149,9 @@ impl SimHandle {
         }
         for key in &update.add_keys {
             st.add_key(name, key);
+        }
+        for key in &update.remove_keys {
+            st.remove_key(name, key);
         }
         self.dispatch(st, name);
         let snapshot = st.accounts.get(name).map(Account::snapshot).expect("account was just added");

@@ -28,6 +28,25 @@ pub enum FaultKind {
     /// The job runs, then its result is 503 `runner_disconnected` (never charged).
     #[serde(rename = "result_503")]
     Result503,
+    /// The job runs and succeeds, but its first result fetch loses the connection before a
+    /// whole answer arrives (the body aborts). Later fetches get the real result.
+    #[serde(rename = "result_transport")]
+    ResultTransport,
+    /// The job runs and succeeds, but its first result fetch gets an nginx-style HTML 502
+    /// without `x-fal-request-id` (the gateway never reached the queue). Later fetches get
+    /// the real result.
+    #[serde(rename = "result_502")]
+    Result502,
+    /// As `result_502`, with a gateway 503 (no `x-fal-request-id`, no `error_type`).
+    #[serde(rename = "result_503_gateway")]
+    Result503Gateway,
+    /// As `result_502`, with a gateway 504 (no `x-fal-request-id`, no timeout type).
+    #[serde(rename = "result_504")]
+    Result504,
+    /// The job runs, but its first result fetch declares the whole body's `Content-Length`,
+    /// sends half of it and closes. Later fetches get the real result.
+    #[serde(rename = "result_cut_body")]
+    ResultCutBody,
     /// The job runs, then its result is a 422 `content_policy_violation` (charged if configured).
     ContentPolicy,
     /// The job succeeds with `has_nsfw_concepts: [true, ...]` (FLUX-kind models only).
@@ -42,13 +61,18 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// Every kind, in documentation order.
-    pub const ALL: [FaultKind; 11] = [
+    pub const ALL: [FaultKind; 16] = [
         FaultKind::Submit429,
         FaultKind::Submit502,
         FaultKind::Submit503,
         FaultKind::Status500,
         FaultKind::Result500,
         FaultKind::Result503,
+        FaultKind::ResultTransport,
+        FaultKind::Result502,
+        FaultKind::Result503Gateway,
+        FaultKind::Result504,
+        FaultKind::ResultCutBody,
         FaultKind::ContentPolicy,
         FaultKind::Nsfw,
         FaultKind::Stuck,
@@ -65,6 +89,11 @@ impl FaultKind {
             FaultKind::Status500 => "status_500",
             FaultKind::Result500 => "result_500",
             FaultKind::Result503 => "result_503",
+            FaultKind::ResultTransport => "result_transport",
+            FaultKind::Result502 => "result_502",
+            FaultKind::Result503Gateway => "result_503_gateway",
+            FaultKind::Result504 => "result_504",
+            FaultKind::ResultCutBody => "result_cut_body",
             FaultKind::ContentPolicy => "content_policy",
             FaultKind::Nsfw => "nsfw",
             FaultKind::Stuck => "stuck",
@@ -86,6 +115,20 @@ impl FaultKind {
     /// Decided per status poll.
     pub fn is_status(self) -> bool {
         self == FaultKind::Status500
+    }
+
+    /// A job fault that spoils the delivery of a result, not the run: the first result
+    /// fetch (or the first N, with a `[[fault:KIND:N]]` marker) gets no answer from fal;
+    /// the job ran once and is billed once.
+    pub fn is_result_glitch(self) -> bool {
+        matches!(
+            self,
+            FaultKind::ResultTransport
+                | FaultKind::Result502
+                | FaultKind::Result503Gateway
+                | FaultKind::Result504
+                | FaultKind::ResultCutBody
+        )
     }
 
     /// Decided once per accepted job.
@@ -327,6 +370,16 @@ mod tests {
         assert!(found.contains(&Marker { kind: FaultKind::ContentPolicy, times: None }));
         assert!(found.contains(&Marker { kind: FaultKind::Submit429, times: Some(2) }));
         assert!(found.contains(&Marker { kind: FaultKind::SlowCdn, times: None }));
+        let found = markers(&serde_json::json!({"prompt": "x [[fault:result_503_gateway:3]] [[fault:result_503]]"}));
+        assert_eq!(
+            found,
+            [
+                Marker { kind: FaultKind::Result503Gateway, times: Some(3) },
+                Marker { kind: FaultKind::Result503, times: None }
+            ]
+        );
+        assert!(FaultKind::Result503Gateway.is_result_glitch() && FaultKind::Result503Gateway.is_job());
+        assert!(!FaultKind::Result503.is_result_glitch());
     }
 
     #[test]

@@ -22,6 +22,26 @@ impl IntoResponse for Reply {
             ReplyBody::Json(v) => (status, axum::Json(v)).into_response(),
             ReplyBody::Html(s) => (status, [(header::CONTENT_TYPE, "text/html")], s).into_response(),
             ReplyBody::Empty => status.into_response(),
+            // A body stream that fails makes hyper abort the connection: the client never
+            // gets a whole answer.
+            ReplyBody::Abort => {
+                let stream = futures::stream::once(async { Err::<Bytes, std::io::Error>(dropped()) });
+                (status, Body::from_stream(stream)).into_response()
+            }
+            ReplyBody::Cut(bytes) => {
+                let declared = bytes.len();
+                let half = bytes.slice(..declared / 2);
+                // The pause lets hyper flush the head and the first half before the break.
+                let stream = futures::stream::iter([Ok(half)]).chain(futures::stream::once(async {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    Err(dropped())
+                }));
+                let headers = [
+                    (header::CONTENT_TYPE, "application/json".to_owned()),
+                    (header::CONTENT_LENGTH, declared.to_string()),
+                ];
+                (status, headers, Body::from_stream(stream)).into_response()
+            }
         };
         for (name, value) in self.headers {
             if let Ok(value) = HeaderValue::from_str(&value) {
@@ -30,6 +50,10 @@ impl IntoResponse for Reply {
         }
         response
     }
+}
+
+fn dropped() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "fal-sim: connection dropped by a fault")
 }
 
 /// The full router of a simulator: queue API, storage, CDN and introspection.
@@ -233,6 +257,9 @@ async fn requests(State(sim): State<SimHandle>, Query(q): Query<HashMap<String, 
     let mut all = sim.requests();
     if let Some(account) = q.get("account") {
         all.retain(|r| &r.account == account);
+    }
+    if let Some(prompt) = q.get("prompt") {
+        all.retain(|r| r.prompt_contains(prompt));
     }
     axum::Json(all).into_response()
 }

@@ -147,6 +147,23 @@ pub struct RequestRecord {
     pub cancel_requested: bool,
     /// CDN URLs of its generated files.
     pub output_urls: Vec<String>,
+    /// Result GETs answered for it (before completion, spoiled by a fault, or real).
+    #[serde(default)]
+    pub result_fetches: u32,
+}
+
+impl RequestRecord {
+    /// Whether the input's `prompt` (or `text`, for speech) contains `needle`.
+    pub fn prompt_contains(&self, needle: &str) -> bool {
+        ["prompt", "text"]
+            .iter()
+            .any(|f| self.input.get(*f).and_then(Value::as_str).is_some_and(|p| p.contains(needle)))
+    }
+
+    /// Whether the model ran for it (it reached IN_PROGRESS).
+    pub fn ran(&self) -> bool {
+        self.started_ms.is_some()
+    }
 }
 
 /// One storage upload (initiated, maybe PUT).
@@ -179,6 +196,10 @@ pub struct SimSnapshot {
     pub uploads: Vec<UploadRecord>,
     /// Submits refused with 401 (unknown or missing key).
     pub unauthorized_submits: u64,
+    /// Every call refused with 401 (submit, status, result, cancel, upload), per key
+    /// presented (`""` = no key).
+    #[serde(default)]
+    pub unauthorized_by_key: BTreeMap<String, u64>,
     /// IN_PROGRESS requests now, across accounts.
     pub in_progress_total: u32,
     /// Highest number of simultaneous IN_PROGRESS requests across accounts.
@@ -213,4 +234,7 @@ pub struct AccountUpdate {
     /// Keys to add.
     #[serde(default)]
     pub add_keys: Vec<String>,
+    /// Keys to revoke: every later call with one gets 401, as fal answers a deleted key.
+    #[serde(default)]
+    pub remove_keys: Vec<String>,
 }

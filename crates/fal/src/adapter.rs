@@ -6,23 +6,27 @@ use crate::input::{app_prefix, carries_telegram_token, model_input, model_segmen
 use crate::media::decode_data_uri;
 use crate::wire::{CancelResponse, ErrorBody, StatusResponse, SubmitResponse, UploadInitiateResponse, parse_output};
 use async_trait::async_trait;
-use mediagen_domain::{AccountId, RequestId};
+use mediagen_domain::{AccountId, RequestId, Timestamp};
 use mediagen_ports::{
-    CancelOutcome, Generation, GenerationError, GenerationOutput, GenerationRequest, MediaBytes, OutputMedia,
-    RemoteHandle, RemoteStatus,
+    CancelOutcome, Generation, GenerationError, GenerationOutput, GenerationRequest, KeyStatus, MediaBytes,
+    OutputMedia, RemoteHandle, RemoteStatus,
 };
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use reqwest::{Method, RequestBuilder, Url};
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 use tracing::{Span, debug, info, instrument, warn};
 
 /// Largest JSON answer read from fal (results can carry data URIs).
 const JSON_LIMIT: u64 = 32 * 1024 * 1024;
+
+/// The app whose queue a key probe asks about (any app works: the request never exists).
+const PROBE_APP: &str = "fal-ai/flux";
 
 /// The fal adapter: implements [`Generation`] over fal's HTTP queue API.
 ///
@@ -44,13 +48,20 @@ struct Key {
     name: String,
     /// `Key <secret>`, marked sensitive so no `Debug` of a request or header map shows it.
     auth: HeaderValue,
+    /// Since when fal refuses it (401); such a key is not used until a probe or an
+    /// operator puts it back.
+    refused_since: Mutex<Option<Timestamp>>,
 }
 
 impl Account {
-    /// The next key, round robin.
-    fn next_key(&self) -> &Key {
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
-        &self.keys[i % self.keys.len()]
+    /// The next usable key, round robin over the keys fal has not refused.
+    fn next_key(&self) -> Option<&Key> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..self.keys.len()).map(|i| &self.keys[(start + i) % self.keys.len()]).find(|k| k.refused_since().is_none())
+    }
+
+    fn key(&self, name: &str) -> Option<&Key> {
+        self.keys.iter().find(|k| k.name == name)
     }
 }
 
@@ -59,8 +70,43 @@ impl Key {
         let mut auth = HeaderValue::from_str(&format!("Key {}", secret.expose_secret()))
             .map_err(|_| ConfigError(format!("key {name:?} cannot be sent as a header")))?;
         auth.set_sensitive(true);
-        Ok(Self { name: name.to_owned(), auth })
+        Ok(Self { name: name.to_owned(), auth, refused_since: Mutex::new(None) })
     }
+
+    fn refused_since(&self) -> Option<Timestamp> {
+        *self.refused_since.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets the key aside; keeps the first refusal's time.
+    fn refuse(&self) {
+        self.refused_since.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(now);
+    }
+
+    fn enable(&self) {
+        *self.refused_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+/// Wall-clock now (the adapter has no clock port; key refusals are only reported).
+fn now() -> Timestamp {
+    Timestamp::from(SystemTime::now())
+}
+
+/// What a probe of a refused key found.
+enum Probe {
+    /// fal answered something other than 401: the key identifies a user again.
+    Accepted(u16),
+    /// 401 again.
+    Refused,
+    /// No answer that says either (transport error, 408, 429, 5xx).
+    Unknown(String),
+}
+
+/// A request id fal cannot know: 122 random bits in the UUID v4 layout.
+fn random_request_id() -> String {
+    let bits = (rand::random::<u128>() & !(0xf_u128 << 76) & !(0x3_u128 << 62)) | (0x4_u128 << 76) | (0x2_u128 << 62);
+    let hex = format!("{bits:032x}");
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
 }
 
 impl fmt::Debug for FalGeneration {
@@ -117,6 +163,47 @@ impl FalGeneration {
         Caller { retry: &self.config.retry }
     }
 
+    /// Runs `call` with a usable key of `account`. A key fal refuses (401, which surfaces
+    /// as `BadKey`) is set aside and the same call repeated with the next usable key: a 401
+    /// means fal accepted nothing, so this is safe for every call, a submit included. Only
+    /// when no usable key is left does the call end with `BadKey(account)`.
+    async fn with_key<'s, T, F, Fut>(&'s self, account: &AccountId, mut call: F) -> Result<T, GenerationError>
+    where
+        F: FnMut(&'s Key) -> Fut,
+        Fut: Future<Output = Result<T, GenerationError>>,
+    {
+        let acc = self.account(account)?;
+        // Each round refuses a key, so this ends; the bound guards against keys an
+        // operator or a probe keeps putting back meanwhile.
+        for _ in 0..acc.keys.len() * 2 {
+            let Some(key) = acc.next_key() else { break };
+            match call(key).await {
+                Err(GenerationError::BadKey(_)) => {
+                    key.refuse();
+                    warn!(account = %account, key = %key.name, "fal refused the key (401); using the account's other keys");
+                }
+                other => return other,
+            }
+        }
+        warn!(account = %account, "fal refuses every key of the account");
+        Err(GenerationError::BadKey(account.clone()))
+    }
+
+    /// Asks fal about a request that cannot exist with `key`: an authenticated call that
+    /// runs nothing and costs nothing. 401 means the key is still refused; any other answer
+    /// from fal (404 above all) means fal knows the key.
+    async fn probe(&self, key: &Key) -> Probe {
+        let url = self.queue_url(PROBE_APP, &format!("{}/status", random_request_id()));
+        match self.authed(Method::GET, &url, key).send().await {
+            Err(e) => Probe::Unknown(if e.is_timeout() { "timed out".into() } else { "no answer".into() }),
+            Ok(response) => match response.status().as_u16() {
+                401 => Probe::Refused,
+                code @ (408 | 429 | 500..=599) => Probe::Unknown(format!("HTTP {code}")),
+                code => Probe::Accepted(code),
+            },
+        }
+    }
+
     fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.config.request_timeout_ms)
     }
@@ -152,27 +239,47 @@ impl FalGeneration {
         }
     }
 
-    async fn status_once(&self, handle: &RemoteHandle) -> Result<RemoteStatus, GenerationError> {
-        let account = self.account(&handle.account)?;
-        let key = account.next_key();
-        debug!(key = %key.name, "status check");
-        let call =
-            Call { op: Op::Status, account: Some(&handle.account), model: Some(&handle.model), body_limit: JSON_LIMIT };
+    /// One status check; with `until`, transient failures are retried until then.
+    async fn status_until(
+        &self,
+        handle: &RemoteHandle,
+        until: Option<Instant>,
+    ) -> Result<RemoteStatus, GenerationError> {
+        let call = Call {
+            op: Op::Status,
+            account: Some(&handle.account),
+            model: Some(&handle.model),
+            body_limit: JSON_LIMIT,
+            until,
+        };
         let reply = self
-            .caller()
-            .call(&call, || self.authed(Method::GET, &handle.status_url, key).query(&[("logs", "0")]))
+            .with_key(&handle.account, |key| {
+                debug!(key = %key.name, "status check");
+                self.caller()
+                    .call(&call, move || self.authed(Method::GET, &handle.status_url, key).query(&[("logs", "0")]))
+            })
             .await?;
         let status: StatusResponse = serde_json::from_slice(&reply.body)
             .map_err(|e| GenerationError::Other(anyhow::anyhow!("fal's status answer could not be read: {e}")))?;
         Ok(status.to_status())
     }
 
-    async fn fetch_result(&self, handle: &RemoteHandle) -> Result<GenerationOutput, GenerationError> {
-        let account = self.account(&handle.account)?;
-        let key = account.next_key();
-        let call =
-            Call { op: Op::Result, account: Some(&handle.account), model: Some(&handle.model), body_limit: JSON_LIMIT };
-        let reply = self.caller().call(&call, || self.authed(Method::GET, &handle.response_url, key)).await?;
+    /// Fetches and classifies the result of a completed request, trying again until
+    /// `until` whatever is not fal's own answer.
+    async fn fetch_result(&self, handle: &RemoteHandle, until: Instant) -> Result<GenerationOutput, GenerationError> {
+        let call = Call {
+            op: Op::Result,
+            account: Some(&handle.account),
+            model: Some(&handle.model),
+            body_limit: JSON_LIMIT,
+            until: Some(until),
+        };
+        let reply = self
+            .with_key(&handle.account, |key| {
+                debug!(key = %key.name, "fetching the result");
+                self.caller().call(&call, move || self.authed(Method::GET, &handle.response_url, key))
+            })
+            .await?;
         let output = parse_output(&reply.body);
         match &output {
             Ok(o) => info!(media = o.media.len(), has_text = o.text.is_some(), "fal result fetched"),
@@ -219,28 +326,29 @@ impl Generation for FalGeneration {
         if size > self.config.upload_max_bytes {
             return Err(GenerationError::TooLarge { actual: size, limit: self.config.upload_max_bytes });
         }
-        let acc = self.account(account)?;
-        let key = acc.next_key();
-        debug!(key = %key.name, "initiating upload");
         let url = format!("{}/storage/upload/initiate", self.config.rest_base.trim_end_matches('/'));
         let body = serde_json::json!({"content_type": media.content_type, "file_name": media.file_name});
         let lifecycle = self.lifecycle_header();
-        let call = Call { op: Op::UploadInitiate, account: Some(account), model: None, body_limit: JSON_LIMIT };
+        let call =
+            Call { op: Op::UploadInitiate, account: Some(account), model: None, body_limit: JSON_LIMIT, until: None };
         let reply = self
-            .caller()
-            .call(&call, || {
-                let mut r = self.authed(Method::POST, &url, key).query(&[("storage_type", "fal-cdn-v3")]).json(&body);
-                if let Some(l) = &lifecycle {
-                    r = r.header("X-Fal-Object-Lifecycle", l).header("X-Fal-Object-Lifecycle-Preference", l);
-                }
-                r
+            .with_key(account, |key| {
+                debug!(key = %key.name, "initiating upload");
+                let (url, body, lifecycle) = (&url, &body, &lifecycle);
+                self.caller().call(&call, move || {
+                    let mut r = self.authed(Method::POST, url, key).query(&[("storage_type", "fal-cdn-v3")]).json(body);
+                    if let Some(l) = lifecycle {
+                        r = r.header("X-Fal-Object-Lifecycle", l).header("X-Fal-Object-Lifecycle-Preference", l);
+                    }
+                    r
+                })
             })
             .await?;
         let initiated: UploadInitiateResponse = serde_json::from_slice(&reply.body)
             .map_err(|e| GenerationError::Other(anyhow::anyhow!("fal's upload answer could not be read: {e}")))?;
         // The signed upload URL needs no key, and gets none.
         let bytes = bytes::Bytes::from(media.bytes);
-        let call = Call { op: Op::UploadPut, account: Some(account), model: None, body_limit: JSON_LIMIT };
+        let call = Call { op: Op::UploadPut, account: Some(account), model: None, body_limit: JSON_LIMIT, until: None };
         self.caller()
             .call(&call, || {
                 self.http
@@ -270,28 +378,34 @@ impl Generation for FalGeneration {
         let body = bytes::Bytes::from(
             serde_json::to_vec(&input).map_err(|e| GenerationError::Other(anyhow::anyhow!("input JSON: {e}")))?,
         );
-        let acc = self.account(account)?;
-        let key = acc.next_key();
-        debug!(key = %key.name, kind = ?request.kind, "submitting");
         let url = format!("{}/{}", self.config.queue_base.trim_end_matches('/'), request.model);
         let lifecycle = self.lifecycle_header();
         let start_timeout = self.config.start_timeout_secs.map(|s| s.to_string());
-        let call = Call { op: Op::Submit, account: Some(account), model: Some(&request.model), body_limit: JSON_LIMIT };
+        let call = Call {
+            op: Op::Submit,
+            account: Some(account),
+            model: Some(&request.model),
+            body_limit: JSON_LIMIT,
+            until: None,
+        };
         let reply: Reply = self
-            .caller()
-            .call(&call, || {
-                let mut r =
-                    self.authed(Method::POST, &url, key).header(CONTENT_TYPE, "application/json").body(body.clone());
-                if let Some(l) = &lifecycle {
-                    r = r.header("X-Fal-Object-Lifecycle-Preference", l);
-                }
-                if let Some(t) = &start_timeout {
-                    r = r.header("X-Fal-Request-Timeout", t);
-                }
-                if !self.config.store_io {
-                    r = r.header("X-Fal-Store-IO", "0");
-                }
-                r
+            .with_key(account, |key| {
+                debug!(key = %key.name, kind = ?request.kind, "submitting");
+                let (url, body, lifecycle, start_timeout) = (&url, &body, &lifecycle, &start_timeout);
+                self.caller().call(&call, move || {
+                    let mut r =
+                        self.authed(Method::POST, url, key).header(CONTENT_TYPE, "application/json").body(body.clone());
+                    if let Some(l) = lifecycle {
+                        r = r.header("X-Fal-Object-Lifecycle-Preference", l);
+                    }
+                    if let Some(t) = start_timeout {
+                        r = r.header("X-Fal-Request-Timeout", t);
+                    }
+                    if !self.config.store_io {
+                        r = r.header("X-Fal-Store-IO", "0");
+                    }
+                    r
+                })
             })
             .await?;
         // fal answered 2xx, so it holds the request: an unreadable answer leaves us without
@@ -320,45 +434,66 @@ impl Generation for FalGeneration {
 
     #[instrument(skip_all, fields(account = %handle.account, request_id = %handle.request_id))]
     async fn status(&self, handle: &RemoteHandle) -> Result<RemoteStatus, GenerationError> {
-        self.status_once(handle).await
+        self.status_until(handle, None).await
     }
 
+    /// Follows until `deadline` only: `poll.deadline_ms` no longer bounds it (the engine's
+    /// deadline, counted from fal's acceptance, is the one that rules).
     #[instrument(skip_all, fields(account = %handle.account, request_id = %handle.request_id))]
-    async fn wait(&self, handle: &RemoteHandle) -> Result<GenerationOutput, GenerationError> {
+    async fn wait(&self, handle: &RemoteHandle, deadline: Timestamp) -> Result<GenerationOutput, GenerationError> {
+        // Counted on the monotonic clock from here: a wall-clock jump neither cuts the
+        // follow short nor stretches it.
+        let left = deadline.signed_duration_since(now()).to_std().unwrap_or_default();
+        let until = Instant::now() + left;
         let poll = &self.config.poll;
-        let deadline = Instant::now() + poll.deadline();
         let mut interval = poll.initial_interval();
         let mut checks = 0u32;
-        let timeout = || GenerationError::Timeout(format!("not completed within {} ms", poll.deadline_ms));
+        let timeout = || {
+            GenerationError::Timeout(format!("not completed by the deadline {}", deadline.format("%Y-%m-%dT%H:%M:%SZ")))
+        };
         loop {
-            checks += 1;
-            match tokio::time::timeout_at(deadline, self.status_once(handle)).await {
-                Err(_) => return Err(timeout()),
-                Ok(Ok(RemoteStatus::Completed)) => break,
-                Ok(Ok(status)) => debug!(?status, checks, "not completed yet"),
-                // The run goes on at fal whatever our status checks see; keep following
-                // until the deadline rather than report a failure that did not happen.
-                Ok(Err(e)) if e.is_retryable() => warn!(error = %e, "status check failed; still following"),
-                Ok(Err(e)) => return Err(e),
-            }
-            let now = Instant::now();
-            if now >= deadline {
+            if Instant::now() >= until {
                 return Err(timeout());
             }
-            tokio::time::sleep(interval.min(deadline - now)).await;
+            checks += 1;
+            // The run goes on at fal whatever our checks see: transient failures are tried
+            // again until the deadline inside the call, and only fal's word (or the
+            // deadline) ends the follow. IN_QUEUE forever ends at the deadline too.
+            match self.status_until(handle, Some(until)).await {
+                Ok(RemoteStatus::Completed) => break,
+                Ok(status) => debug!(?status, checks, "not completed yet"),
+                Err(GenerationError::Timeout(detail)) if Instant::now() >= until => {
+                    warn!(%detail, "no status answer before the deadline");
+                    return Err(timeout());
+                }
+                Err(e) => return Err(e),
+            }
+            let now = Instant::now();
+            if now >= until {
+                return Err(timeout());
+            }
+            tokio::time::sleep(interval.min(until - now)).await;
             interval = poll.next_interval(interval);
         }
         debug!(checks, "completed; fetching the result");
-        self.fetch_result(handle).await
+        self.fetch_result(handle, until).await
     }
 
     #[instrument(skip_all, fields(account = %handle.account, request_id = %handle.request_id))]
     async fn cancel(&self, handle: &RemoteHandle) -> Result<CancelOutcome, GenerationError> {
-        let account = self.account(&handle.account)?;
-        let key = account.next_key();
-        let call =
-            Call { op: Op::Cancel, account: Some(&handle.account), model: Some(&handle.model), body_limit: JSON_LIMIT };
-        let reply = self.caller().call(&call, || self.authed(Method::PUT, &handle.cancel_url, key)).await?;
+        let call = Call {
+            op: Op::Cancel,
+            account: Some(&handle.account),
+            model: Some(&handle.model),
+            body_limit: JSON_LIMIT,
+            until: None,
+        };
+        let reply = self
+            .with_key(&handle.account, |key| {
+                debug!(key = %key.name, "cancelling");
+                self.caller().call(&call, move || self.authed(Method::PUT, &handle.cancel_url, key))
+            })
+            .await?;
         let parsed: Option<CancelResponse> = serde_json::from_slice(&reply.body).ok();
         let outcome = match (parsed.as_ref().and_then(CancelResponse::outcome), reply.status.as_u16()) {
             (Some(outcome), _) => outcome,
@@ -388,7 +523,7 @@ impl Generation for FalGeneration {
                 "refusing to download from a host that is not a fal CDN"
             )));
         }
-        let call = Call { op: Op::Download, account: None, model: None, body_limit: limit };
+        let call = Call { op: Op::Download, account: None, model: None, body_limit: limit, until: None };
         let timeout = Duration::from_millis(self.config.download_timeout_ms);
         // The CDN is public: no key.
         let reply = self.caller().call(&call, || self.http.get(&media.url).timeout(timeout)).await?;
@@ -401,6 +536,61 @@ impl Generation for FalGeneration {
             .unwrap_or_else(|| "application/octet-stream".to_owned());
         debug!(bytes = reply.body.len(), "downloaded");
         Ok(MediaBytes { bytes: reply.body.to_vec(), content_type, file_name: file_name_of(&media.url) })
+    }
+
+    fn key_statuses(&self) -> Vec<KeyStatus> {
+        self.config
+            .accounts
+            .iter()
+            .filter_map(|a| {
+                let id = AccountId::new(a.name.clone());
+                let account = self.accounts.get(&id)?;
+                Some(
+                    account
+                        .keys
+                        .iter()
+                        .map(|k| KeyStatus {
+                            account: id.clone(),
+                            key: k.name.clone(),
+                            refused_since: k.refused_since(),
+                        })
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .flatten()
+            .collect()
+    }
+
+    /// Probes with a status GET of a random request id on the queue host: 401 keeps the
+    /// key refused; another answer from fal (404, 200, 403...) puts it back; no answer
+    /// (transport error, 408, 429, 5xx) proves nothing and keeps it refused.
+    #[instrument(skip_all)]
+    async fn probe_refused_keys(&self) -> Vec<KeyStatus> {
+        let mut restored = Vec::new();
+        for status in self.key_statuses().into_iter().filter(|k| k.refused_since.is_some()) {
+            let Some(key) = self.accounts.get(&status.account).and_then(|a| a.key(&status.key)) else { continue };
+            match self.probe(key).await {
+                Probe::Accepted(code) => {
+                    key.enable();
+                    info!(account = %status.account, key = %key.name, code, "fal accepts a refused key again");
+                    restored.push(KeyStatus { refused_since: None, ..status });
+                }
+                Probe::Refused => debug!(account = %status.account, key = %key.name, "fal still refuses the key"),
+                Probe::Unknown(reason) => {
+                    debug!(account = %status.account, key = %key.name, %reason, "key probe got no answer")
+                }
+            }
+        }
+        restored
+    }
+
+    fn enable_key(&self, account: &AccountId, key: &str) -> bool {
+        let Some(found) = self.accounts.get(account).and_then(|a| a.key(key)) else { return false };
+        if found.refused_since().is_some() {
+            info!(%account, key = %found.name, "key put back in use by the operator");
+        }
+        found.enable();
+        true
     }
 }
 
@@ -431,9 +621,50 @@ mod tests {
             ]
         );
         let zeta = &fal.accounts[&AccountId::new("zeta")];
-        let picked: Vec<&str> = (0..4).map(|_| zeta.next_key().name.as_str()).collect();
+        let picked: Vec<&str> = (0..4).map(|_| zeta.next_key().unwrap().name.as_str()).collect();
         assert_eq!(picked, ["a", "b", "a", "b"]);
         assert!(format!("{fal:?}").contains("alpha"));
+    }
+
+    #[test]
+    fn refused_keys_are_skipped_listed_and_enabled() {
+        use crate::config::{FalAccountConfig, FalKey};
+        let config = FalConfig {
+            accounts: vec![FalAccountConfig {
+                name: "main".into(),
+                keys: ["a", "b", "c"]
+                    .iter()
+                    .map(|k| FalKey { name: (*k).into(), secret: SecretString::from(format!("id:{k}")) })
+                    .collect(),
+            }],
+            ..FalConfig::default()
+        };
+        let fal = FalGeneration::new(config).unwrap();
+        let main = AccountId::new("main");
+        let account = &fal.accounts[&main];
+        account.key("b").unwrap().refuse();
+        let picked: Vec<&str> = (0..4).map(|_| account.next_key().unwrap().name.as_str()).collect();
+        assert!(!picked.contains(&"b"), "{picked:?}");
+        let statuses = fal.key_statuses();
+        assert_eq!(statuses.iter().map(|k| k.key.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert!(statuses[1].refused_since.is_some());
+        assert!(statuses[0].refused_since.is_none() && statuses[2].refused_since.is_none());
+        account.key("a").unwrap().refuse();
+        account.key("c").unwrap().refuse();
+        assert!(account.next_key().is_none());
+        assert!(fal.enable_key(&main, "b"));
+        assert_eq!(account.next_key().unwrap().name, "b");
+        assert!(!fal.enable_key(&main, "nope"));
+        assert!(!fal.enable_key(&AccountId::new("other"), "b"));
+    }
+
+    #[test]
+    fn probe_ids_look_like_uuid_v4() {
+        let id = random_request_id();
+        assert_eq!(id.len(), 36);
+        assert_eq!(id.as_bytes()[14], b'4');
+        assert!(matches!(id.as_bytes()[19], b'8' | b'9' | b'a' | b'b'), "{id}");
+        assert_ne!(id, random_request_id());
     }
 
     #[test]

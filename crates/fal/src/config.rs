@@ -103,7 +103,8 @@ impl fmt::Debug for FalKey {
 }
 
 /// Polling of a request's status in `wait`: the interval grows from `initial_interval_ms`
-/// by `multiplier` up to `max_interval_ms`; `deadline_ms` bounds the whole follow.
+/// by `multiplier` up to `max_interval_ms`. The follow ends at the deadline the caller
+/// passes to `wait`, not at `deadline_ms`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PollConfig {
@@ -113,7 +114,8 @@ pub struct PollConfig {
     pub multiplier: f64,
     /// Longest pause.
     pub max_interval_ms: u64,
-    /// How long `wait` follows a request before giving up with `Timeout`.
+    /// Not used any more: `wait` follows a request until the deadline its caller passes
+    /// (the engine's, counted from fal's acceptance). Kept so existing configurations load.
     pub deadline_ms: u64,
 }
 
@@ -134,7 +136,7 @@ impl PollConfig {
         Duration::from_millis(self.max_interval_ms)
     }
 
-    /// The follow deadline.
+    /// `deadline_ms` as a duration (not used by `wait`; see the field).
     pub fn deadline(&self) -> Duration {
         Duration::from_millis(self.deadline_ms)
     }
@@ -146,7 +148,8 @@ impl PollConfig {
 }
 
 /// Retries of transient failures (429, 502/503/504, network): the n-th retry waits
-/// `min(base · 2ⁿ, max)` ± `jitter`.
+/// `min(base · 2ⁿ, max)` ± `jitter`. Inside `wait`, status and result calls are retried
+/// with the same delays until the follow deadline instead of `max_retries` times.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetryConfig {

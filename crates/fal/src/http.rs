@@ -6,6 +6,11 @@
 //! the call with which error. The submit rules are the special ones: a submit is retried
 //! only when fal cannot have accepted it, because submits have no idempotency key and a
 //! duplicate is a second paid job.
+//!
+//! The follow calls of a request fal holds (status and result inside `wait`) carry a
+//! deadline instead of a retry budget: whatever is not fal's own answer (a transport
+//! error, a cut body, a gateway 502/503/504 without `x-fal-request-id`) is tried again until
+//! the deadline, because giving up would make the engine submit, run and bill it again.
 
 use crate::config::RetryConfig;
 use crate::wire::{ErrorBody, truncate};
@@ -16,6 +21,7 @@ use reqwest::header::HeaderMap;
 use reqwest::{RequestBuilder, Response, StatusCode};
 use std::fmt;
 use std::time::Duration;
+use tokio::time::Instant;
 use tracing::{debug, warn};
 
 /// Which call this is; decides what may be retried.
@@ -63,6 +69,9 @@ pub(crate) struct Call<'a> {
     pub model: Option<&'a ModelId>,
     /// Largest body read from a successful answer.
     pub body_limit: u64,
+    /// Retry transient failures until this instant, however many (then `Timeout`), instead
+    /// of `max_retries` times (then `Retryable`): for following a request fal holds.
+    pub until: Option<Instant>,
 }
 
 /// A successful answer.
@@ -81,6 +90,7 @@ enum Verdict {
 }
 
 /// Runs calls with the retry policy.
+#[derive(Clone, Copy)]
 pub(crate) struct Caller<'a> {
     pub retry: &'a RetryConfig,
 }
@@ -90,24 +100,47 @@ const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
 impl Caller<'_> {
     /// Sends the request `build` makes (once per attempt) until it succeeds, fails for
-    /// good, or transient failures outlast the retries (then `Retryable`).
-    pub async fn call(&self, call: &Call<'_>, build: impl Fn() -> RequestBuilder) -> Result<Reply, GenerationError> {
+    /// good, or transient failures outlast the retries (then `Retryable`) or `call.until`
+    /// (then `Timeout`).
+    pub async fn call(self, call: &Call<'_>, build: impl Fn() -> RequestBuilder) -> Result<Reply, GenerationError> {
         let max_retries = if call.op == Op::Status { self.retry.status_max_retries } else { self.retry.max_retries };
+        let past_deadline = |reason: &str, attempts: u32| {
+            warn!(op = %call.op, attempts, %reason, "fal call failed; the deadline passed");
+            GenerationError::Timeout(format!("fal {}: no answer before the deadline ({reason})", call.op))
+        };
         let mut retry = 0;
         loop {
-            match attempt(call, build()).await {
+            let verdict = match call.until {
+                Some(until) => match tokio::time::timeout_at(until, attempt(call, build())).await {
+                    Ok(verdict) => verdict,
+                    Err(_) => return Err(past_deadline("the last attempt was still running", retry + 1)),
+                },
+                None => attempt(call, build()).await,
+            };
+            match verdict {
                 Verdict::Done(reply) => return Ok(reply),
                 Verdict::Fail(error) => return Err(error),
                 Verdict::Retry { reason, after } => {
-                    if retry >= max_retries {
-                        warn!(op = %call.op, attempts = retry + 1, %reason, "fal call failed; retries exhausted");
-                        return Err(GenerationError::Retryable(format!(
-                            "fal {}: {reason} (after {} attempts)",
-                            call.op,
-                            retry + 1
-                        )));
+                    let mut delay = self.retry.delay(retry, after);
+                    match call.until {
+                        Some(until) => {
+                            let now = Instant::now();
+                            if now >= until {
+                                return Err(past_deadline(&reason, retry + 1));
+                            }
+                            // One last try at the deadline rather than none.
+                            delay = delay.min(until - now);
+                        }
+                        None if retry >= max_retries => {
+                            warn!(op = %call.op, attempts = retry + 1, %reason, "fal call failed; retries exhausted");
+                            return Err(GenerationError::Retryable(format!(
+                                "fal {}: {reason} (after {} attempts)",
+                                call.op,
+                                retry + 1
+                            )));
+                        }
+                        None => {}
                     }
-                    let delay = self.retry.delay(retry, after);
                     warn!(op = %call.op, retry = retry + 1, delay_ms = delay.as_millis() as u64, %reason, "fal call failed; retrying");
                     tokio::time::sleep(delay).await;
                     retry += 1;
@@ -138,6 +171,19 @@ async fn attempt(call: &Call<'_>, request: RequestBuilder) -> Verdict {
         Ok(body) => Verdict::Done(Reply { status, headers, body }),
         Err(BodyError::TooLarge(seen)) => Verdict::Fail(too_large(call.op, seen, call.body_limit)),
         Err(BodyError::Transport(e)) => transport_verdict(call.op, &e, Phase::Body),
+        Err(BodyError::Short { got, declared }) => cut_verdict(call.op, got, declared),
+    }
+}
+
+/// A body that ended before its `Content-Length`: the answer was lost on the way, like a
+/// transport error while reading it.
+fn cut_verdict(op: Op, got: u64, declared: u64) -> Verdict {
+    let reason = format!("the answer was cut after {got} of {declared} bytes");
+    match op {
+        Op::Submit => Verdict::Fail(GenerationError::SubmitOutcomeUnknown(format!(
+            "fal accepted the submit but its answer was lost ({reason})"
+        ))),
+        _ => Verdict::Retry { reason, after: None },
     }
 }
 
@@ -213,7 +259,7 @@ fn too_large(op: Op, actual: u64, limit: u64) -> GenerationError {
 async fn http_verdict(call: &Call<'_>, response: Response) -> Verdict {
     let status = response.status();
     let headers = response.headers().clone();
-    let body = read_truncated(response, ERROR_BODY_LIMIT).await;
+    let (body, whole) = read_truncated(response, ERROR_BODY_LIMIT).await;
     let error = ErrorBody::parse(&body);
     let error_type = error.error_type.clone().or_else(|| header(&headers, "x-fal-error-type"));
     let mut reason = format!("HTTP {}", status.as_u16());
@@ -221,6 +267,14 @@ async fn http_verdict(call: &Call<'_>, response: Response) -> Verdict {
         reason.push_str(&format!(" ({t})"));
     }
     let op = call.op;
+    // fal's own answers carry its request id or an error type; a gateway that could not
+    // reach the queue (nginx's HTML 502/503/504) carries neither.
+    let from_fal = header(&headers, "x-fal-request-id").is_some() || error_type.is_some();
+    // The rest of this answer is lost; what it said cannot be classified from a part of it
+    // (a 401 needs no body, and a submit is judged by its status line alone).
+    if !whole && op != Op::Submit && status != StatusCode::UNAUTHORIZED {
+        return Verdict::Retry { reason: format!("{reason}, answer cut"), after: None };
+    }
     let user_timeout = header(&headers, "x-fal-request-timeout-type").is_some_and(|t| t.eq_ignore_ascii_case("user"));
     let retry = |after: Option<Duration>| Verdict::Retry { reason: reason.clone(), after };
     let fail = Verdict::Fail;
@@ -229,19 +283,24 @@ async fn http_verdict(call: &Call<'_>, response: Response) -> Verdict {
     let account = call.account.cloned().unwrap_or_else(|| AccountId::new("?"));
     let model = call.model.map_or_else(String::new, ToString::to_string);
     match status.as_u16() {
-        // Rate limited or the gateway could not reach the queue: for a submit, fal
-        // refused or never saw the request, so a retry cannot double it.
-        408 | 429 | 502 | 503 => retry(retry_after),
+        408 | 429 => retry(retry_after),
         // fal's start deadline fired: its own verdict, never retried.
         504 if user_timeout => fail(GenerationError::Timeout(format!("fal's start deadline passed ({reason})"))),
+        // A 5xx result from fal itself is the run's own outcome (runner_server_error,
+        // runner_disconnected); fetching it again gives the same answer. fal does not
+        // charge it, so the engine may run it again.
+        500..=599 if op == Op::Result && from_fal => {
+            fail(GenerationError::Retryable(format!("the run failed: {reason}")))
+        }
+        // The gateway did not reach the queue: fal's answer is still to be fetched.
+        500..=599 if op == Op::Result => retry(retry_after),
+        // For a submit, fal refused or never saw the request, so a retry cannot double it.
+        502 | 503 => retry(retry_after),
         // A gateway timeout on submit: the queue may have accepted the request.
         504 if op == Op::Submit => fail(GenerationError::SubmitOutcomeUnknown(reason)),
         504 => retry(retry_after),
         // A 500 on submit may come after the queue took the request.
         500..=599 if op == Op::Submit => fail(GenerationError::SubmitOutcomeUnknown(reason)),
-        // A 500 result is the run's own outcome (runner_server_error); fetching it again
-        // gives the same answer. fal does not charge it, so the engine may run it again.
-        500..=599 if op == Op::Result => fail(GenerationError::Retryable(format!("the run failed: {reason}"))),
         500..=599 => retry(retry_after),
         401 if op.authenticated() => fail(GenerationError::BadKey(account)),
         403 if op.authenticated() && error.first_message().to_ascii_lowercase().contains("locked") => {
@@ -271,10 +330,17 @@ fn non_empty(text: String, fallback: &str) -> String {
 enum BodyError {
     TooLarge(u64),
     Transport(reqwest::Error),
+    /// The body ended before its `Content-Length`.
+    Short {
+        got: u64,
+        declared: u64,
+    },
 }
 
-/// Reads the whole body, failing as soon as it passes `limit` bytes.
+/// Reads the whole body, failing as soon as it passes `limit` bytes, and when it ends
+/// short of its `Content-Length` (should the HTTP stack not flag that itself).
 async fn read_capped(mut response: Response, limit: u64) -> Result<Bytes, BodyError> {
+    let declared = response.content_length();
     let mut body = BytesMut::new();
     while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
         let seen = body.len() as u64 + chunk.len() as u64;
@@ -283,17 +349,30 @@ async fn read_capped(mut response: Response, limit: u64) -> Result<Bytes, BodyEr
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(body.freeze())
+    match declared {
+        Some(declared) if (body.len() as u64) < declared => Err(BodyError::Short { got: body.len() as u64, declared }),
+        _ => Ok(body.freeze()),
+    }
 }
 
-/// Reads up to `limit` bytes of an error body; a broken body reads as what arrived.
-async fn read_truncated(mut response: Response, limit: usize) -> Bytes {
+/// Reads up to `limit` bytes of an error body; the flag is false when the body broke off
+/// (a read error, or fewer bytes than its `Content-Length`) before `limit`.
+async fn read_truncated(mut response: Response, limit: usize) -> (Bytes, bool) {
+    let declared = response.content_length();
     let mut body = BytesMut::new();
-    while let Ok(Some(chunk)) = response.chunk().await {
-        body.extend_from_slice(&chunk[..chunk.len().min(limit - body.len())]);
-        if body.len() >= limit {
-            break;
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                body.extend_from_slice(&chunk[..chunk.len().min(limit - body.len())]);
+                if body.len() >= limit {
+                    return (body.freeze(), true);
+                }
+            }
+            Ok(None) => {
+                let whole = declared.is_none_or(|d| body.len() as u64 >= d);
+                return (body.freeze(), whole);
+            }
+            Err(_) => return (body.freeze(), false),
         }
     }
-    body.freeze()
 }

@@ -224,8 +224,9 @@ struct RawOutput {
 /// Turns a successful result body into the port's output, or the error it really is
 /// (flagged output, an LLM error).
 pub(crate) fn parse_output(body: &[u8]) -> Result<GenerationOutput, GenerationError> {
-    let raw: RawOutput = serde_json::from_slice(body)
-        .map_err(|e| GenerationError::Other(anyhow::anyhow!("fal's result could not be read: {e}")))?;
+    // fal answered with success, so it ran and billed the request: an unreadable answer
+    // must not read as a failure that may be submitted again.
+    let raw: RawOutput = serde_json::from_slice(body).map_err(|e| GenerationError::UnreadableResult(e.to_string()))?;
     if flagged(raw.has_nsfw_concepts.as_ref()) {
         return Err(GenerationError::ContentPolicy);
     }
@@ -351,9 +352,9 @@ mod tests {
     }
 
     #[test]
-    fn malformed_result_is_other() {
-        assert!(matches!(parse_output(b"not json"), Err(GenerationError::Other(_))));
-        assert!(matches!(out(json!({"images": "nope"})), Err(GenerationError::Other(_))));
+    fn malformed_result_is_unreadable() {
+        assert!(matches!(parse_output(b"not json"), Err(GenerationError::UnreadableResult(_))));
+        assert!(matches!(out(json!({"images": "nope"})), Err(GenerationError::UnreadableResult(_))));
     }
 
     #[test]

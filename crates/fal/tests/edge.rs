@@ -208,7 +208,7 @@ async fn user_timeout_at_result_is_timeout_and_not_retried() {
         response_url: format!("{base}/fal-ai/flux/requests/r"),
         cancel_url: format!("{base}/fal-ai/flux/requests/r/cancel"),
     };
-    let error = fal.wait(&handle).await.unwrap_err();
+    let error = fal.wait(&handle, deadline()).await.unwrap_err();
     assert!(matches!(error, GenerationError::Timeout(_)), "{error:?}");
     assert_eq!(count.load(Ordering::SeqCst), 1);
 }

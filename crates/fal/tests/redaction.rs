@@ -52,17 +52,17 @@ async fn keys_never_reach_logs_errors_or_debug_output() {
         .unwrap();
     let handle = env.fal.submit(&env.account, &edit_request(vec![url])).await.unwrap();
     assert_clean("handle", &format!("{handle:?}"));
-    let out = env.fal.wait(&handle).await.unwrap();
+    let out = env.fal.wait(&handle, deadline()).await.unwrap();
     env.fal.download(&out.media[0]).await.unwrap();
 
     // Retries, then failures of every kind.
     env.sim.handle().add_faults([FaultRule::burst(FaultKind::Submit429, 1)]);
     let handle =
         env.fal.submit(&env.account, &image_request("fal-ai/flux/dev", "x [[fault:content_policy]]")).await.unwrap();
-    errors.push(env.fal.wait(&handle).await.unwrap_err());
+    errors.push(env.fal.wait(&handle, deadline()).await.unwrap_err());
     let handle =
         env.fal.submit(&env.account, &image_request("fal-ai/flux/dev", "x [[fault:result_503]]")).await.unwrap();
-    errors.push(env.fal.wait(&handle).await.unwrap_err());
+    errors.push(env.fal.wait(&handle, deadline()).await.unwrap_err());
     errors.push(env.fal.submit(&env.account, &image_request("fal-ai/nope", "x")).await.unwrap_err());
     errors.push(env.fal.submit(&env.account, &llm_request("x", None)).await.unwrap_err());
     errors.push(
@@ -93,6 +93,7 @@ async fn keys_never_reach_logs_errors_or_debug_output() {
             GenerationError::Retryable(_) => "retryable",
             GenerationError::SubmitOutcomeUnknown(_) => "lost",
             GenerationError::Timeout(_) => "timeout",
+            GenerationError::UnreadableResult(_) => "unreadable",
             GenerationError::TooLarge { .. } => "large",
             GenerationError::Other(_) => "other",
         })

@@ -18,7 +18,7 @@ async fn text_to_image_happy_path() {
     assert!(handle.status_url.contains("/fal-ai/flux-pro/requests/"), "{}", handle.status_url);
     assert!(!handle.status_url.contains("v1.1"));
 
-    let out = env.fal.wait(&handle).await.unwrap();
+    let out = env.fal.wait(&handle, deadline()).await.unwrap();
     assert_eq!(out.media.len(), 1);
     assert_eq!((out.media[0].width, out.media[0].height), (Some(1024), Some(768)));
     assert!(out.seed.is_some());
@@ -43,7 +43,7 @@ async fn custom_sizes_and_big_seeds() {
     request.seed = Some(u64::MAX - 1);
     request.num_images = 2;
     let handle = env.fal.submit(&env.account, &request).await.unwrap();
-    let out = env.fal.wait(&handle).await.unwrap();
+    let out = env.fal.wait(&handle, deadline()).await.unwrap();
     assert_eq!(out.media.len(), 2);
     let record = env.sim.handle().request(handle.request_id.as_str()).unwrap();
     assert_eq!(record.input["image_size"], serde_json::json!({"width": 1000, "height": 600}));
@@ -56,7 +56,7 @@ async fn nano_banana_takes_an_aspect_ratio_and_omits_sizes() {
     let mut request = image_request("fal-ai/nano-banana", "a fox");
     request.size = Some(ImageSize::new(1024, 576));
     let handle = env.fal.submit(&env.account, &request).await.unwrap();
-    let out = env.fal.wait(&handle).await.unwrap();
+    let out = env.fal.wait(&handle, deadline()).await.unwrap();
     assert_eq!(out.media.len(), 1);
     assert_eq!(out.media[0].width, None);
     let record = env.sim.handle().request(handle.request_id.as_str()).unwrap();
@@ -83,7 +83,7 @@ async fn upload_then_edit_passes_the_fal_url() {
     assert_eq!(uploads[0].content_type, "image/png");
 
     let handle = env.fal.submit(&env.account, &edit_request(vec![url.clone()])).await.unwrap();
-    let out = env.fal.wait(&handle).await.unwrap();
+    let out = env.fal.wait(&handle, deadline()).await.unwrap();
     assert_eq!(out.media.len(), 1);
     let record = env.sim.handle().request(handle.request_id.as_str()).unwrap();
     assert_eq!(record.input["image_urls"], serde_json::json!([url]));
@@ -113,7 +113,7 @@ async fn llm_output_and_usage() {
         max_tokens: 300,
     };
     let handle = env.fal.submit(&env.account, &llm_request("a fox", Some(params))).await.unwrap();
-    let out = env.fal.wait(&handle).await.unwrap();
+    let out = env.fal.wait(&handle, deadline()).await.unwrap();
     assert!(out.text.as_deref().is_some_and(|t| !t.is_empty()), "{out:?}");
     let usage = out.usage.expect("usage");
     assert!(usage.input_tokens > 0 && usage.output_tokens > 0);
@@ -127,7 +127,7 @@ async fn llm_output_and_usage() {
 async fn tts_makes_audio() {
     let env = start().await;
     let handle = env.fal.submit(&env.account, &tts_request("Hello there")).await.unwrap();
-    let out = env.fal.wait(&handle).await.unwrap();
+    let out = env.fal.wait(&handle, deadline()).await.unwrap();
     assert_eq!(out.media.len(), 1);
     assert_eq!(out.media[0].content_type.as_deref(), Some("audio/wav"));
     let record = env.sim.handle().request(handle.request_id.as_str()).unwrap();
@@ -142,7 +142,7 @@ async fn content_policy_at_result_time() {
     let handle =
         env.fal.submit(&env.account, &image_request("fal-ai/flux/dev", "x [[fault:content_policy]]")).await.unwrap();
     // fal says COMPLETED; the refusal only shows in the result.
-    let error = env.fal.wait(&handle).await.unwrap_err();
+    let error = env.fal.wait(&handle, deadline()).await.unwrap_err();
     assert!(matches!(error, GenerationError::ContentPolicy), "{error:?}");
     assert!(!error.is_retryable());
 }
@@ -151,7 +151,7 @@ async fn content_policy_at_result_time() {
 async fn nsfw_flag_is_content_policy() {
     let env = start().await;
     let handle = env.fal.submit(&env.account, &image_request("fal-ai/flux/dev", "x [[fault:nsfw]]")).await.unwrap();
-    let error = env.fal.wait(&handle).await.unwrap_err();
+    let error = env.fal.wait(&handle, deadline()).await.unwrap_err();
     assert!(matches!(error, GenerationError::ContentPolicy), "{error:?}");
 }
 
@@ -206,7 +206,7 @@ async fn server_errors_at_result_are_retryable() {
     for fault in ["result_503", "result_500"] {
         let request = image_request("fal-ai/flux/dev", &format!("a fox [[fault:{fault}]]"));
         let handle = env.fal.submit(&env.account, &request).await.unwrap();
-        let error = env.fal.wait(&handle).await.unwrap_err();
+        let error = env.fal.wait(&handle, deadline()).await.unwrap_err();
         assert!(error.is_retryable(), "{fault}: {error:?}");
     }
 }
@@ -217,16 +217,16 @@ async fn start_deadline_is_timeout() {
     let handle =
         env.fal.submit(&env.account, &image_request("fal-ai/flux/dev", "a fox [[fault:stuck]]")).await.unwrap();
     assert_eq!(env.sim.handle().request(handle.request_id.as_str()).unwrap().request_timeout.as_deref(), Some("2"));
-    let error = env.fal.wait(&handle).await.unwrap_err();
+    let error = env.fal.wait(&handle, deadline()).await.unwrap_err();
     assert!(matches!(error, GenerationError::Timeout(_)), "{error:?}");
 }
 
 #[tokio::test]
 async fn follow_deadline_is_timeout() {
-    let env = start_with(2, |s| s, |c| c.poll.deadline_ms = 100).await;
+    let env = start().await;
     let handle =
         env.fal.submit(&env.account, &image_request("fal-ai/flux/dev", "a fox [[fault:stuck]]")).await.unwrap();
-    let error = env.fal.wait(&handle).await.unwrap_err();
+    let error = env.fal.wait(&handle, in_secs(0.1)).await.unwrap_err();
     assert!(matches!(error, GenerationError::Timeout(_)), "{error:?}");
     assert_eq!(env.fal.cancel(&handle).await.unwrap(), CancelOutcome::Requested);
 }
@@ -240,7 +240,7 @@ async fn submit_429_burst_is_retried_then_accepted_once() {
     assert_eq!(account.submits_seen, 3, "two refusals and one success");
     assert_eq!(account.submits_accepted, 1);
     assert_eq!(env.sim.handle().requests().len(), 1);
-    env.fal.wait(&handle).await.unwrap();
+    env.fal.wait(&handle, deadline()).await.unwrap();
 }
 
 #[tokio::test]
@@ -269,7 +269,7 @@ async fn status_500_is_retried() {
     let env = start().await;
     let handle =
         env.fal.submit(&env.account, &image_request("fal-ai/flux/dev", "a fox [[fault:status_500:3]]")).await.unwrap();
-    env.fal.wait(&handle).await.unwrap();
+    env.fal.wait(&handle, deadline()).await.unwrap();
 
     env.sim.handle().add_faults([FaultRule::always(FaultKind::Status500)]);
     let error = env.fal.status(&handle).await.unwrap_err();
@@ -306,7 +306,7 @@ async fn status_reports_progress_and_queue_position() {
 async fn cancel_outcomes() {
     let env = start().await;
     let handle = env.fal.submit(&env.account, &image_request("fal-ai/flux/dev", "b")).await.unwrap();
-    env.fal.wait(&handle).await.unwrap();
+    env.fal.wait(&handle, deadline()).await.unwrap();
     assert_eq!(env.fal.status(&handle).await.unwrap(), RemoteStatus::Completed);
     assert_eq!(env.fal.cancel(&handle).await.unwrap(), CancelOutcome::AlreadyCompleted);
     let mut unknown = handle.clone();
@@ -324,7 +324,7 @@ async fn concurrency_limit_is_shared_by_the_accounts_keys() {
         let account = &env.account;
         async move {
             let handle = fal.submit(account, &image_request("fal-ai/flux/schnell", &format!("fox {i}"))).await?;
-            fal.wait(&handle).await
+            fal.wait(&handle, deadline()).await
         }
     });
     let results = futures::future::join_all(jobs).await;
@@ -346,7 +346,7 @@ async fn concurrency_limit_is_shared_by_the_accounts_keys() {
 async fn download_size_cap() {
     let env = start_with(2, |s| s, |c| c.download_max_bytes = 40).await;
     let handle = env.fal.submit(&env.account, &image_request("fal-ai/flux/dev", "a fox")).await.unwrap();
-    let out = env.fal.wait(&handle).await.unwrap();
+    let out = env.fal.wait(&handle, deadline()).await.unwrap();
     let error = env.fal.download(&out.media[0]).await.unwrap_err();
     assert!(matches!(error, GenerationError::TooLarge { limit: 40, .. }), "{error:?}");
 }
@@ -363,7 +363,7 @@ async fn slow_download_is_timeout() {
     )
     .await;
     let handle = env.fal.submit(&env.account, &image_request("fal-ai/flux/dev", "a [[fault:slow_cdn]]")).await.unwrap();
-    let out = env.fal.wait(&handle).await.unwrap();
+    let out = env.fal.wait(&handle, deadline()).await.unwrap();
     let error = env.fal.download(&out.media[0]).await.unwrap_err();
     assert!(matches!(error, GenerationError::Timeout(_)), "{error:?}");
 }
@@ -372,7 +372,7 @@ async fn slow_download_is_timeout() {
 async fn downloads_only_from_the_cdn() {
     let env = start().await;
     let handle = env.fal.submit(&env.account, &image_request("fal-ai/flux/dev", "a fox")).await.unwrap();
-    let mut media = env.fal.wait(&handle).await.unwrap().media.remove(0);
+    let mut media = env.fal.wait(&handle, deadline()).await.unwrap().media.remove(0);
     media.url = media.url.replace("/files/", "/_sim/");
     assert!(matches!(env.fal.download(&media).await, Err(GenerationError::Other(_))));
 }
@@ -420,6 +420,6 @@ async fn idle_after_all() {
     // The simulator drains: nothing left running after a finished job.
     let env = start().await;
     let handle = env.fal.submit(&env.account, &tts_request("hi")).await.unwrap();
-    env.fal.wait(&handle).await.unwrap();
+    env.fal.wait(&handle, deadline()).await.unwrap();
     assert!(env.sim.handle().wait_idle(Duration::from_secs(5)).await);
 }

@@ -178,6 +178,10 @@ pub enum GenerationError {
     /// following the request took longer than allowed.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// fal answered the result with success, but the answer could not be read (malformed,
+    /// no usable output). fal ran and billed the request: it must not be submitted again.
+    #[error("fal's result could not be read: {0}")]
+    UnreadableResult(String),
     /// Media over the configured size limit.
     #[error("file is {actual} bytes; the limit is {limit}")]
     TooLarge {

@@ -317,7 +317,7 @@ pub trait JobQueue: Send + Sync {
     /// # Errors
     /// `Conflict` when the job is not terminal, or when it is undelivered under another
     /// lease than `lease`; `NotFound` for an unknown job.
-    async fn mark_delivered(&self, job: JobId, lease: Option<&Lease>, now: Timestamp) -> Result<(), StorageError>;
+    async fn mark_delivered(&self, job: JobId, lease: Option<Lease>, now: Timestamp) -> Result<(), StorageError>;
 
     /// Cancels a queued job (refunding its hold), or reports where an in-flight one is.
     ///

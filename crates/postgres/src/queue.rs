@@ -458,7 +458,8 @@ impl JobQueue for PgStore {
     }
 
     #[tracing::instrument(skip_all, fields(job_id = %job))]
-    async fn mark_delivered(&self, job: JobId, lease: Option<&Lease>, now: Timestamp) -> Result<(), StorageError> {
+    async fn mark_delivered(&self, job: JobId, lease: Option<Lease>, now: Timestamp) -> Result<(), StorageError> {
+        let lease = lease.as_ref();
         let epoch = lease.map(|l| i64::try_from(l.epoch).unwrap_or(i64::MAX));
         let done = sqlx::query(sql::MARK_DELIVERED)
             .bind(job.0)

@@ -17,12 +17,12 @@ use mediagen_domain::{
     AccountId, IdempotencyKey, Job, JobEvent, JobId, JobState, Lease, Money, Settlement, SettlementPolicy, Timestamp,
     UserId,
 };
+use mediagen_ports::storage_rules::{
+    self, check_dispatching, check_finisher, check_held, check_settlement, conflict, terminal_event,
+};
 use mediagen_ports::{
     CancelResult, ClaimRequest, ClaimedJob, EnqueueOutcome, EnqueueRequest, Finish, FinishOutcome, JobQueue,
     MediaRecord, QueuePosition, RemoteHandle, Rescued, StorageError,
-};
-use mediagen_ports::storage_rules::{
-    self, check_dispatching, check_finisher, check_held, check_settlement, conflict, terminal_event,
 };
 use sqlx::SqliteConnection;
 use std::collections::{BTreeMap, HashMap};
@@ -445,7 +445,12 @@ impl JobQueue for SqliteStore {
         let result = async {
             let row = read_job(&mut tx, job).await?;
             check_dispatching(job, &row.state()?, row.lease().as_ref(), lease)?;
-            sqlx::query(sql::MARK_SUBMITTING).bind(job.0).bind(micros(now)).execute(&mut *tx).await.map_err(classify)?;
+            sqlx::query(sql::MARK_SUBMITTING)
+                .bind(job.0)
+                .bind(micros(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
             Ok(())
         }
         .await;
@@ -453,7 +458,8 @@ impl JobQueue for SqliteStore {
     }
 
     #[tracing::instrument(skip_all, fields(job_id = %job))]
-    async fn mark_delivered(&self, job: JobId, lease: Option<&Lease>, now: Timestamp) -> Result<(), StorageError> {
+    async fn mark_delivered(&self, job: JobId, lease: Option<Lease>, now: Timestamp) -> Result<(), StorageError> {
+        let lease = lease.as_ref();
         let epoch = lease.map(|l| i64::try_from(l.epoch).unwrap_or(i64::MAX));
         let done = sqlx::query(sql::MARK_DELIVERED)
             .bind(job.0)
@@ -625,11 +631,8 @@ impl JobQueue for SqliteStore {
                     rescued.push(Rescued::Redeliver(updated.into_job()?, settlement));
                     continue;
                 }
-                let submit_started: bool = sqlx::query_scalar(sql::SUBMIT_STARTED)
-                    .bind(job.0)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(classify)?;
+                let submit_started: bool =
+                    sqlx::query_scalar(sql::SUBMIT_STARTED).bind(job.0).fetch_one(&mut *tx).await.map_err(classify)?;
                 if submit_started {
                     // fal may have accepted it: a resubmit could run it twice. The new owner ends it.
                     let updated = take_over(&mut tx, job, new_owner, lease_until, now).await?;

@@ -524,7 +524,7 @@ pub async fn a_takeover_by_the_same_owner_still_fences_the_old_task(db: &impl Da
     store.mark_running(job.id, &second, t(31)).await.unwrap();
     let finish = Finish { lease: Some(second.clone()), ..success(job.hold, cents(4), t(33)) };
     assert!(matches!(store.finish(job.id, &finish).await.unwrap(), FinishOutcome::Finished(_)));
-    store.mark_delivered(job.id, Some(&second), t(34)).await.unwrap();
+    store.mark_delivered(job.id, Some(second.clone()), t(34)).await.unwrap();
     assert_eq!(store.get_job(job.id).await.unwrap().unwrap().lease, None, "delivered: no lease left");
 }
 
@@ -549,7 +549,7 @@ pub async fn a_refused_write_leaves_nothing_locked_for_the_next_claim(db: &impl 
         store.mark_submitted(job.id, &lease, &handle(&a, job.id), t(round)).await.unwrap();
         let finish = Finish { lease: Some(lease.clone()), ..success(job.hold, cents(4), t(round)) };
         assert!(matches!(store.finish(job.id, &finish).await.unwrap(), FinishOutcome::Finished(_)));
-        store.mark_delivered(job.id, Some(&lease), t(round)).await.unwrap();
+        store.mark_delivered(job.id, Some(lease.clone()), t(round)).await.unwrap();
     }
 }
 
@@ -594,10 +594,10 @@ pub async fn submit_and_delivery_markers_survive_a_dead_owner(db: &impl Database
     // Submitted, finished and delivered (twice: a no-op).
     store.mark_submitting(delivered.id, &lease(delivered.id), t(6)).await.unwrap();
     complete(&store, &delivered, &a, t(7)).await;
-    let wrong = store.mark_delivered(delivered.id, Some(&intruder), t(8)).await;
+    let wrong = store.mark_delivered(delivered.id, Some(intruder.clone()), t(8)).await;
     assert!(matches!(wrong, Err(StorageError::Conflict(_))), "only its deliverer records it: {wrong:?}");
-    store.mark_delivered(delivered.id, Some(&lease(delivered.id)), t(8)).await.unwrap();
-    store.mark_delivered(delivered.id, Some(&lease(delivered.id)), t(9)).await.unwrap();
+    store.mark_delivered(delivered.id, Some(lease(delivered.id)), t(8)).await.unwrap();
+    store.mark_delivered(delivered.id, Some(lease(delivered.id)), t(9)).await.unwrap();
     // fal refused its submit: requeued, which clears the marker, and claimed again.
     store.mark_submitting(retried.id, &lease(retried.id), t(6)).await.unwrap();
     store.requeue(retried.id, &lease(retried.id), "429", None, t(7)).await.unwrap();
@@ -607,7 +607,7 @@ pub async fn submit_and_delivery_markers_survive_a_dead_owner(db: &impl Database
     // Canceled while queued: nobody holds it, it counts as told at once.
     assert!(matches!(store.cancel(queued.id, user, t(8)).await.unwrap(), CancelResult::Canceled(_)));
 
-    let early = store.mark_delivered(submitting.id, Some(&lease(submitting.id)), t(9)).await;
+    let early = store.mark_delivered(submitting.id, Some(lease(submitting.id)), t(9)).await;
     assert!(matches!(early, Err(StorageError::Conflict(_))), "not finished yet: {early:?}");
     assert!(matches!(store.mark_delivered(JobId(999), None, t(9)).await, Err(StorageError::NotFound(_))));
     // submitting, undelivered, retried: in flight or waiting for their delivery.
@@ -634,9 +634,9 @@ pub async fn submit_and_delivery_markers_survive_a_dead_owner(db: &impl Database
     let new_leases: Vec<(JobId, Lease)> =
         [unknown, again].iter().map(|job| (job.id, job.lease.clone().unwrap())).collect();
     assert_eq!(store.renew_leases(&new_leases, t(100)).await.unwrap(), 2);
-    let stale = store.mark_delivered(undelivered.id, Some(&lease(undelivered.id)), t(95)).await;
+    let stale = store.mark_delivered(undelivered.id, Some(lease(undelivered.id)), t(95)).await;
     assert!(matches!(stale, Err(StorageError::Conflict(_))), "the dead owner's delivery lease is gone: {stale:?}");
-    store.mark_delivered(undelivered.id, Some(&new_leases[1].1), t(95)).await.unwrap();
+    store.mark_delivered(undelivered.id, Some(new_leases[1].1.clone()), t(95)).await.unwrap();
     let later = store.rescue_expired("other", t(200), t(100)).await.unwrap();
     assert_eq!(later.iter().map(rescued_id).collect::<Vec<_>>(), vec![submitting.id]);
     assert!(matches!(later[0], Rescued::SubmitUnknown(_)), "still unknown: never requeued");

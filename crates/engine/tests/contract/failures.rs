@@ -3,7 +3,8 @@
 use crate::support::{Answer, Harness, advance, one_image};
 use chrono::TimeDelta;
 use mediagen_domain::{AccountId, FailureReason, JobState, Money};
-use mediagen_ports::UserNotice;
+use mediagen_ports::{KeyStatus, UserNotice};
+use std::time::Duration;
 
 fn scene(h: &Harness, accounts: &[&str]) -> mediagen_domain::JobId {
     let mut w = h.world();
@@ -131,20 +132,46 @@ async fn a_locked_account_moves_work_to_another_and_alerts_once() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_refused_key_disables_the_account_and_alerts() {
+async fn an_account_whose_every_key_is_refused_leaves_rotation_without_being_disabled() {
     let h = Harness::new();
     let job = scene(&h, &["a", "b"]);
-    h.world().submit_answers.push_back(Answer::BadKey);
+    let key =
+        |account: &str, key: &str| KeyStatus { account: AccountId::new(account), key: key.into(), refused_since: None };
+    {
+        let mut w = h.world();
+        w.keys = vec![key("a", "a-1"), key("a", "a-2"), key("b", "b-1")];
+        // The adapter sets both keys of `a` aside and answers that none is left.
+        w.submit_answers.push_back(Answer::BadKey);
+    }
     let engine = h.engine();
     let running = h.start(&engine);
     advance(10).await;
-    running.shutdown().await;
+    {
+        let w = h.world();
+        assert!(w.disabled.is_empty(), "nothing written: the keys may come back");
+        let alerts: Vec<_> = w.operator_alerts.iter().filter(|al| al.title.contains("every key")).collect();
+        assert_eq!(alerts.len(), 1, "{:?}", w.operator_alerts);
+        assert!(alerts[0].body.contains("/enablekey a"), "says what to do: {}", alerts[0].body);
+        assert_eq!(w.job_submits().last().unwrap().0, AccountId::new("b"));
+        assert_eq!(w.job(job).state, JobState::Succeeded);
+        let last = w.claims.last().unwrap();
+        assert!(last.accounts.iter().any(|c| c.account.as_str() == "a" && !c.usable), "a is out of rotation");
+    }
 
-    let w = h.world();
-    assert_eq!(w.disabled, vec![AccountId::new("a")]);
-    assert_eq!(w.operator_alerts.len(), 1);
-    assert_eq!(w.job_submits().last().unwrap().0, AccountId::new("b"));
-    assert_eq!(w.job(job).state, JobState::Succeeded);
+    // The operator fixed one key at fal and puts it back: `a` takes work again.
+    assert!(engine.enable_key(&AccountId::new("a"), "a-1"));
+    assert!(!engine.enable_key(&AccountId::new("a"), "nope"), "an unknown key is refused");
+    h.world().queued_job(1, one_image());
+    advance(10).await;
+    running.shutdown().await;
+    let back = h.world().claims.last().unwrap().accounts.iter().any(|c| c.account.as_str() == "a" && c.usable);
+    assert!(back, "a is back");
+    let overview = engine.accounts_overview().await.unwrap();
+    let a = overview.iter().find(|o| o.id.as_str() == "a").unwrap();
+    assert_eq!(
+        a.keys.iter().map(|k| (k.key.as_str(), k.refused_since.is_some())).collect::<Vec<_>>(),
+        [("a-1", false), ("a-2", true)]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -245,26 +272,111 @@ async fn an_input_fal_rejects_fails_at_once_refunded_and_recorded_as_billable() 
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_submission_that_cannot_be_recorded_is_withdrawn_at_fal() {
-    for failure in ["conflict", "down"] {
-        let h = Harness::new();
+async fn a_submission_whose_job_was_canceled_meanwhile_is_withdrawn_at_fal() {
+    let h = Harness::new();
+    let job = scene(&h, &["main"]);
+    h.world().mark_submitted_fails = Some("conflict");
+    let engine = h.engine();
+    let running = h.start(&engine);
+    advance(10).await;
+    running.shutdown().await;
+
+    let w = h.world();
+    assert_eq!(w.job_submits().len(), 1);
+    assert_eq!(w.remote_cancels.len(), 1, "the orphaned submission is withdrawn");
+    assert!(w.waits.is_empty(), "not followed");
+    assert!(w.finishes_of(job).is_empty() && w.requeues.is_empty(), "the job is someone else's now");
+}
+
+/// fal accepted the job while the database was down: the outage is waited out and the job
+/// followed, never canceled and resubmitted (a running model may ignore the cancel, and
+/// fal would bill both runs).
+#[tokio::test(start_paused = true)]
+async fn a_database_outage_while_recording_the_submission_is_waited_out() {
+    let h = Harness::new();
+    let job = scene(&h, &["main"]);
+    h.world().mark_submitted_fails = Some("down");
+    let engine = h.engine();
+    let running = h.start(&engine);
+    advance(30).await;
+    {
+        let w = h.world();
+        assert_eq!(w.job_submits().len(), 1);
+        assert!(w.remote_cancels.is_empty(), "not withdrawn while the database is down");
+        assert!(w.requeues.is_empty(), "not requeued: it would be submitted again");
+    }
+    h.world().mark_submitted_fails = None;
+    advance(30).await;
+    running.shutdown().await;
+
+    let w = h.world();
+    assert_eq!(w.job_submits().len(), 1, "submitted once");
+    assert!(w.remote_cancels.is_empty());
+    assert_eq!(w.waits.len(), 1, "followed once recorded");
+    assert_eq!(w.job(job).state, JobState::Succeeded);
+    assert_eq!(w.finishes_of(job)[0].settlement.user_charge, one_image());
+}
+
+/// An endpoint that keeps the job IN_QUEUE: one deadline from fal's acceptance bounds it,
+/// then the job is canceled at fal, refunded (fal never ran it) and the user told.
+#[tokio::test(start_paused = true)]
+async fn a_job_stuck_in_fals_queue_ends_at_its_deadline() {
+    let mut h = Harness::new();
+    h.config.status_poll = Some(Duration::from_secs(2));
+    h.config.follow_deadline = Duration::from_secs(120);
+    let job = scene(&h, &["main"]);
+    {
+        let mut w = h.world();
+        w.stuck_in_queue = true;
+        w.wait_answers.push_back(Answer::Timeout);
+    }
+    let engine = h.engine();
+    let running = h.start(&engine);
+    advance(60).await;
+    assert!(h.world().finishes_of(job).is_empty(), "still waiting before the deadline");
+    advance(90).await;
+    running.shutdown().await;
+
+    let w = h.world();
+    let accepted = w.job(job).submitted_at.expect("fal's acceptance is recorded");
+    assert_eq!(w.wait_deadlines, vec![accepted + TimeDelta::seconds(120)], "the deadline counts from acceptance");
+    assert_eq!(w.remote_cancels.len(), 1, "canceled at fal");
+    let finish = w.finishes_of(job)[0].clone();
+    assert_eq!(finish.state, JobState::Failed { reason: FailureReason::Timeout });
+    assert_eq!(finish.settlement.user_refund, one_image());
+    assert_eq!(finish.settlement.fal_cost, Money::ZERO, "it never ran: fal bills nothing");
+    assert!(w.notices.iter().any(|(_, n)| matches!(n, UserNotice::Failed { reason: FailureReason::Timeout, .. })));
+}
+
+/// fal billed runs that still failed for us are recorded at fal's cost: a result that
+/// could not be downloaded, an unreadable result, a timeout after the run started.
+#[tokio::test(start_paused = true)]
+async fn fal_cost_is_recorded_for_every_run_fal_bills() {
+    for (answer, billed) in [(Answer::Unreadable, true), (Answer::Timeout, false), (Answer::Retryable, false)] {
+        let mut h = Harness::new();
+        h.config.retry.max_attempts = 1;
         let job = scene(&h, &["main"]);
-        h.world().mark_submitted_fails = Some(failure);
+        h.world().wait_answers.push_back(answer.clone());
         let engine = h.engine();
         let running = h.start(&engine);
-        // Three tries at recording, 1 + 2 + 4 s apart, before giving up.
         advance(10).await;
         running.shutdown().await;
-
         let w = h.world();
-        assert!(!w.job_submits().is_empty());
-        assert_eq!(w.remote_cancels.len(), w.job_submits().len(), "every unrecorded submission withdrawn ({failure})");
-        assert!(w.waits.is_empty(), "not followed");
-        assert!(w.finishes_of(job).is_empty(), "not ended: nothing ran");
-        assert!(w.results.is_empty());
-        // Still ours after a storage failure: back to the queue at once, not left under a
-        // lease this process keeps renewing. Canceled meanwhile: nothing to requeue.
-        let requeued = w.requeues.iter().any(|(j, _, _)| *j == job);
-        assert_eq!(requeued, failure == "down", "requeued after {failure}");
+        let finish = w.finishes_of(job)[0].clone();
+        let expected = if billed { one_image() } else { Money::ZERO };
+        assert_eq!(finish.settlement.fal_cost, expected, "{answer:?}");
+        assert_eq!(finish.settlement.user_refund, one_image(), "{answer:?}: the user pays nothing");
     }
+    // The run succeeded at fal but its file never arrived.
+    let h = Harness::new();
+    let job = scene(&h, &["main"]);
+    h.world().download_fails = true;
+    let engine = h.engine();
+    let running = h.start(&engine);
+    advance(30).await;
+    running.shutdown().await;
+    let w = h.world();
+    let finish = w.finishes_of(job)[0].clone();
+    assert!(matches!(finish.state, JobState::Failed { .. }));
+    assert_eq!((finish.settlement.fal_cost, finish.settlement.user_refund), (one_image(), one_image()));
 }

@@ -41,17 +41,45 @@ async fn a_rescued_job_at_fal_is_followed_and_never_resubmitted() {
     assert_eq!(w.results.len(), 1);
 }
 
+/// The heartbeat renews exactly the leases of live tasks, and nothing when there is none:
+/// a restarted process with the same name never keeps a dead one's leases alive.
 #[tokio::test(start_paused = true)]
-async fn leases_are_renewed_on_a_timer() {
+async fn only_the_leases_of_live_tasks_are_renewed() {
     let mut h = Harness::new();
     h.config.lease = Duration::from_secs(60);
-    h.world().account("main", 2);
+    h.config.status_poll = Some(Duration::from_secs(1));
+    let job = {
+        let mut w = h.world();
+        w.account("main", 2);
+        w.user(1);
+        // fal keeps it queued for 50 s, then runs it.
+        w.status_answers.extend((0..50).map(|_| RemoteStatus::InQueue { position: Some(0) }));
+        w.queued_job(1, one_image())
+    };
     let engine = h.engine();
     let running = h.start(&engine);
+    advance(45).await;
+    {
+        let w = h.world();
+        let lease = w.job(job).lease.clone().expect("claimed under a lease");
+        assert!(!w.renewed.is_empty(), "renewed while it waits at fal");
+        assert!(w.renewed.iter().all(|held| *held == [(job, lease.clone())]), "{:?}", w.renewed);
+    }
+    advance(100).await;
+    running.shutdown().await;
+    let w = h.world();
+    assert_eq!(w.job(job).state, JobState::Succeeded);
+    let calls = w.renewals;
+    assert!(w.renewed.iter().all(|held| held.iter().all(|(id, _)| *id == job)));
+    drop(w);
+    // Idle: nothing held, nothing renewed.
+    let idle = Harness::new();
+    idle.world().account("main", 2);
+    let engine = idle.engine();
+    let running = idle.start(&engine);
     advance(61).await;
     running.shutdown().await;
-    // Every lease / 3 = 20 s: at 0, 20, 40 and 60 s.
-    assert_eq!(h.world().renewals, 4);
+    assert_eq!(idle.world().renewals, 0, "no live task, no renewal (busy run made {calls})");
 }
 
 #[tokio::test(start_paused = true)]

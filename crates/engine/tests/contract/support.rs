@@ -7,13 +7,13 @@ use mediagen_domain::catalog::Catalog;
 use mediagen_domain::credit::{CreditPurchase, CreditSpend};
 use mediagen_domain::quota::Plans;
 use mediagen_domain::{
-    AccountId, ChatId, IdempotencyKey, Job, JobId, JobSpec, JobState, Language, MediaRef, ModelId, ModelKind, Money,
-    Prompt, RequestId, Role, Timestamp, User, UserId, UserSettings,
+    AccountId, ChatId, IdempotencyKey, Job, JobId, JobSpec, JobState, Language, Lease, MediaRef, ModelId, ModelKind,
+    Money, Prompt, RequestId, Role, Timestamp, User, UserId, UserSettings,
 };
 use mediagen_engine::{BreakerConfig, Engine, EngineConfig, Ports, RetryPolicy};
 use mediagen_ports::{
     AccountLock, AccountRecord, CancelOutcome, CancelResult, ClaimRequest, ClaimedJob, DeliveredMedia, EnqueueOutcome,
-    EnqueueRequest, Finish, FinishOutcome, GenerationError, GenerationOutput, GenerationRequest, MediaBytes,
+    EnqueueRequest, Finish, FinishOutcome, GenerationError, GenerationOutput, GenerationRequest, KeyStatus, MediaBytes,
     MediaRecord, MessageRef, MockAccountStore, MockAlertLog, MockClock, MockGeneration, MockJobQueue, MockMessaging,
     MockPromptCache, MockUsageStore, MockUserStore, ModelUsage, OperatorAlert, OutputMedia, QueuePosition, Recipient,
     RemoteHandle, RemoteStatus, Rescued, StorageError, UserNotice,
@@ -35,6 +35,8 @@ pub enum Answer {
     BadKey,
     OutcomeUnknown,
     Timeout,
+    /// fal answered the result with success, but it could not be read (billed).
+    Unreadable,
 }
 
 impl Answer {
@@ -50,6 +52,7 @@ impl Answer {
             Answer::BadKey => GenerationError::BadKey(account.clone()),
             Answer::OutcomeUnknown => GenerationError::SubmitOutcomeUnknown("connection reset".into()),
             Answer::Timeout => GenerationError::Timeout("start deadline".into()),
+            Answer::Unreadable => GenerationError::UnreadableResult("expected value at line 1".into()),
         }
     }
 }
@@ -80,6 +83,12 @@ pub struct World {
     pub mark_submitted_fails: Option<&'static str>,
     pub rescue: Vec<Rescued>,
     pub renewals: u32,
+    /// What each lease renewal listed (the leases of live tasks).
+    pub renewed: Vec<Vec<(JobId, Lease)>>,
+    /// Writes refused because they came with a lease that is not the job's (fenced off).
+    pub fenced: Vec<(JobId, &'static str)>,
+    /// The epoch of the latest claim or takeover of each job.
+    pub epochs: HashMap<JobId, u64>,
     /// Jobs whose submit was recorded as started (`mark_submitting`), in order.
     pub submitting: Vec<JobId>,
     /// Jobs recorded as delivered (`mark_delivered`), in order.
@@ -96,12 +105,22 @@ pub struct World {
     pub submit_answers: VecDeque<Answer>,
     pub wait_answers: VecDeque<Answer>,
     pub waits: Vec<RemoteHandle>,
+    /// The deadline each wait was given.
+    pub wait_deadlines: Vec<Timestamp>,
+    /// What `key_statuses` answers.
+    pub keys: Vec<KeyStatus>,
+    /// Keys put back by `enable_key`.
+    pub enabled_keys: Vec<(AccountId, String)>,
     pub llm_answer: Answer,
     pub llm_calls: u32,
     pub remote_cancels: Vec<RemoteHandle>,
     pub remote_cancel_answer: CancelOutcome,
     pub status_answers: VecDeque<RemoteStatus>,
+    /// Once `status_answers` runs out, fal says IN_QUEUE forever (a stuck endpoint).
+    pub stuck_in_queue: bool,
     pub outputs: u32,
+    /// Every download of a result fails (the CDN is unreachable).
+    pub download_fails: bool,
     // Messaging.
     pub notices: Vec<(Recipient, UserNotice)>,
     pub edits: Vec<(MessageRef, UserNotice)>,
@@ -147,6 +166,9 @@ impl World {
             submitting: Vec::new(),
             delivered: Vec::new(),
             renewals: 0,
+            renewed: Vec::new(),
+            fenced: Vec::new(),
+            epochs: HashMap::new(),
             accounts: Vec::new(),
             purchases: HashMap::new(),
             spend: HashMap::new(),
@@ -157,12 +179,17 @@ impl World {
             submit_answers: VecDeque::new(),
             wait_answers: VecDeque::new(),
             waits: Vec::new(),
+            wait_deadlines: Vec::new(),
+            keys: Vec::new(),
+            enabled_keys: Vec::new(),
             llm_answer: Answer::Ok,
             llm_calls: 0,
             remote_cancels: Vec::new(),
             remote_cancel_answer: CancelOutcome::Requested,
             status_answers: VecDeque::new(),
+            stuck_in_queue: false,
             outputs: 1,
+            download_fails: false,
             notices: Vec::new(),
             edits: Vec::new(),
             results: Vec::new(),
@@ -191,6 +218,7 @@ impl World {
             disabled: false,
             locked: None,
             limit_override: Some(limit),
+            retired_since: None,
         });
         id
     }
@@ -223,6 +251,8 @@ impl World {
             attempts: 0,
             created_at: self.now,
             updated_at: self.now,
+            lease: None,
+            submitted_at: None,
         };
         self.jobs.insert(id, job);
         id
@@ -259,11 +289,50 @@ impl World {
             let free =
                 request.accounts.iter().find(|a| a.usable && self.in_flight(&a.account) < a.limit + request.overhang);
             let Some(account) = free.map(|a| a.account.clone()) else { break };
+            let epoch = self.take_lease(id, &request.owner);
             let job = self.jobs.get_mut(&id).unwrap();
             job.state = JobState::Dispatching { account: account.clone() };
+            job.lease = Some(Lease { owner: request.owner.clone(), epoch });
             claimed.push(ClaimedJob { job: job.clone(), account });
         }
         claimed
+    }
+
+    /// A new lease epoch for `job`, as a claim or a takeover starts.
+    fn take_lease(&mut self, job: JobId, owner: &str) -> u64 {
+        let epoch = self.epochs.entry(job).or_insert(0);
+        *epoch += 1;
+        let epoch = *epoch;
+        if let Some(entry) = self.jobs.get_mut(&job) {
+            entry.lease = Some(Lease { owner: owner.to_owned(), epoch });
+        }
+        epoch
+    }
+
+    /// Refuses (and records) a write whose lease is not the job's, as storage does.
+    fn check_lease(&mut self, job: JobId, lease: Option<&Lease>, write: &'static str) -> Result<(), StorageError> {
+        let current = self.jobs.get(&job).and_then(|j| j.lease.clone());
+        match lease {
+            Some(lease) if current.as_ref() != Some(lease) => {
+                self.fenced.push((job, write));
+                Err(StorageError::Conflict(format!("job {job} is under {current:?}, not {lease}")))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Hands a job to the rescue: it is taken over under a new epoch, as storage would.
+    pub fn rescue_as(&mut self, owner: &str, item: Rescued) -> Rescued {
+        let with_lease = |w: &mut World, job: Job| {
+            w.take_lease(job.id, owner);
+            Job { lease: w.jobs.get(&job.id).and_then(|j| j.lease.clone()), ..job }
+        };
+        match item {
+            Rescued::Resume(job, handle) => Rescued::Resume(with_lease(self, job), handle),
+            Rescued::SubmitUnknown(job) => Rescued::SubmitUnknown(with_lease(self, job)),
+            Rescued::Redeliver(job, settlement) => Rescued::Redeliver(with_lease(self, job), settlement),
+            Rescued::Requeued(job) => Rescued::Requeued(job),
+        }
     }
 
     fn handle(&mut self, account: &AccountId, request: &GenerationRequest) -> RemoteHandle {
@@ -417,6 +486,8 @@ impl Harness {
                 attempts: 0,
                 created_at: request.now,
                 updated_at: request.now,
+                lease: None,
+                submitted_at: None,
             };
             w.jobs.insert(id, job.clone());
             let total = w.jobs.values().filter(|j| j.state == JobState::Queued).count() as u32;
@@ -430,19 +501,21 @@ impl Harness {
             Ok(w.accounts.iter().map(|a| (a.id.clone(), w.in_flight(&a.id))).collect())
         });
         let world = Arc::clone(&self.world);
-        queue.expect_mark_submitted().returning(move |job, _owner, handle, _now| {
+        queue.expect_mark_submitted().returning(move |job, lease, handle, now| {
             let mut w = world.lock().unwrap();
             match w.mark_submitted_fails {
                 Some("conflict") => return Err(StorageError::Conflict("canceled meanwhile".into())),
                 Some(_) => return Err(down()),
                 None => {}
             }
+            w.check_lease(job, Some(lease), "mark_submitted")?;
             let entry = w.jobs.get_mut(&job).ok_or_else(|| StorageError::NotFound(job.to_string()))?;
             match &entry.state {
                 JobState::Dispatching { account } if *account == handle.account => {
                     entry.state =
                         JobState::Submitted { account: account.clone(), request_id: handle.request_id.clone() };
                     entry.attempts += 1;
+                    entry.submitted_at = Some(now);
                     w.handles.insert(job, handle.clone());
                     Ok(())
                 }
@@ -450,11 +523,12 @@ impl Harness {
             }
         });
         let world = Arc::clone(&self.world);
-        queue.expect_mark_submitting().returning(move |job, _owner, _now| {
+        queue.expect_mark_submitting().returning(move |job, lease, _now| {
             let mut w = world.lock().unwrap();
             if w.storage_down {
                 return Err(down());
             }
+            w.check_lease(job, Some(lease), "mark_submitting")?;
             let entry = w.jobs.get(&job).ok_or_else(|| StorageError::NotFound(job.to_string()))?;
             if !matches!(entry.state, JobState::Dispatching { .. }) {
                 return Err(StorageError::Conflict(format!("job is {}", entry.state)));
@@ -463,18 +537,26 @@ impl Harness {
             Ok(())
         });
         let world = Arc::clone(&self.world);
-        queue.expect_mark_delivered().returning(move |job, _now| {
+        queue.expect_mark_delivered().returning(move |job, lease, _now| {
             let mut w = world.lock().unwrap();
+            if w.delivered.contains(&job) {
+                return Ok(());
+            }
+            w.check_lease(job, lease.as_ref(), "mark_delivered")?;
             let entry = w.jobs.get(&job).ok_or_else(|| StorageError::NotFound(job.to_string()))?;
             if !entry.state.is_terminal() {
                 return Err(StorageError::Conflict(format!("job is {}", entry.state)));
             }
             w.delivered.push(job);
+            if let Some(entry) = w.jobs.get_mut(&job) {
+                entry.lease = None;
+            }
             Ok(())
         });
         let world = Arc::clone(&self.world);
-        queue.expect_mark_running().returning(move |job, _| {
+        queue.expect_mark_running().returning(move |job, lease, _| {
             let mut w = world.lock().unwrap();
+            w.check_lease(job, Some(lease), "mark_running")?;
             w.marked_running.push(job);
             let entry = w.jobs.get_mut(&job).unwrap();
             if let JobState::Submitted { account, request_id } = &entry.state {
@@ -483,19 +565,26 @@ impl Harness {
             Ok(())
         });
         let world = Arc::clone(&self.world);
-        queue.expect_requeue().returning(move |job, reason, not_before, _now| {
+        queue.expect_requeue().returning(move |job, lease, reason, not_before, _now| {
             let mut w = world.lock().unwrap();
+            w.check_lease(job, Some(lease), "requeue")?;
             w.requeues.push((job, reason.to_owned(), not_before));
             let entry = w.jobs.get_mut(&job).unwrap();
             if !entry.state.is_in_flight() {
                 return Err(StorageError::Conflict(format!("job is {}", entry.state)));
             }
             entry.state = JobState::Queued;
+            entry.lease = None;
+            entry.submitted_at = None;
             Ok(entry.clone())
         });
         let world = Arc::clone(&self.world);
         queue.expect_finish().returning(move |job, finish| {
             let mut w = world.lock().unwrap();
+            if finish.lease.is_none() && finish.state != JobState::Canceled {
+                return Err(StorageError::Conflict(format!("job {job}: only a cancel finishes without a lease")));
+            }
+            w.check_lease(job, finish.lease.as_ref(), "finish")?;
             let already = w.already_finished;
             let entry = w.jobs.get_mut(&job).ok_or_else(|| StorageError::NotFound(job.to_string()))?;
             if already || entry.state.is_terminal() {
@@ -525,13 +614,20 @@ impl Harness {
             })
         });
         let world = Arc::clone(&self.world);
-        queue.expect_renew_leases().returning(move |_, _| {
+        queue.expect_renew_leases().returning(move |held, _| {
             let mut w = world.lock().unwrap();
             w.renewals += 1;
-            Ok(0)
+            w.renewed.push(held.to_vec());
+            let current =
+                held.iter().filter(|(job, lease)| w.jobs.get(job).and_then(|j| j.lease.as_ref()) == Some(lease));
+            Ok(current.count() as u64)
         });
         let world = Arc::clone(&self.world);
-        queue.expect_rescue_expired().returning(move |_, _, _| Ok(std::mem::take(&mut world.lock().unwrap().rescue)));
+        queue.expect_rescue_expired().returning(move |owner, _, _| {
+            let mut w = world.lock().unwrap();
+            let items = std::mem::take(&mut w.rescue);
+            Ok(items.into_iter().map(|item| w.rescue_as(owner, item)).collect())
+        });
         queue.expect_wait_for_change().returning(|_| Ok(false));
         queue
     }
@@ -589,6 +685,11 @@ impl Harness {
             };
             let handle = w.handle(account, request);
             w.submits.push((account.clone(), request.clone()));
+            if matches!(answer, Answer::BadKey) {
+                // As the adapter does: every key of the account is set aside.
+                let now = w.now;
+                w.keys.iter_mut().filter(|k| k.account == *account).for_each(|k| k.refused_since = Some(now));
+            }
             match answer {
                 Answer::Ok => Ok(handle),
                 other => Err(other.error(account)),
@@ -596,11 +697,15 @@ impl Harness {
         });
         let world = Arc::clone(&self.world);
         generation.expect_status().returning(move |_| {
-            Ok(world.lock().unwrap().status_answers.pop_front().unwrap_or(RemoteStatus::InProgress))
+            let mut w = world.lock().unwrap();
+            let otherwise =
+                if w.stuck_in_queue { RemoteStatus::InQueue { position: Some(0) } } else { RemoteStatus::InProgress };
+            Ok(w.status_answers.pop_front().unwrap_or(otherwise))
         });
         let world = Arc::clone(&self.world);
-        generation.expect_wait().returning(move |handle| {
+        generation.expect_wait().returning(move |handle, deadline| {
             let mut w = world.lock().unwrap();
+            w.wait_deadlines.push(deadline);
             if handle.request_id.as_str().starts_with("llm") {
                 return Ok(GenerationOutput {
                     text: Some("A red fox in fresh snow, golden hour, shallow depth of field".into()),
@@ -630,7 +735,22 @@ impl Harness {
             w.remote_cancels.push(handle.clone());
             Ok(w.remote_cancel_answer)
         });
-        generation.expect_download().returning(|media| {
+        let world = Arc::clone(&self.world);
+        generation.expect_key_statuses().returning(move || world.lock().unwrap().keys.clone());
+        generation.expect_probe_refused_keys().returning(Vec::new);
+        let world = Arc::clone(&self.world);
+        generation.expect_enable_key().returning(move |account, key| {
+            let mut w = world.lock().unwrap();
+            let Some(found) = w.keys.iter_mut().find(|k| k.account == *account && k.key == key) else { return false };
+            found.refused_since = None;
+            w.enabled_keys.push((account.clone(), key.to_owned()));
+            true
+        });
+        let world = Arc::clone(&self.world);
+        generation.expect_download().returning(move |media| {
+            if world.lock().unwrap().download_fails {
+                return Err(GenerationError::Retryable("connection reset by the CDN".into()));
+            }
             Ok(MediaBytes { bytes: vec![1, 2, 3, 4], content_type: "image/png".into(), file_name: media.url.clone() })
         });
         generation

@@ -4,6 +4,7 @@ mod common;
 
 mod cli;
 mod concurrency;
+mod delivery;
 mod faults;
 mod money;
 mod queue;

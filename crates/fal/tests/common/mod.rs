@@ -3,12 +3,25 @@
 
 #![allow(dead_code, missing_docs)]
 
-use mediagen_domain::{AccountId, ImageSize, ModelId, ModelKind};
+use mediagen_domain::{AccountId, ImageSize, ModelId, ModelKind, Timestamp};
 use mediagen_fal::{FalAccountConfig, FalConfig, FalGeneration, FalKey, PollConfig, RetryConfig};
 use mediagen_fal_sim::{AccountConfig, RunningSim, SimConfig, spawn};
 use mediagen_ports::{GenerationRequest, LlmParams};
 use secrecy::SecretString;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// A wall-clock deadline `secs` from now, as the engine passes to `wait`.
+pub fn in_secs(secs: f64) -> Timestamp {
+    let now = SystemTime::now();
+    let offset = Duration::from_secs_f64(secs.abs());
+    Timestamp::from(if secs < 0.0 { now - offset } else { now + offset })
+}
+
+/// A generous follow deadline: nothing in these tests should need it.
+pub fn deadline() -> Timestamp {
+    in_secs(20.0)
+}
 
 /// Key strings long and odd enough that finding one in output cannot be a coincidence.
 pub const KEY_1: &str = "k1id:Sup3rS3cretKeyMaterial-alpha";
