@@ -69,7 +69,9 @@ async fn handle(fal: &dyn Generation, catalog: &Catalog, account: &AccountId, ar
         llm: None,
     };
     let handle = fal.submit(account, &request).await?;
-    let output = fal.wait(&handle).await?;
+    // The baseline bot follows for as long as fal's own start deadline plus a run allows.
+    let until = chrono::Utc::now() + chrono::TimeDelta::minutes(15);
+    let output = fal.wait(&handle, until).await?;
     for media in &output.media {
         fal.download(media).await?;
     }

@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 use mediagen_domain::credit::{CreditPurchase, CreditSpend};
 use mediagen_domain::quota::UserUsage;
-use mediagen_domain::{AccountId, Job, JobId, Money, Timestamp, User, UserId};
+use mediagen_domain::{AccountId, Job, JobId, Lease, Money, Timestamp, User, UserId};
 use mediagen_ports::{
     AccountLock, AccountRecord, AccountStore, AlertLog, CancelResult, ClaimRequest, ClaimedJob, DayCount,
     EnqueueOutcome, EnqueueRequest, Finish, FinishOutcome, JobCounts, JobQueue, JobTiming, MediaRecord, ModelUsage,
@@ -70,14 +70,14 @@ forward!(UserStore {
 forward!(JobQueue {
     fn enqueue(&self, request: &EnqueueRequest) -> Result<EnqueueOutcome, StorageError>;
     fn claim(&self, request: &ClaimRequest) -> Result<Vec<ClaimedJob>, StorageError>;
-    fn mark_submitted(&self, job: JobId, owner: &str, handle: &RemoteHandle, now: Timestamp) -> Result<(), StorageError>;
-    fn mark_submitting(&self, job: JobId, owner: &str, now: Timestamp) -> Result<(), StorageError>;
-    fn mark_running(&self, job: JobId, now: Timestamp) -> Result<(), StorageError>;
-    fn requeue(&self, job: JobId, reason: &str, not_before: Option<Timestamp>, now: Timestamp) -> Result<Job, StorageError>;
+    fn mark_submitted(&self, job: JobId, lease: &Lease, handle: &RemoteHandle, now: Timestamp) -> Result<(), StorageError>;
+    fn mark_submitting(&self, job: JobId, lease: &Lease, now: Timestamp) -> Result<(), StorageError>;
+    fn mark_running(&self, job: JobId, lease: &Lease, now: Timestamp) -> Result<(), StorageError>;
+    fn requeue(&self, job: JobId, lease: &Lease, reason: &str, not_before: Option<Timestamp>, now: Timestamp) -> Result<Job, StorageError>;
     fn finish(&self, job: JobId, finish: &Finish) -> Result<FinishOutcome, StorageError>;
-    fn mark_delivered(&self, job: JobId, now: Timestamp) -> Result<(), StorageError>;
+    fn mark_delivered(&self, job: JobId, lease: Option<Lease>, now: Timestamp) -> Result<(), StorageError>;
     fn cancel(&self, job: JobId, user: UserId, now: Timestamp) -> Result<CancelResult, StorageError>;
-    fn renew_leases(&self, owner: &str, until: Timestamp) -> Result<u64, StorageError>;
+    fn renew_leases(&self, held: &[(JobId, Lease)], until: Timestamp) -> Result<u64, StorageError>;
     fn rescue_expired(&self, new_owner: &str, lease_until: Timestamp, now: Timestamp) -> Result<Vec<Rescued>, StorageError>;
     fn queue_position(&self, job: JobId) -> Result<Option<QueuePosition>, StorageError>;
     fn get_job(&self, job: JobId) -> Result<Option<Job>, StorageError>;
@@ -91,6 +91,7 @@ forward!(JobQueue {
 
 forward!(AccountStore {
     fn upsert_account(&self, id: &AccountId, key_names: &[String]) -> Result<AccountRecord, StorageError>;
+    fn retire_unlisted(&self, configured: &[AccountId], now: Timestamp) -> Result<Vec<AccountId>, StorageError>;
     fn list_accounts(&self) -> Result<Vec<AccountRecord>, StorageError>;
     fn add_purchase(&self, id: &AccountId, purchase: &CreditPurchase) -> Result<(), StorageError>;
     fn purchases(&self, id: &AccountId) -> Result<Vec<CreditPurchase>, StorageError>;

@@ -205,6 +205,9 @@ pub struct EngineSettings {
     /// Tries of a job after upstream failures before it fails refunded.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
+    /// The longest a job may spend at fal, queued and running, from fal's acceptance.
+    #[serde(default = "default_follow_deadline_secs")]
+    pub follow_deadline_secs: u64,
     /// Warn before a credit-window drop.
     pub limit_drop_warning_days: i64,
 }
@@ -215,6 +218,10 @@ fn default_rescue_secs() -> u64 {
 
 fn default_max_attempts() -> u32 {
     3
+}
+
+fn default_follow_deadline_secs() -> u64 {
+    15 * 60
 }
 
 #[derive(Deserialize)]

@@ -15,10 +15,16 @@ use std::time::Duration;
 use teloxide::Bot;
 use tokio::sync::watch;
 
-/// A unique owner id for this process's leases.
-fn owner_id() -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".to_owned());
-    format!("{host}-{}", std::process::id())
+/// The owner id of this process's leases: unique per process start.
+///
+/// Host name and pid alone repeat: a container restarts as PID 1 under the same host
+/// name, and without `HOSTNAME` (systemd sets none) two machines can both be `local-7`.
+/// A new process must never renew, or write under, a dead one's leases, so a random
+/// suffix drawn at each start makes the id unique; host and pid stay for the logs.
+pub fn owner_id() -> String {
+    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.trim().is_empty()).unwrap_or_else(|| "local".to_owned());
+    let start = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &start[..12])
 }
 
 /// Opens the database of `DATABASE_URL` (SQLite or PostgreSQL, by its scheme; the SQLite
@@ -40,7 +46,11 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow:
     let token = settings.bot_token.clone().context("TELOXIDE_TOKEN is not set")?;
     settings.require_fal_keys()?;
     let store = connect(&settings).await?;
-    let generation = FalGeneration::new(settings.fal.clone()).context("fal configuration")?;
+    let follow_deadline = Duration::from_secs(settings.engine.follow_deadline_secs.max(10));
+    let mut fal = settings.fal.clone();
+    // fal gives up on its own if the job has not started by the time we would.
+    fal.start_timeout_secs.get_or_insert(follow_deadline.as_secs());
+    let generation = FalGeneration::new(fal).context("fal configuration")?;
     for (account, keys) in generation.accounts() {
         store
             .accounts
@@ -50,6 +60,17 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow:
     }
     let accounts: Vec<AccountId> = generation.accounts().into_iter().map(|(id, _)| id).collect();
     tracing::info!(accounts = ?accounts, "fal accounts registered");
+    let retired = store
+        .accounts
+        .retire_unlisted(&accounts, chrono::Utc::now())
+        .await
+        .context("retiring fal accounts no longer configured")?;
+    if !retired.is_empty() {
+        tracing::warn!(
+            retired = ?retired,
+            "fal accounts no longer configured are retired: no new work; their jobs at fal are ended"
+        );
+    }
 
     let api_url = settings.telegram.api_url.parse().context("[telegram] api_url is not a URL")?;
     let bot = Bot::new(token.expose_secret()).set_api_url(api_url);
@@ -62,6 +83,7 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow:
     config.overhang = settings.engine.overhang;
     config.claim_batch = settings.engine.claim_batch;
     config.lease = Duration::from_secs(settings.engine.lease_secs);
+    config.follow_deadline = follow_deadline;
     config.mean_service = Duration::from_secs(settings.engine.mean_service_secs);
     config.shutdown_grace = Duration::from_secs(settings.engine.shutdown_grace_secs);
     config.rescue_interval = Duration::from_secs(settings.engine.rescue_secs.max(1));

@@ -157,9 +157,10 @@ async fn run(store: &PgStore, job: JobId, account: &AccountId, started: Timestam
         response_url: format!("http://fal.test/{id}"),
         cancel_url: format!("http://fal.test/{id}/cancel"),
     };
-    store.mark_submitted(job, &lease_of(&store, job).await, &handle, started).await.unwrap();
+    let lease = store.get_job(job).await.unwrap().unwrap().lease.expect("claimed");
+    store.mark_submitted(job, &lease, &handle, started).await.unwrap();
     let finish = Finish {
-        lease: None,
+        lease: Some(lease),
         state: JobState::Succeeded,
         settlement: Settlement {
             user_charge: Money::from_cents(4),
@@ -169,7 +170,7 @@ async fn run(store: &PgStore, job: JobId, account: &AccountId, started: Timestam
         media: vec![],
         now: done,
     };
-    store.finish(job, &as_holder(&store, job, &finish).await).await.unwrap();
+    store.finish(job, &finish).await.unwrap();
 }
 
 /// Account `main` runs two jobs at once (a negotiated limit) and holds $50 bought 350 days

@@ -12,7 +12,8 @@ use mediagen_ports::{
 use mediagen_postgres::PgStore;
 use mediagen_sqlite::SqliteStore;
 use mediagen_storage_contract::support::{
-    add_account, add_user, add_user_on, capacity, cents, claim_request, complete, enqueue, handle, request, success, t,
+    add_account, add_user, add_user_on, as_holder, capacity, cents, claim_request, complete, enqueue, handle, lease_of,
+    request, success, t,
 };
 use std::path::Path;
 use std::process::Command;
@@ -84,7 +85,7 @@ async fn migrate_defaults_to_a_sqlite_file_in_the_working_directory_and_works_on
     let wrong = mediagen(&dir, &[("DATABASE_URL", "mysql://root:hunter2@db/x")], &["migrate"]);
     assert!(!wrong.status.success());
     let said = String::from_utf8_lossy(&wrong.stderr);
-    assert!(said.contains("DATABASE_URL must start with") & !said.contains("hunter2"), "{said}");
+    assert!(said.contains("DATABASE_URL must start with") && !said.contains("hunter2"), "{said}");
 }
 
 /// A few days of a small bot, written through the ports: users on two plans, two accounts
@@ -132,13 +133,13 @@ async fn fill(store: &SqliteStore) {
                     store
                         .mark_submitted(
                             c.job.id,
-                            &lease_of(&store, c.job.id).await,
+                            &lease_of(store, c.job.id).await,
                             &handle(&c.account, c.job.id),
                             t(now),
                         )
                         .await
                         .unwrap();
-                    store.mark_running(c.job.id, &lease_of(&store, c.job.id).await, t(now + 1)).await.unwrap();
+                    store.mark_running(c.job.id, &lease_of(store, c.job.id).await, t(now + 1)).await.unwrap();
                     let failed = Finish {
                         lease: None,
                         state: JobState::Failed { reason: FailureReason::ContentPolicy },
@@ -150,13 +151,13 @@ async fn fill(store: &SqliteStore) {
                         media: vec![],
                         now: t(now + 2),
                     };
-                    store.finish(c.job.id, &as_holder(&store, c.job.id, &failed).await).await.unwrap();
+                    store.finish(c.job.id, &as_holder(store, c.job.id, &failed).await).await.unwrap();
                 }
                 2 => {
                     store
                         .requeue(
                             c.job.id,
-                            &lease_of(&store, c.job.id).await,
+                            &lease_of(store, c.job.id).await,
                             "fal answered 503",
                             Some(t(now + 30)),
                             t(now),
@@ -169,13 +170,13 @@ async fn fill(store: &SqliteStore) {
                     store
                         .mark_submitted(
                             c.job.id,
-                            &lease_of(&store, c.job.id).await,
+                            &lease_of(store, c.job.id).await,
                             &handle(&c.account, c.job.id),
                             t(now),
                         )
                         .await
                         .unwrap();
-                    store.mark_running(c.job.id, &lease_of(&store, c.job.id).await, t(now + 1)).await.unwrap();
+                    store.mark_running(c.job.id, &lease_of(store, c.job.id).await, t(now + 1)).await.unwrap();
                 }
             }
         }
@@ -229,8 +230,7 @@ async fn migrate_storage_moves_a_filled_database_with_nothing_lost() {
         [states.queued, states.dispatching, states.running + states.submitted, states.succeeded, states.failed]
             .iter()
             .all(|n| *n > 0)
-            & states.canceled
-            > 0,
+            && states.canceled > 0,
         "jobs in every kind of state: {states:?}"
     );
     let postgres_db = mediagen_postgres::testing::fresh_database().await;
@@ -240,7 +240,7 @@ async fn migrate_storage_moves_a_filled_database_with_nothing_lost() {
     let dir = sqlite_db.file().parent().unwrap().to_path_buf();
     let out =
         stdout(&mediagen(&dir, &[], &["migrate-storage", "--from", &sqlite_db.url(), "--to", &postgres_db.url()]));
-    assert!(out.contains("jobs") & out.contains("ledger charge"), "{out}");
+    assert!(out.contains("jobs") && out.contains("ledger charge"), "{out}");
 
     // Row counts and ledger totals.
     let counts = counts_sqlite(&sqlite).await;

@@ -147,6 +147,7 @@ fn mocks() -> Mocks {
             disabled: false,
             locked: None,
             limit_override: None,
+            retired_since: None,
         }])
     });
     accounts

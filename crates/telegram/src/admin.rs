@@ -103,6 +103,16 @@ pub(crate) async fn run(bot: &Bot, app: &BotApp, command: AdminCommand) -> Admin
         AdminCommand::Stats => stats(app).await,
         AdminCommand::Accounts => accounts(app).await,
         AdminCommand::TopUp { account, amount } => top_up(app, account, amount).await,
+        AdminCommand::EnableKey { account, key } => {
+            let id = mediagen_domain::AccountId::new(account.clone());
+            Ok(if engine.enable_key(&id, &key) {
+                format!(
+                    "Key {key} of account {account} is back in use. If fal refuses it again, it is set aside again."
+                )
+            } else {
+                format!("Account {account} has no key named {key}. /accounts lists the keys.")
+            })
+        }
         AdminCommand::Budget(amount) => Ok(format!(
             "The monthly budget is set in configuration ([budget] monthly_budget, or MEDIAGEN__BUDGET__MONTHLY_BUDGET); it is {} now. Asked for {amount}: change the setting and restart.",
             app.deps.engine.config().budget.monthly_budget.map_or("not set".to_owned(), |b| b.to_string())
@@ -194,9 +204,12 @@ async fn accounts(app: &BotApp) -> anyhow::Result<String> {
     }
     let mut out = String::new();
     for a in accounts {
+        let usable_keys = a.keys.iter().filter(|k| k.refused_since.is_none()).count();
         let state = match (&a.locked, a.disabled, a.paused) {
+            _ if a.retired => "retired (no longer configured; takes no work)".to_owned(),
             (Some(lock), _, _) => format!("LOCKED since {} ({})", lock.since.format("%Y-%m-%d %H:%M UTC"), lock.reason),
             (None, true, _) => "disabled".to_owned(),
+            _ if !a.keys.is_empty() && usable_keys == 0 => "every key refused by fal".to_owned(),
             (None, false, true) => "paused by the circuit breaker".to_owned(),
             (None, false, false) => "active".to_owned(),
         };
@@ -224,6 +237,23 @@ async fn accounts(app: &BotApp) -> anyhow::Result<String> {
         }
         if let Some(top_up) = &a.top_up {
             let _ = writeln!(out, "  {top_up}");
+        }
+        let keys: Vec<String> = a
+            .keys
+            .iter()
+            .map(|k| match k.refused_since {
+                Some(since) => format!(
+                    "{} REFUSED since {} (/enablekey {} {})",
+                    k.key,
+                    since.format("%Y-%m-%d %H:%M UTC"),
+                    a.id,
+                    k.key
+                ),
+                None => format!("{} ok", k.key),
+            })
+            .collect();
+        if !keys.is_empty() {
+            let _ = writeln!(out, "  keys: {}", keys.join("; "));
         }
     }
     Ok(out)

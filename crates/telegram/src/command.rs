@@ -58,6 +58,13 @@ pub enum AdminCommand {
         /// Dollars bought.
         amount: Money,
     },
+    /// `/enablekey <account> <key>`: puts back a key fal refused, once fixed at fal.
+    EnableKey {
+        /// Account name.
+        account: String,
+        /// The key's name from configuration.
+        key: String,
+    },
     /// `/budget <amount>`.
     Budget(Money),
     /// `/quota <user> <plan>`.
@@ -121,6 +128,12 @@ pub fn parse_text(text: &str, bot_username: &str) -> UserCommand {
                 _ => bad("/topup <account> <dollars>"),
             },
             _ => bad("/topup <account> <dollars>"),
+        },
+        "enablekey" => match args.split_whitespace().collect::<Vec<_>>().as_slice() {
+            [account, key] => {
+                UserCommand::Admin(AdminCommand::EnableKey { account: (*account).to_owned(), key: (*key).to_owned() })
+            }
+            _ => bad("/enablekey <account> <key>"),
         },
         "budget" => match args.parse::<Money>() {
             Ok(amount) if !amount.is_negative() => UserCommand::Admin(AdminCommand::Budget(amount)),
@@ -309,9 +322,20 @@ mod tests {
         );
         assert_eq!(parse_text("/block 42", "b"), UserCommand::Admin(AdminCommand::Block(UserId(42))));
         assert_eq!(parse_text("/unblock 42", "b"), UserCommand::Admin(AdminCommand::Unblock(UserId(42))));
-        for bad in
-            ["/topup main", "/topup main -5", "/topup main abc", "/budget x", "/quota x pro", "/block", "/broadcast"]
-        {
+        assert_eq!(
+            parse_text("/enablekey main k2", "b"),
+            UserCommand::Admin(AdminCommand::EnableKey { account: "main".into(), key: "k2".into() })
+        );
+        for bad in [
+            "/topup main",
+            "/topup main -5",
+            "/topup main abc",
+            "/budget x",
+            "/quota x pro",
+            "/block",
+            "/broadcast",
+            "/enablekey main",
+        ] {
             match parse_text(bad, "b") {
                 UserCommand::Unknown(why) => assert!(why.starts_with("usage:"), "{bad}: {why}"),
                 other => panic!("{bad} parsed as {other:?}"),
