@@ -36,17 +36,25 @@ pub struct FalAccount {
     pub limit: u32,
     /// False: the simulator does not know the key the bot is given for it.
     pub key_known: bool,
+    /// Further keys configured for it that the simulator refuses (revoked keys among good ones).
+    pub bad_keys: u32,
 }
 
 impl FalAccount {
     /// An account the simulator knows, with `limit` slots.
     pub fn new(name: &str, limit: u32) -> Self {
-        FalAccount { name: name.to_owned(), limit, key_known: true }
+        FalAccount { name: name.to_owned(), limit, key_known: true, bad_keys: 0 }
+    }
+
+    /// The same account with `count` more keys that fal refuses, listed first.
+    pub fn with_bad_keys(mut self, count: u32) -> Self {
+        self.bad_keys = count;
+        self
     }
 
     /// An account whose key the simulator refuses.
     pub fn refused(name: &str) -> Self {
-        FalAccount { name: name.to_owned(), limit: 1, key_known: false }
+        FalAccount { name: name.to_owned(), limit: 1, key_known: false, bad_keys: 0 }
     }
 
     /// The key the bot gets for it (the simulator accepts it when `key_known`).
@@ -67,6 +75,9 @@ pub struct StackOptions {
     /// Several fal accounts instead of the one `main` account (written to an overlay
     /// settings file, keys as `FAL_KEY__<ACCOUNT>__K`).
     pub fal_accounts: Vec<FalAccount>,
+    /// Simulated seconds per real second at the fal simulator (default 50: a 5 s job
+    /// takes 0.1 s); lower keeps jobs at fal long enough to kill the bot meanwhile.
+    pub fal_time_scale: Option<f64>,
 }
 
 /// The parts a bot runs against, without the bot: a fresh database, the fal simulator and
@@ -96,7 +107,7 @@ impl Parts {
         } else {
             options.fal_accounts.clone()
         };
-        let mut sim_config = SimConfig::default().with_time_scale(50.0);
+        let mut sim_config = SimConfig::default().with_time_scale(options.fal_time_scale.unwrap_or(50.0));
         for account in accounts.iter().filter(|a| a.key_known) {
             sim_config = sim_config.with_account(AccountConfig::new(&account.name, account.key(), account.limit));
         }
@@ -127,8 +138,15 @@ impl Parts {
             // `[[fal.accounts]]` is an array of tables: an overlay file says it most simply.
             let mut text = String::from("[fal]\naccounts = [\n");
             for account in &accounts {
-                text.push_str(&format!("  {{ name = \"{}\", keys = [\"k\"] }},\n", account.name));
+                let bad: Vec<String> = (1..=account.bad_keys).map(|i| format!("bad{i}")).collect();
+                let names: Vec<String> =
+                    bad.iter().chain(["k".to_owned()].iter()).map(|k| format!("\"{k}\"")).collect();
+                text.push_str(&format!("  {{ name = \"{}\", keys = [{}] }},\n", account.name, names.join(", ")));
                 set(&format!("FAL_KEY__{}__K", account.name.to_uppercase()), account.key());
+                for name in &bad {
+                    let key = format!("revoked-{}-{name}:secret", account.name);
+                    set(&format!("FAL_KEY__{}__{}", account.name.to_uppercase(), name.to_uppercase()), key);
+                }
             }
             text.push_str("]\n");
             let path = scratch.join("overlay.toml");
@@ -246,6 +264,33 @@ impl BotProcess {
             .stderr(file)
             .kill_on_drop(true);
         let child = command.spawn().expect("start the bot binary");
+        BotProcess { child, log }
+    }
+
+    /// Starts `mediagen run` as a container would run it after a restart: PID 1 of a fresh
+    /// PID namespace, under the host name `host`. Two such starts have the same host name
+    /// and the same pid, as a restarted container does. Needs root (`unshare`).
+    ///
+    /// # Panics
+    /// When the binary is missing or `unshare` cannot start.
+    pub fn spawn_as_container(parts: &Parts, host: &str, name: &str) -> BotProcess {
+        let log = parts.scratch().join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("bot log file");
+        let mut command = tokio::process::Command::new("unshare");
+        command
+            .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+            .arg(bot_binary())
+            .arg("run")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info,sqlx=warn")
+            .env("HOSTNAME", host)
+            .envs(parts.child_env())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(file)
+            .kill_on_drop(true);
+        let child = command.spawn().expect("start the bot binary under unshare");
         BotProcess { child, log }
     }
 

@@ -72,6 +72,7 @@ async fn thousands_of_hostile_updates_get_answers_and_the_flooder_gets_no_more_t
         })
         .collect();
     let flooder = &users[0];
+    let storm_started = std::time::Instant::now();
     let mut rng = Rng(0x5EED_1234_ABCD_0001);
     let mut message_id = 50_000;
 
@@ -159,6 +160,9 @@ async fn thousands_of_hostile_updates_get_answers_and_the_flooder_gets_no_more_t
         .filter(|m| m.text.as_deref().is_some_and(|t| t.contains("Too many requests")))
         .count();
     assert!(flood_refusals > 0, "the flooder was told to slow down");
+    // Told once per flood window, not once per update: a flood costs no outgoing messages.
+    let windows = storm_started.elapsed().as_secs() / 60 + 1;
+    assert!(flood_refusals as u64 <= windows, "{flood_refusals} refusals in {windows} one-minute windows");
 
     // The flooder's share: never more jobs at fal at once than the free plan's two.
     let flood_jobs: Vec<i64> = sqlx::query_scalar("SELECT id FROM jobs WHERE user_id = $1")

@@ -138,11 +138,29 @@ impl PendingPrompts {
     }
 }
 
-/// Per-user flood control: at most `limit` requests per `window`.
+/// Per-user flood control: at most `limit` requests per `window`, checked before any other
+/// work (no database read or write for a refused update), and at most one refusal told
+/// per window, so a flood costs the bot neither storage nor outgoing messages.
 pub(crate) struct FloodGate {
     limit: u32,
     window: Duration,
-    seen: Mutex<HashMap<UserId, VecDeque<std::time::Instant>>>,
+    seen: Mutex<HashMap<UserId, Recent>>,
+}
+
+/// One user's admitted requests in the window, and when they were last told to wait.
+#[derive(Default)]
+struct Recent {
+    admitted: VecDeque<std::time::Instant>,
+    told: Option<std::time::Instant>,
+}
+
+/// A request over the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Flooded {
+    /// Seconds until a request is admitted again.
+    pub(crate) retry_after_secs: u32,
+    /// True for the first refusal of the window: only that one is answered.
+    pub(crate) tell: bool,
 }
 
 impl FloodGate {
@@ -150,19 +168,23 @@ impl FloodGate {
         Self { limit, window, seen: Mutex::default() }
     }
 
-    /// `Ok` when the request may go on; otherwise the seconds until it may.
-    pub(crate) fn check(&self, user: UserId, now: std::time::Instant) -> Result<(), u32> {
+    /// `Ok` when the request may go on; otherwise how long to wait and whether to say so.
+    pub(crate) fn check(&self, user: UserId, now: std::time::Instant) -> Result<(), Flooded> {
         let mut seen = self.seen.lock().expect("flood lock");
-        let times = seen.entry(user).or_default();
-        while times.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
-            times.pop_front();
+        let recent = seen.entry(user).or_default();
+        while recent.admitted.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
+            recent.admitted.pop_front();
         }
-        if times.len() as u32 >= self.limit {
-            let oldest = *times.front().expect("non-empty when at the limit");
+        if recent.admitted.len() as u32 >= self.limit {
+            let oldest = *recent.admitted.front().expect("non-empty when at the limit");
             let wait = self.window.saturating_sub(now.duration_since(oldest));
-            return Err(u32::try_from(wait.as_secs().max(1)).unwrap_or(u32::MAX));
+            let tell = recent.told.is_none_or(|told| now.duration_since(told) >= self.window);
+            if tell {
+                recent.told = Some(now);
+            }
+            return Err(Flooded { retry_after_secs: u32::try_from(wait.as_secs().max(1)).unwrap_or(u32::MAX), tell });
         }
-        times.push_back(now);
+        recent.admitted.push_back(now);
         Ok(())
     }
 }
@@ -179,9 +201,17 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(gate.check(UserId(1), start), Ok(()));
         }
-        assert_eq!(gate.check(UserId(1), start + Duration::from_secs(20)), Err(40));
+        let at = |secs| start + Duration::from_secs(secs);
+        assert_eq!(gate.check(UserId(1), at(20)), Err(Flooded { retry_after_secs: 40, tell: true }));
+        assert_eq!(gate.check(UserId(1), at(21)), Err(Flooded { retry_after_secs: 39, tell: false }), "told once");
+        assert_eq!(gate.check(UserId(1), at(50)), Err(Flooded { retry_after_secs: 10, tell: false }));
         assert_eq!(gate.check(UserId(2), start), Ok(()), "other users are not affected");
-        assert_eq!(gate.check(UserId(1), start + Duration::from_secs(61)), Ok(()));
+        assert_eq!(gate.check(UserId(1), at(61)), Ok(()));
+        for _ in 0..2 {
+            assert_eq!(gate.check(UserId(1), at(62)), Ok(()));
+        }
+        let again = gate.check(UserId(1), at(81)).unwrap_err();
+        assert!(again.tell, "a new window, a new refusal: {again:?}");
     }
 
     #[test]

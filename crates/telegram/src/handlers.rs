@@ -60,6 +60,27 @@ async fn resolve_user(bot: &Bot, app: &BotApp, from: &teloxide::types::User, cha
     }
 }
 
+/// The flood gate's verdict for this sender, before anything is read or written.
+fn flooded(app: &BotApp, from: &teloxide::types::User) -> Option<crate::app::Flooded> {
+    let id = UserId(i64::try_from(from.id.0).ok()?);
+    app.flood.check(id, std::time::Instant::now()).err()
+}
+
+/// Tells a flooding sender to wait, once per window, in their Telegram language.
+async fn refuse_flood(
+    bot: &Bot,
+    chat: ChatId,
+    from: &teloxide::types::User,
+    flooded: crate::app::Flooded,
+) -> HandlerResult {
+    if !flooded.tell {
+        return Ok(());
+    }
+    let language = Language::from_code(from.language_code.as_deref());
+    say(bot, chat, strings(language).refusal(&Refusal::RateLimited { retry_after_secs: flooded.retry_after_secs }))
+        .await
+}
+
 fn tg(chat: ChatId) -> teloxide::types::ChatId {
     teloxide::types::ChatId(chat.0)
 }
@@ -76,13 +97,13 @@ async fn on_message(bot: Bot, msg: Message, update: Update, app: BotApp) -> Hand
         // Group chats are out of scope: progress messages and quotas are per person.
         return Ok(());
     }
+    // Before anything else: a flooded update costs no database write.
+    if let Some(flooded) = flooded(&app, from) {
+        return refuse_flood(&bot, ChatId(msg.chat.id.0), from, flooded).await;
+    }
     let Some(ctx) = resolve_user(&bot, &app, from, ChatId(msg.chat.id.0)).await else { return Ok(()) };
     if ctx.user.blocked {
         return say(&bot, ctx.chat, strings(ctx.language()).refusal(&Refusal::Blocked)).await;
-    }
-    if let Err(wait) = app.flood.check(ctx.user.id, std::time::Instant::now()) {
-        return say(&bot, ctx.chat, strings(ctx.language()).refusal(&Refusal::RateLimited { retry_after_secs: wait }))
-            .await;
     }
     let key = IdempotencyKey::new(format!("tg:{}", update.id.0));
 
@@ -420,6 +441,9 @@ async fn on_button(bot: Bot, query: CallbackQuery, app: BotApp) -> HandlerResult
     if !message.chat.is_private() {
         return Ok(());
     }
+    if let Some(flooded) = flooded(&app, &query.from) {
+        return refuse_flood(&bot, ChatId(message.chat.id.0), &query.from, flooded).await;
+    }
     let Some(ctx) = resolve_user(&bot, &app, &query.from, ChatId(message.chat.id.0)).await else { return Ok(()) };
     let s = strings(ctx.language());
     if ctx.user.blocked {
@@ -428,9 +452,6 @@ async fn on_button(bot: Bot, query: CallbackQuery, app: BotApp) -> HandlerResult
     let Some(action) = query.data.as_deref().and_then(ButtonAction::decode) else {
         return say(&bot, ctx.chat, s.button_expired()).await;
     };
-    if let Err(wait) = app.flood.check(ctx.user.id, std::time::Instant::now()) {
-        return say(&bot, ctx.chat, s.refusal(&Refusal::RateLimited { retry_after_secs: wait })).await;
-    }
     let key = IdempotencyKey::new(format!("cb:{}", query.id.0));
     match action {
         ButtonAction::Again(job) | ButtonAction::Variations(job) => {

@@ -235,3 +235,45 @@ pub fn rescues(dir: &std::path::Path) -> String {
         count("delivering the outcome of a job whose deliverer died"),
     )
 }
+
+/// What fal's own records say about the jobs, against our ledger: for every job, the
+/// requests fal ran for its prompt, and whether the `fal_cost` we recorded is what fal
+/// billed. Prompts must be unique and none a part of another (number them `#0001#`).
+#[derive(Debug, Default)]
+pub struct FalAudit {
+    /// Jobs fal ran more than once (prompt, runs).
+    pub ran_twice: Vec<(String, usize)>,
+    /// Jobs whose recorded fal cost differs from fal's bill (job, ours, fal's, in micro-dollars).
+    pub cost_mismatches: Vec<(i64, i64, i64)>,
+    /// Requests fal ran in all, and what it billed in all (micro-dollars).
+    pub runs: usize,
+    pub billed: i64,
+}
+
+/// Compares fal's records (the simulator's run and billing counts per prompt) with ours.
+pub async fn fal_audit(db: &TestDb, fal: &RunningSim) -> FalAudit {
+    let rows: Vec<(i64, String, Option<i64>)> = sqlx::query_as(
+        "SELECT j.id, j.spec->>'prompt', (SELECT l.amount_micros FROM ledger l WHERE l.job_id = j.id AND l.kind = 'fal_cost')
+         FROM jobs j ORDER BY j.id",
+    )
+    .fetch_all(db.pool())
+    .await
+    .expect("fal costs");
+    let sim = fal.handle();
+    let mut audit = FalAudit::default();
+    for (job, prompt, ours) in rows {
+        let runs = sim.runs_for_prompt(&prompt);
+        audit.runs += runs;
+        if runs > 1 {
+            audit.ran_twice.push((prompt.clone(), runs));
+        }
+        let billed = sim.billed_for_prompt(&prompt).micros();
+        audit.billed += billed;
+        if let Some(ours) = ours
+            && ours != billed
+        {
+            audit.cost_mismatches.push((job, ours, billed));
+        }
+    }
+    audit
+}

@@ -67,11 +67,12 @@ async fn only_the_leases_of_live_tasks_are_renewed() {
     }
     advance(100).await;
     running.shutdown().await;
-    let w = h.world();
-    assert_eq!(w.job(job).state, JobState::Succeeded);
-    let calls = w.renewals;
-    assert!(w.renewed.iter().all(|held| held.iter().all(|(id, _)| *id == job)));
-    drop(w);
+    let calls = {
+        let w = h.world();
+        assert_eq!(w.job(job).state, JobState::Succeeded);
+        assert!(w.renewed.iter().all(|held| held.iter().all(|(id, _)| *id == job)));
+        w.renewals
+    };
     // Idle: nothing held, nothing renewed.
     let idle = Harness::new();
     idle.world().account("main", 2);
