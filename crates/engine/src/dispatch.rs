@@ -306,7 +306,9 @@ impl Engine {
             // could run (and bill) it twice, so the job fails without charging the user.
             other => {
                 self.upstream_failure(account).await;
-                self.end_failed(job, FailureReason::Upstream(format!("submit outcome unknown: {other}"))).await;
+                // The request reached fal (its answer was lost): count it as billed.
+                let reason = FailureReason::Upstream(format!("submit outcome unknown: {other}"));
+                self.end_failed_billed(job, reason, true).await;
             }
         }
     }
@@ -381,7 +383,8 @@ impl Engine {
                     let this = self.clone();
                     self.spawn_tracked(async move {
                         let reason = FailureReason::Upstream("submit outcome unknown: interrupted by a restart".into());
-                        this.end_failed(&job, reason).await;
+                        // The submit had been sent: fal most likely accepted, ran and billed it.
+                        this.end_failed_billed(&job, reason, true).await;
                         drop(lease);
                     });
                 }

@@ -63,6 +63,8 @@ pub struct BotApp {
     pub(crate) pending: Arc<PendingPrompts>,
     pub(crate) albums: Arc<Mutex<HashMap<String, Album>>>,
     pub(crate) flood: Arc<FloodGate>,
+    /// Updates taken from Telegram and not yet handled (see `inbox`).
+    pub(crate) inbox: crate::inbox::Inbox,
     /// The bot's own username, learned once (to strip `/cmd@bot` suffixes).
     pub(crate) username: Arc<std::sync::OnceLock<String>>,
 }
@@ -77,6 +79,7 @@ impl BotApp {
             pending: Arc::new(PendingPrompts::default()),
             albums: Arc::default(),
             flood: Arc::new(flood),
+            inbox: crate::inbox::Inbox::default(),
             username: Arc::default(),
         }
     }
@@ -105,6 +108,8 @@ pub(crate) struct Album {
     pub(crate) update_id: u32,
     pub(crate) caption: Option<String>,
     pub(crate) media: Vec<MediaRef>,
+    /// The album's updates count as handled only once it is enqueued.
+    pub(crate) handling: Vec<crate::inbox::Handling>,
 }
 
 /// Prompts waiting for a button press (`/img`, `/enhance`), by a small id in the button.

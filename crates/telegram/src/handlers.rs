@@ -3,6 +3,7 @@
 use crate::admin;
 use crate::app::{Album, BotApp};
 use crate::command::{ButtonAction, SettingsChange, UserCommand, parse_text};
+use crate::inbox::Handling;
 use crate::messaging::classify;
 use crate::texts::{BalanceView, Button, HistoryLine, strings};
 use mediagen_domain::catalog::PriceRequest;
@@ -22,6 +23,8 @@ type HandlerResult = Result<(), teloxide::RequestError>;
 /// The handler tree: messages and button presses; everything else is ignored.
 pub fn schema() -> UpdateHandler<teloxide::RequestError> {
     dptree::entry()
+        // Held until the handler is done: only then may the poller confirm the update.
+        .map(|update: Update, app: BotApp| app.inbox.handling(update.id.0))
         .branch(Update::filter_message().endpoint(on_message))
         .branch(Update::filter_callback_query().endpoint(on_button))
 }
@@ -91,7 +94,7 @@ async fn say(bot: &Bot, chat: ChatId, text: String) -> HandlerResult {
     bot.send_message(tg(chat), text).await.map(|_| ())
 }
 
-async fn on_message(bot: Bot, msg: Message, update: Update, app: BotApp) -> HandlerResult {
+async fn on_message(bot: Bot, msg: Message, update: Update, app: BotApp, handling: Handling) -> HandlerResult {
     let Some(from) = msg.from.as_ref() else { return Ok(()) };
     if !msg.chat.is_private() {
         // Group chats are out of scope: progress messages and quotas are per person.
@@ -115,7 +118,7 @@ async fn on_message(bot: Bot, msg: Message, update: Update, app: BotApp) -> Hand
         };
         let caption = msg.caption().map(str::to_owned);
         if let Some(group) = msg.media_group_id() {
-            gather_album(&app, group.0.clone(), &ctx, update.id.0, caption, media);
+            gather_album(&app, group.0.clone(), &ctx, update.id.0, caption, media, handling);
             return Ok(());
         }
         submit_edit(&app, &ctx, key, caption.unwrap_or_default(), vec![media]).await;
@@ -201,7 +204,15 @@ fn input_media(msg: &Message) -> Option<Result<MediaRef, Refusal>> {
     }
 }
 
-fn gather_album(app: &BotApp, group: String, ctx: &Ctx, update_id: u32, caption: Option<String>, media: MediaRef) {
+fn gather_album(
+    app: &BotApp,
+    group: String,
+    ctx: &Ctx,
+    update_id: u32,
+    caption: Option<String>,
+    media: MediaRef,
+    handling: Handling,
+) {
     let mut albums = app.albums.lock().expect("albums lock");
     let first = !albums.contains_key(&group);
     let album = albums.entry(group.clone()).or_insert_with(|| Album {
@@ -209,8 +220,10 @@ fn gather_album(app: &BotApp, group: String, ctx: &Ctx, update_id: u32, caption:
         update_id,
         caption: None,
         media: Vec::new(),
+        handling: Vec::new(),
     });
     album.media.push(media);
+    album.handling.push(handling);
     if album.caption.is_none() {
         album.caption = caption;
     }
@@ -224,6 +237,7 @@ fn gather_album(app: &BotApp, group: String, ctx: &Ctx, update_id: u32, caption:
             let ctx = Ctx { user, chat: album.chat, first_name: String::new() };
             let key = IdempotencyKey::new(format!("tg:{}", album.update_id));
             submit_edit(&app, &ctx, key, album.caption.unwrap_or_default(), album.media).await;
+            drop(album.handling);
         });
     }
 }

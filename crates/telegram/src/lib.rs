@@ -4,6 +4,7 @@ mod admin;
 pub mod app;
 pub mod command;
 pub mod handlers;
+pub mod inbox;
 pub mod messaging;
 pub mod texts;
 
@@ -40,6 +41,7 @@ pub async fn run(
     source: UpdateSource,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), teloxide::RequestError> {
+    let inbox = app.inbox.clone();
     let mut dispatcher = Dispatcher::builder(bot.clone(), schema())
         .dependencies(dptree::deps![app])
         .default_handler(|_| async {})
@@ -65,7 +67,12 @@ pub async fn run(
         })
     };
     match source {
-        UpdateSource::LongPolling => dispatcher.dispatch().await,
+        UpdateSource::LongPolling => {
+            let listener = inbox::confirmed_polling(bot, inbox);
+            dispatcher
+                .dispatch_with_listener(listener, LoggingErrorHandler::with_custom_text("update listener failed"))
+                .await;
+        }
         UpdateSource::Webhook { listen, url } => {
             let options = teloxide::update_listeners::webhooks::Options::new(listen, url);
             let listener = match teloxide::update_listeners::webhooks::axum(bot, options).await {

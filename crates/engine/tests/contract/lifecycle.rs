@@ -224,6 +224,7 @@ async fn a_job_rescued_in_the_middle_of_its_submit_is_failed_refunded_and_never_
     );
     assert_eq!(finishes[0].settlement.user_refund, hold, "the user gets the hold back");
     assert_eq!(finishes[0].settlement.user_charge, Money::ZERO);
+    assert_eq!(finishes[0].settlement.fal_cost, hold, "the submit had been sent: fal's bill is recorded");
     assert!(w.notices.iter().any(|(_, n)| matches!(n, UserNotice::Failed { job: j, .. } if *j == job)), "told");
     assert_eq!(w.delivered, vec![job]);
 }
