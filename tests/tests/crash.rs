@@ -8,7 +8,7 @@ mod reliability;
 
 use mediagen_e2e::{BotProcess, Parts, StackOptions};
 use mediagen_telegram_fake::SimUser;
-use reliability::{ROOMY_PLANS, Rng, env_number, rescues, settle_down, tally};
+use reliability::{ROOMY_PLANS, Rng, env_number, fal_audit, rescues, settle_down, tally};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -45,7 +45,7 @@ async fn killing_the_bot_at_random_moments_loses_nothing_and_runs_nothing_twice(
         for _ in 0..per_cycle {
             if sent < total {
                 let user = &users[(sent % user_count) as usize];
-                parts.telegram.send_text(user, &format!("crash test picture number {sent}"));
+                parts.telegram.send_text(user, &format!("crash test picture #{sent:05}#"));
                 sent += 1;
             }
         }
@@ -59,21 +59,33 @@ async fn killing_the_bot_at_random_moments_loses_nothing_and_runs_nothing_twice(
 
     let last = BotProcess::spawn(&parts, &[], "bot-final");
     let drained = parts.telegram.wait_for(|view| view.pending_updates() == 0, Duration::from_secs(60)).await.is_ok();
-    let settled = settle_down(&parts.db, 0, Duration::from_secs(120)).await;
+    let settled = settle_down(&parts.db, sent, Duration::from_secs(120)).await;
     // Final progress edits and notices get a moment to go out.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let found = tally(&parts.db, &parts.telegram, &parts.fal).await;
+    let audit = fal_audit(&parts.db, &parts.fal).await;
     println!(
-        "crash: kills {kills} (after {bot_lifetimes:?} ms), requests sent {sent}, accepted {}; {}; {}",
+        "crash: kills {kills} (after {bot_lifetimes:?} ms), requests sent {sent}, accepted {}; {}; {}; fal ran {} \
+         (twice: {}), fal cost rows unlike fal's bill: {}",
         found.jobs,
         found.line(),
         rescues(parts.scratch()),
+        audit.runs,
+        audit.ran_twice.len(),
+        audit.cost_mismatches.len(),
     );
     assert!(drained && settled, "the bot did not finish the burst; its log:\n{}", last.log_tail(40));
-    assert!(found.jobs > 0, "some requests were accepted");
+    assert_eq!(found.jobs as u64, sent, "every request sent was accepted, none lost with a killed process");
     assert!(found.lost.is_empty(), "jobs whose outcome never reached the user: {:?}", found.lost);
     assert!(found.unbuttoned.is_empty(), "results only half delivered: {:?}", found.unbuttoned);
     assert!(found.double_submits.is_empty(), "submitted to fal twice: {:?}", found.double_submits);
+    assert!(audit.ran_twice.is_empty(), "fal ran these twice: {:?}", audit.ran_twice);
+    assert!(
+        audit.cost_mismatches.is_empty(),
+        "fal cost unlike fal's bill (job, ours, fal's): {:?}",
+        audit.cost_mismatches
+    );
+    assert!(found.missing_pictures.is_empty(), "told done without the picture: {:?}", found.missing_pictures);
     assert_eq!(found.double_charges, 0, "charged twice, or charged for a failure");
     assert!(found.unsettled.is_empty(), "holds left open: {:?}", found.unsettled);
     // Telegram has no idempotency key: a kill between a send and its record can repeat that

@@ -101,6 +101,7 @@ async fn a_container_restart_with_the_same_host_and_pid_loses_nothing() {
     assert!(pictures >= found.succeeded, "pictures delivered: {pictures}");
     assert!(audit.ran_twice.is_empty(), "fal ran these twice: {:?}", audit.ran_twice);
     assert!(audit.cost_mismatches.is_empty(), "our fal cost differs from fal's bill: {:?}", audit.cost_mismatches);
+    assert!(found.missing_pictures.is_empty(), "told done without the picture: {:?}", found.missing_pictures);
     assert_eq!(found.double_charges, 0);
     assert!(found.unsettled.is_empty(), "holds left open: {:?}", found.unsettled);
 }
@@ -149,6 +150,7 @@ async fn lost_answers_at_the_result_are_fetched_again_never_resubmitted() {
     assert_eq!(audit.runs, faults.len(), "one run per job");
     assert!(audit.cost_mismatches.is_empty(), "{:?}", audit.cost_mismatches);
     assert!(fetches.iter().all(|n| *n >= 3), "each result was fetched again after the lost answers: {fetches:?}");
+    assert!(found.missing_pictures.is_empty(), "told done without the picture: {:?}", found.missing_pictures);
     assert_eq!(found.double_charges, 0);
 }
 

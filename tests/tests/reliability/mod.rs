@@ -90,13 +90,16 @@ pub struct Tally {
     pub double_charges: usize,
     pub unsettled: Vec<i64>,
     pub failures: HashMap<String, usize>,
+    /// Users who got fewer pictures than they have jobs that succeeded: a "done" without
+    /// its picture is not a delivery.
+    pub missing_pictures: Vec<i64>,
 }
 
 impl Tally {
     pub fn line(&self) -> String {
         format!(
             "jobs {}, succeeded {}, failed {} {:?}, delivered {} ({} without buttons), lost {}, duplicates {}, \
-             double submits {}, double charges {}, unsettled holds {}",
+             double submits {}, double charges {}, unsettled holds {}, users missing pictures {}",
             self.jobs,
             self.succeeded,
             self.failed,
@@ -107,7 +110,8 @@ impl Tally {
             self.duplicates,
             self.double_submits.len(),
             self.double_charges,
-            self.unsettled.len()
+            self.unsettled.len(),
+            self.missing_pictures.len()
         )
     }
 }
@@ -157,6 +161,17 @@ pub async fn tally(db: &TestDb, telegram: &FakeTelegram, fal: &RunningSim) -> Ta
             tally.duplicates += count - 1;
         }
     }
+
+    let mut succeeded_by_user: HashMap<i64, usize> = HashMap::new();
+    for job in jobs.iter().filter(|j| j.state == "succeeded") {
+        *succeeded_by_user.entry(job.user).or_default() += 1;
+    }
+    for (user, succeeded) in succeeded_by_user {
+        if photos_to(telegram, user) < succeeded {
+            tally.missing_pictures.push(user);
+        }
+    }
+    tally.missing_pictures.sort_unstable();
 
     // fal: one accepted submit per job prompt (every prompt in a scenario is unique).
     let mut submits: HashMap<String, usize> = HashMap::new();
