@@ -31,6 +31,27 @@ pub enum UpdateSource {
     },
 }
 
+/// How long Telegram may take to answer once a request was sent (a long poll waits 30 s).
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(45);
+
+/// The HTTP client for the Bot API.
+///
+/// teloxide's default gives every request 17 s in all: a large upload on a slow link is cut
+/// short (and such a timeout looks like "sent, answer lost", so the picture would not be
+/// sent again), and a long poll cannot wait its 30 s. Here a request takes as long as it
+/// keeps moving: a connect timeout, and a read timeout for an answer that never comes. The
+/// time an upload may take is bounded by the messaging adapter, by the size of the file.
+///
+/// # Errors
+/// When the TLS stack cannot be set up.
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    teloxide::net::default_reqwest_settings()
+        // Replaces the 17 s total: the real bounds are the read timeout and the upload deadline.
+        .timeout(std::time::Duration::from_secs(24 * 3600))
+        .read_timeout(READ_TIMEOUT)
+        .build()
+}
+
 /// Runs the bot's update loop until `shutdown` turns true.
 ///
 /// # Errors

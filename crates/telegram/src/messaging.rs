@@ -9,6 +9,7 @@ use mediagen_ports::{
     DeliveredMedia, MediaBytes, MessageRef, Messaging, MessagingError, OperatorAlert, Recipient, ResultMedia, Severity,
     UserNotice,
 };
+use std::time::Duration;
 use teloxide::net::Download;
 use teloxide::prelude::*;
 use teloxide::types::{
@@ -67,6 +68,19 @@ fn severity_icon(severity: Severity) -> &'static str {
         Severity::Warning => "⚠️",
         Severity::Critical => "🚨",
     }
+}
+
+/// The slowest upload rate still waited for (bytes per second): a 10 MB picture gets about
+/// 80 s on top of the fixed allowance.
+const SLOWEST_UPLOAD_BYTES_PER_SEC: usize = 128 * 1024;
+
+/// How long sending a file of `size` bytes may take in all: the upload at the slowest rate
+/// still waited for, plus Telegram's answer (the client's read timeout) and a margin. The
+/// read timeout fires first when the file went out but no answer came, so a timeout here
+/// means the file never fully reached Telegram.
+fn upload_allowance(size: usize) -> Duration {
+    let upload = Duration::from_secs((size / SLOWEST_UPLOAD_BYTES_PER_SEC) as u64);
+    Duration::from_secs(60) + upload
 }
 
 /// Maps teloxide's errors onto the port's, so the engine never sees a teloxide type.
@@ -193,9 +207,22 @@ impl Messaging for TelegramMessaging {
             {
                 return Err(MessagingError::TooLarge(bytes.bytes.len() as u64));
             }
+            let size = match &item {
+                ResultMedia::Bytes(bytes) => bytes.bytes.len(),
+                ResultMedia::Stored(_) => 0,
+            };
+            let allowed = upload_allowance(size);
             let mut backoffs = 0;
             let message = loop {
-                match self.send_one(chat, item.clone(), as_file).await {
+                let Ok(sent) = tokio::time::timeout(allowed, self.send_one(chat, item.clone(), as_file)).await else {
+                    // Still uploading at the deadline: Telegram never had the whole file, so
+                    // sending it again shows no duplicate (unlike a lost answer, `Unconfirmed`).
+                    return Err(MessagingError::Other(anyhow::anyhow!(
+                        "the upload of {size} bytes did not finish within {} s",
+                        allowed.as_secs()
+                    )));
+                };
+                match sent {
                     Err(RequestError::RetryAfter(wait)) if backoffs < SEND_BACKOFFS => {
                         backoffs += 1;
                         tokio::time::sleep(wait.duration()).await;
@@ -302,6 +329,19 @@ impl Messaging for TelegramMessaging {
             .ok_or_else(|| MessagingError::Other(anyhow::anyhow!("the file is not a PNG, JPEG or WebP image")))?;
         let extension = content_type.trim_start_matches("image/");
         Ok(MediaBytes { bytes, content_type: content_type.to_owned(), file_name: format!("input.{extension}") })
+    }
+}
+
+#[cfg(test)]
+mod upload_tests {
+    use super::*;
+
+    #[test]
+    fn an_upload_gets_time_for_its_size_and_the_answer_comes_first() {
+        assert!(upload_allowance(0) > crate::READ_TIMEOUT, "a lost answer is seen before the upload deadline");
+        let ten_megabytes = upload_allowance(10 * 1024 * 1024);
+        assert_eq!(ten_megabytes, Duration::from_secs(60 + 80));
+        assert!(upload_allowance(50 * 1024 * 1024) > Duration::from_secs(400), "a 50 MB document waits its upload");
     }
 }
 
