@@ -91,7 +91,7 @@ async fn fal_faults_are_retried_reported_alerted_once_and_never_charged() {
     let alerts: Vec<String> = stack.telegram.messages_to(ADMIN_ID).iter().filter_map(|m| m.text.clone()).collect();
     let count = |needle: &str| alerts.iter().filter(|t| t.contains(needle)).count();
     let (lock_alerts, key_alerts, breaker_alerts) =
-        (count("fal account b is locked"), count("fal refused the key of account c"), count("paused after"));
+        (count("fal account b is locked"), count("fal refused every key of account c"), count("paused after"));
 
     // Money: a success is charged its price once, whatever 5xx came before; a failure nothing.
     let charged: Vec<(String, i64)> = sqlx::query_as(

@@ -519,8 +519,12 @@ impl Generation for FalGeneration {
             return decode_data_uri(&media.url, limit);
         }
         if !self.download_allowed(&media.url) {
+            // The host is named (never the whole URL, which may carry a signature) so the
+            // operator can tell a misconfigured CDN list from a hostile answer.
+            let host = Url::parse(&media.url).ok().and_then(|u| u.host_str().map(str::to_owned));
             return Err(GenerationError::Other(anyhow::anyhow!(
-                "refusing to download from a host that is not a fal CDN"
+                "refusing to download from {}: not a configured fal CDN",
+                host.as_deref().unwrap_or("an unreadable URL")
             )));
         }
         let call = Call { op: Op::Download, account: None, model: None, body_limit: limit, until: None };

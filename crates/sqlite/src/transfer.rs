@@ -72,6 +72,7 @@ const TABLES: &[Table] = &[
             ("lock_reason", Text),
             ("locked_since", Instant),
             ("limit_override", Int),
+            ("retired_at", Instant),
             ("created_at", Instant),
             ("updated_at", Instant),
         ],
@@ -108,6 +109,7 @@ const TABLES: &[Table] = &[
             ("hold_micros", Int),
             ("attempts", Int),
             ("lease_owner", Text),
+            ("lease_epoch", Int),
             ("lease_until", Instant),
             ("not_before", Instant),
             ("enqueued_at", Instant),
@@ -116,6 +118,7 @@ const TABLES: &[Table] = &[
             ("finished_at", Instant),
             ("submit_started_at", Instant),
             ("delivered_at", Instant),
+            ("submitted_at", Instant),
         ],
     },
     Table {
