@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 const POLL_TIMEOUT_SECS: u32 = 30;
 /// The longest a batch may take to be handled before the next one is asked for anyway (a
 /// handler stuck this long would otherwise stop every other chat).
-const HANDLING_LIMIT: Duration = Duration::from_secs(30);
+const HANDLING_LIMIT: Duration = Duration::from_secs(3);
 /// The pause after a failed `getUpdates` (Telegram unreachable, say).
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
