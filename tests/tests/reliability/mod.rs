@@ -260,6 +260,9 @@ pub struct FalAudit {
     pub ran_twice: Vec<(String, usize)>,
     /// Jobs whose recorded fal cost differs from fal's bill (job, ours, fal's, in micro-dollars).
     pub cost_mismatches: Vec<(i64, i64, i64)>,
+    /// Jobs whose submit was interrupted (the answer never stored): whether fal got the
+    /// request cannot be known, so their fal cost is an estimate, not compared.
+    pub estimated: Vec<i64>,
     /// Requests fal ran in all, and what it billed in all (micro-dollars).
     pub runs: usize,
     pub billed: i64,
@@ -267,8 +270,9 @@ pub struct FalAudit {
 
 /// Compares fal's records (the simulator's run and billing counts per prompt) with ours.
 pub async fn fal_audit(db: &TestDb, fal: &RunningSim) -> FalAudit {
-    let rows: Vec<(i64, String, Option<i64>)> = sqlx::query_as(
-        "SELECT j.id, j.spec->>'prompt', (SELECT l.amount_micros FROM ledger l WHERE l.job_id = j.id AND l.kind = 'fal_cost')
+    let rows: Vec<(i64, String, Option<i64>, bool)> = sqlx::query_as(
+        "SELECT j.id, j.spec->>'prompt', (SELECT l.amount_micros FROM ledger l WHERE l.job_id = j.id AND l.kind = 'fal_cost'),
+                coalesce(j.failure::text LIKE '%submit outcome unknown%', false)
          FROM jobs j ORDER BY j.id",
     )
     .fetch_all(db.pool())
@@ -276,7 +280,7 @@ pub async fn fal_audit(db: &TestDb, fal: &RunningSim) -> FalAudit {
     .expect("fal costs");
     let sim = fal.handle();
     let mut audit = FalAudit::default();
-    for (job, prompt, ours) in rows {
+    for (job, prompt, ours, unknown) in rows {
         let runs = sim.runs_for_prompt(&prompt);
         audit.runs += runs;
         if runs > 1 {
@@ -284,6 +288,10 @@ pub async fn fal_audit(db: &TestDb, fal: &RunningSim) -> FalAudit {
         }
         let billed = sim.billed_for_prompt(&prompt).micros();
         audit.billed += billed;
+        if unknown {
+            audit.estimated.push(job);
+            continue;
+        }
         if let Some(ours) = ours
             && ours != billed
         {
