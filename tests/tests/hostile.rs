@@ -172,17 +172,20 @@ async fn thousands_of_hostile_updates_get_answers_and_the_flooder_gets_no_more_t
         .unwrap();
     assert!(flood_jobs.len() <= 20, "the flood gate admits at most 20 requests a minute, got {}", flood_jobs.len());
     let mut events: Vec<(u64, i32)> = Vec::new();
-    let flood_prompts: HashSet<String> =
-        sqlx::query_scalar::<_, String>("SELECT spec->>'prompt' FROM jobs WHERE user_id = $1")
-            .bind(flooder.id)
-            .fetch_all(stack.db.pool())
-            .await
-            .unwrap()
-            .into_iter()
-            .collect();
+    // Matched by fal's request id, not by prompt: other users send the same captions.
+    let flood_requests: HashSet<String> = sqlx::query_scalar::<_, String>(
+        "SELECT e.request_id FROM job_events e JOIN jobs j ON j.id = e.job_id \
+         WHERE j.user_id = $1 AND e.request_id IS NOT NULL \
+         UNION SELECT request_id FROM jobs WHERE user_id = $1 AND request_id IS NOT NULL",
+    )
+    .bind(flooder.id)
+    .fetch_all(stack.db.pool())
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
     for request in stack.fal.handle().requests() {
-        let prompt = request.input["prompt"].as_str().unwrap_or_default().to_owned();
-        if !flood_prompts.contains(&prompt) {
+        if !flood_requests.contains(&request.request_id) {
             continue;
         }
         if let (Some(start), Some(end)) = (request.started_ms, request.completed_ms) {
