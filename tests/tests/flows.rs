@@ -133,3 +133,63 @@ async fn an_album_becomes_one_edit_and_too_many_photos_are_refused() {
     let refusal = wait_for_message(&stack, ray.id, "at most 3").await;
     assert!(text_of(&refusal).contains("4 images"), "{}", text_of(&refusal));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enhance_is_a_paid_job_billed_as_fal_bills_it_and_a_repeat_is_free() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let eve = user(&stack, 2010, "en");
+    stack.telegram.send_text(&eve, "/enhance a fox asleep in the snow");
+    let rewrite = wait_for_message(&stack, eve.id, "Improved:").await;
+    assert!(text_of(&rewrite).contains("a fox asleep in the snow"), "{}", text_of(&rewrite));
+    wait_for_message(&stack, eve.id, "Choose a model").await;
+
+    // One job for the prompt helper, settled: charged what fal billed, the rest refunded.
+    let (state, model, hold, charge, refund, fal_cost): (String, String, i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT j.state, j.spec->>'model',
+                (SELECT amount_micros FROM ledger WHERE job_id = j.id AND kind = 'hold'),
+                (SELECT amount_micros FROM ledger WHERE job_id = j.id AND kind = 'charge'),
+                coalesce((SELECT amount_micros FROM ledger WHERE job_id = j.id AND kind = 'refund'), 0),
+                (SELECT amount_micros FROM ledger WHERE job_id = j.id AND kind = 'fal_cost')
+         FROM jobs j WHERE j.user_id = $1",
+    )
+    .bind(eve.id)
+    .fetch_one(stack.db.pool())
+    .await
+    .expect("exactly one job for the rewrite");
+    assert_eq!(state, "succeeded");
+    assert_eq!(model, "openrouter/router", "a job of the prompt helper's model");
+    let sim = stack.fal.handle();
+    assert_eq!(sim.runs_for_prompt("a fox asleep in the snow"), 1, "fal ran the call once");
+    let billed = sim.billed_for_prompt("a fox asleep in the snow").micros();
+    assert!(billed > 0, "fal billed the call");
+    assert_eq!(fal_cost, billed, "our record of fal's cost is fal's bill");
+    assert_eq!(charge, billed, "the user pays the call's real price");
+    assert_eq!(charge + refund, hold, "what was held is charged or refunded, nothing else");
+    // The operator's usage report shows the call under the prompt helper's model.
+    use mediagen_ports::UsageStore as _;
+    let store = mediagen_postgres::PgStore::connect(&stack.db.url(), 2).await.expect("the test database");
+    let now = chrono::Utc::now();
+    let usage =
+        store.usage_by_model(now - chrono::TimeDelta::hours(1), now + chrono::TimeDelta::hours(1)).await.unwrap();
+    let helper =
+        usage.iter().find(|row| row.model.as_str() == "openrouter/router").expect("a report row for the helper");
+    assert_eq!((helper.succeeded, helper.user_charged.micros(), helper.fal_cost.micros()), (1, charge, billed));
+
+    // The same prompt again, up to case and spacing: answered from the cache, no job, no call.
+    stack.telegram.send_text(&eve, "/enhance A fox  asleep in the SNOW");
+    stack
+        .telegram
+        .wait_for(
+            |view| view.messages_to(eve.id).iter().filter(|m| text_of(m).contains("Improved:")).count() >= 2,
+            WAIT,
+        )
+        .await
+        .expect("the repeat is answered");
+    assert_eq!(sim.requests_for_prompt("asleep in the").len(), 1, "the repeat sent nothing to fal");
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE user_id = $1")
+        .bind(eve.id)
+        .fetch_one(stack.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(jobs, 1, "the repeat held nothing");
+}

@@ -116,12 +116,6 @@ impl Engine {
         total_capacity(&slots)
     }
 
-    /// A usable account for a call outside the queue (the `/enhance` command).
-    pub(crate) async fn any_usable_account(&self) -> Option<AccountId> {
-        let accounts = self.accounts().await.ok()?;
-        self.capacities(&accounts).into_iter().filter(|c| c.usable).max_by_key(|c| c.limit).map(|c| c.account)
-    }
-
     /// fal said the account is locked: take it out of rotation and tell the operator once.
     pub(crate) async fn lock_account(&self, account: &AccountId, reason: &str) {
         if !self.inner.locked.lock().unwrap().insert(account.clone()) {

@@ -5,7 +5,7 @@ use crate::Engine;
 use crate::alerts::{Alert, day_key};
 use crate::breaker::Trip;
 use crate::stats::bump;
-use mediagen_domain::{AccountId, FailureReason, Job, Lease, Timestamp};
+use mediagen_domain::{AccountId, FailureReason, Job, Lease, ModelKind, Timestamp};
 use mediagen_ports::{
     AccountCapacity, ClaimRequest, ClaimedJob, GenerationError, GenerationRequest, MessagingError, Rescued, Severity,
     StorageError, UserNotice,
@@ -194,7 +194,8 @@ impl Engine {
             num_images: job.spec.num_images,
             seed: job.spec.seed,
             input_image_urls,
-            llm: None,
+            // A `/enhance` job is the LLM call itself.
+            llm: (job.spec.kind == ModelKind::Llm).then(|| self.llm_params()),
         };
         // From here until the handle is stored, fal may hold the job without our knowing:
         // recorded first, so a crash in between ends the job instead of resubmitting it.

@@ -1,20 +1,32 @@
 //! Prompt enhancement: the prompt helper (an LLM behind the `Generation` port) rewrites a
 //! prompt, and the rewrite is cached per LLM model and normalized prompt, so asking again
 //! costs nothing.
+//!
+//! Every LLM call is paid for: inside a generation job its price is part of the job's
+//! hold and charge; the `/enhance` command queues the call as a job of its own, so it is
+//! held, charged at its real token price, counted against quotas and shown in reports
+//! like any generation.
 
 use crate::Engine;
+use crate::intake::{IntakeOutcome, pricing_refusal, unavailable};
 use crate::stats::bump;
 use mediagen_domain::catalog::PriceRequest;
-use mediagen_domain::{AccountId, ChatId, Language, ModelKind, Money, Prompt, UserId};
+use mediagen_domain::{
+    AccountId, ChatId, IdempotencyKey, JobId, JobSpec, JobState, Language, ModelKind, Money, Prompt, UserId,
+};
 use mediagen_ports::{GenerationError, GenerationRequest, LlmParams, Recipient, Refusal, UserNotice};
 use sha2::{Digest, Sha256};
 
 /// The longest a prompt rewrite may take at fal, queued and running.
 const LLM_DEADLINE: std::time::Duration = std::time::Duration::from_secs(90);
+/// How often a waiter for a rewrite asks storage, for jobs another process finishes.
+const REWRITE_RECHECK: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The `/enhance` command: rewrite a prompt and show it, without generating.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnhanceRequest {
+    /// Makes a redelivered update harmless.
+    pub key: IdempotencyKey,
     /// Who asks.
     pub user: UserId,
     /// Where to answer.
@@ -28,14 +40,26 @@ pub struct EnhanceRequest {
 /// What `/enhance` did (the user has been told already).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EnhanceOutcome {
-    /// The rewrite.
-    Enhanced {
+    /// The rewrite, from the cache: free, no LLM call.
+    Cached {
         /// The prompt as validated.
         original: String,
-        /// The LLM's rewrite.
+        /// The cached rewrite.
         enhanced: String,
-        /// Served from the cache, without an LLM call.
-        cached: bool,
+    },
+    /// The LLM call is queued as a job with a hold of `price`, like a generation: fair
+    /// turns, quotas, settlement at the real price and reports. The rewrite is shown
+    /// when it ends; [`Engine::await_rewrite`] waits for it.
+    Queued {
+        /// The job that makes the call.
+        job: JobId,
+        /// Credit held.
+        price: Money,
+    },
+    /// The same request was seen before: nothing new was queued or held, nothing sent.
+    Duplicate {
+        /// The job made the first time.
+        job: JobId,
     },
     /// Not attempted, for this reason.
     Refused(Refusal),
@@ -77,55 +101,117 @@ pub(crate) fn cache_key(llm_model: &str, system_prompt: &str, prompt: &Prompt) -
 }
 
 impl Engine {
-    /// Rewrites a prompt for the `/enhance` command and sends the result
-    /// (`UserNotice::EnhancedPrompt`), or a refusal.
+    /// The `/enhance` command: a cached rewrite is shown at once and costs nothing; any
+    /// other is an LLM call queued as a job (`EnhanceOutcome::Queued`), held, charged at
+    /// its real price and shown when it ends. The user is told what happened.
     #[tracing::instrument(skip_all, fields(user = %request.user))]
     pub async fn enhance(&self, request: EnhanceRequest) -> EnhanceOutcome {
-        let ports = &self.inner.ports;
-        let mut recipient = Recipient { chat: request.chat, language: request.language };
-        let outcome = match self.enhance_checked(&request, &mut recipient).await {
-            Ok((original, enhanced)) => EnhanceOutcome::Enhanced {
-                original: original.as_str().to_owned(),
-                enhanced: enhanced.text,
-                cached: enhanced.cached,
-            },
-            Err(refusal) => EnhanceOutcome::Refused(refusal),
+        let recipient = Recipient { chat: request.chat, language: request.language };
+        let (outcome, language) = match self.enhance_intake(&request).await {
+            Ok(accepted) => accepted,
+            Err(refusal) => (EnhanceOutcome::Refused(refusal), request.language),
         };
-        let notice = match &outcome {
-            EnhanceOutcome::Enhanced { original, enhanced, .. } => {
-                UserNotice::EnhancedPrompt { original: original.clone(), enhanced: enhanced.clone() }
+        let recipient = Recipient { language, ..recipient };
+        // Anything but a cache hit is told exactly as a generation request is.
+        let as_intake = match &outcome {
+            EnhanceOutcome::Cached { original, enhanced } => {
+                let notice = UserNotice::EnhancedPrompt { original: original.clone(), enhanced: enhanced.clone() };
+                if let Err(error) = self.inner.ports.messaging.send_notice(recipient, &notice).await {
+                    tracing::warn!(%error, "enhancement reply not delivered");
+                }
+                return outcome;
             }
-            EnhanceOutcome::Refused(refusal) => UserNotice::Refused(refusal.clone()),
+            EnhanceOutcome::Queued { job, price } => {
+                let place = self.inner.ports.queue.queue_position(*job).await.ok().flatten();
+                let (position, total) = place.map_or((1, 1), |p| (p.position, p.total));
+                IntakeOutcome::Queued { job: *job, position, total, eta: None, price: *price }
+            }
+            EnhanceOutcome::Duplicate { job } => IntakeOutcome::Duplicate { job: *job },
+            EnhanceOutcome::Refused(refusal) => IntakeOutcome::Refused(refusal.clone()),
         };
-        if let Err(error) = ports.messaging.send_notice(recipient, &notice).await {
-            tracing::warn!(%error, "enhancement reply not delivered");
-        }
+        self.announce(recipient, &as_intake).await;
         outcome
     }
 
-    async fn enhance_checked(
-        &self,
-        request: &EnhanceRequest,
-        recipient: &mut Recipient,
-    ) -> Result<(Prompt, Enhanced), Refusal> {
-        match self.inner.ports.users.get_user(request.user).await {
-            Ok(Some(user)) if user.blocked => return Err(Refusal::Blocked),
-            Ok(Some(user)) => recipient.language = user.language,
-            Ok(None) => {}
-            Err(error) => {
-                tracing::error!(%error, "storage failed at /enhance");
-                return Err(Refusal::TemporarilyUnavailable);
-            }
+    /// The checks, the cache and the enqueue; the language is the user's stored one.
+    async fn enhance_intake(&self, request: &EnhanceRequest) -> Result<(EnhanceOutcome, Language), Refusal> {
+        let ports = &self.inner.ports;
+        let catalog = &self.inner.config.catalog;
+        let now = ports.clock.now();
+        let user = self.user_for(request.user, request.language).await.map_err(unavailable)?;
+        if user.blocked {
+            return Err(Refusal::Blocked);
         }
         let prompt = Prompt::parse(&request.prompt).map_err(|e| Refusal::BadPrompt(e.to_string()))?;
-        let Some(account) = self.any_usable_account().await else {
-            return Err(Refusal::TemporarilyUnavailable);
+        let llm = catalog.llm();
+        if !catalog.llm_model().enabled {
+            return Err(Refusal::UnknownModel(llm.endpoint.clone()));
+        }
+        if let Some(text) = self.cached_rewrite(&prompt, now).await {
+            bump(&self.inner.counters.cache_hits);
+            let outcome = EnhanceOutcome::Cached { original: prompt.as_str().to_owned(), enhanced: text };
+            return Ok((outcome, user.language));
+        }
+        let spec = JobSpec {
+            model: llm.endpoint.clone(),
+            kind: ModelKind::Llm,
+            prompt,
+            size: None,
+            num_images: 1,
+            input_media: Vec::new(),
+            seed: None,
+            enhance_prompt: false,
         };
-        match self.enhance_prompt(&prompt, &account).await {
-            Ok(enhanced) => Ok((prompt, enhanced)),
+        let price = catalog.estimate(&spec).map_err(|e| pricing_refusal(e, &spec.model))?;
+        let outcome = match self.enqueue_job(request.key.clone(), &user, request.chat, spec, price, now).await? {
+            IntakeOutcome::Queued { job, price, .. } => EnhanceOutcome::Queued { job, price },
+            IntakeOutcome::Duplicate { job } => EnhanceOutcome::Duplicate { job },
+            IntakeOutcome::Refused(refusal) => EnhanceOutcome::Refused(refusal),
+        };
+        Ok((outcome, user.language))
+    }
+
+    /// The rewrite a queued `/enhance` job made, once it ended; `None` when it ended
+    /// without one (the user was told why) or did not end within the follow deadline.
+    ///
+    /// Woken by this process finishing the job, and asks storage every few seconds, so
+    /// a job another process (or a restart) finished is seen too.
+    pub async fn await_rewrite(&self, job: JobId) -> Option<String> {
+        let ports = &self.inner.ports;
+        let mut ended = self.inner.ended.subscribe();
+        let give_up = tokio::time::Instant::now() + self.inner.config.follow_deadline + LLM_DEADLINE;
+        loop {
+            let stored = ports.queue.get_job(job).await.unwrap_or_else(|error| {
+                tracing::debug!(%error, "job unavailable while waiting for a rewrite");
+                None
+            });
+            if let Some(stored) = stored {
+                match stored.state {
+                    JobState::Succeeded => return self.cached_rewrite(&stored.spec.prompt, ports.clock.now()).await,
+                    state if state.is_terminal() => return None,
+                    _ => {}
+                }
+            }
+            let wake = tokio::time::Instant::now() + REWRITE_RECHECK;
+            tokio::select! {
+                () = tokio::time::sleep_until(wake.min(give_up)) => {}
+                // Some job ended here (or many did): look again.
+                _ = ended.recv() => {}
+            }
+            if tokio::time::Instant::now() >= give_up {
+                return None;
+            }
+        }
+    }
+
+    pub(crate) async fn cached_rewrite(&self, prompt: &Prompt, now: mediagen_domain::Timestamp) -> Option<String> {
+        let llm = self.inner.config.catalog.llm();
+        let key = cache_key(&llm.model, &llm.system_prompt, prompt);
+        match self.inner.ports.prompt_cache.cache_get(&key, now).await {
+            Ok(hit) => hit,
             Err(error) => {
-                tracing::warn!(%error, "prompt enhancement failed");
-                Err(Refusal::TemporarilyUnavailable)
+                tracing::warn!(%error, "prompt cache unavailable; treated as a miss");
+                None
             }
         }
     }
@@ -145,20 +231,13 @@ impl Engine {
     /// The cached rewrite, or a fresh one from the LLM on `account` (then cached).
     pub(crate) async fn enhance_prompt(&self, prompt: &Prompt, account: &AccountId) -> Result<Enhanced, EnhanceError> {
         let ports = &self.inner.ports;
-        let catalog = &self.inner.config.catalog;
-        let llm = catalog.llm();
-        if !catalog.llm_model().enabled {
+        if !self.inner.config.catalog.llm_model().enabled {
             return Err(EnhanceError::Disabled);
         }
-        let key = cache_key(&llm.model, &llm.system_prompt, prompt);
         let now = ports.clock.now();
-        match ports.prompt_cache.cache_get(&key, now).await {
-            Ok(Some(text)) => {
-                bump(&self.inner.counters.cache_hits);
-                return Ok(Enhanced { text, cached: true, cost: Money::ZERO });
-            }
-            Ok(None) => {}
-            Err(error) => tracing::warn!(%error, "prompt cache unavailable; treated as a miss"),
+        if let Some(text) = self.cached_rewrite(prompt, now).await {
+            bump(&self.inner.counters.cache_hits);
+            return Ok(Enhanced { text, cached: true, cost: Money::ZERO });
         }
         bump(&self.inner.counters.cache_misses);
         let result = self.call_llm(prompt, account).await;
@@ -169,11 +248,40 @@ impl Engine {
                 return Err(error);
             }
         };
+        self.cache_rewrite(prompt, &text, now).await;
+        Ok(Enhanced { text, cached: false, cost })
+    }
+
+    /// The prompt helper's model, instructions and output bound, from the catalog.
+    pub(crate) fn llm_params(&self) -> LlmParams {
+        let llm = self.inner.config.catalog.llm();
+        LlmParams {
+            model: llm.model.clone(),
+            system_prompt: llm.system_prompt.clone(),
+            max_tokens: llm.max_output_tokens,
+        }
+    }
+
+    /// Keeps a rewrite for the catalog's TTL, so asking again costs nothing.
+    pub(crate) async fn cache_rewrite(&self, prompt: &Prompt, text: &str, now: mediagen_domain::Timestamp) {
+        let llm = self.inner.config.catalog.llm();
+        let key = cache_key(&llm.model, &llm.system_prompt, prompt);
         let expires_at = now.checked_add_signed(llm.cache_ttl()).unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
-        if let Err(error) = ports.prompt_cache.cache_put(&key, &text, expires_at).await {
+        if let Err(error) = self.inner.ports.prompt_cache.cache_put(&key, text, expires_at).await {
             tracing::warn!(%error, "enhanced prompt not cached");
         }
-        Ok(Enhanced { text, cached: false, cost })
+    }
+
+    /// The list price of rewriting `prompt`: the real token counts when the router
+    /// reports them, the intake estimate otherwise.
+    pub(crate) fn rewrite_price(&self, prompt: &Prompt, usage: Option<mediagen_ports::TokenUsage>) -> Option<Money> {
+        let catalog = &self.inner.config.catalog;
+        let mut priced = PriceRequest::for_enhancement(prompt, catalog);
+        if let Some(usage) = usage {
+            priced.input_tokens = usage.input_tokens;
+            priced.output_tokens = usage.output_tokens;
+        }
+        catalog.price(&priced).inspect_err(|error| tracing::error!(%error, "prompt helper cannot be priced")).ok()
     }
 
     async fn call_llm(&self, prompt: &Prompt, account: &AccountId) -> Result<(String, Money), EnhanceError> {
@@ -188,26 +296,13 @@ impl Engine {
             num_images: 1,
             seed: None,
             input_image_urls: Vec::new(),
-            llm: Some(LlmParams {
-                model: llm.model.clone(),
-                system_prompt: llm.system_prompt.clone(),
-                max_tokens: llm.max_output_tokens,
-            }),
+            llm: Some(self.llm_params()),
         };
         let handle = generation.submit(account, &request).await?;
         let until = crate::dispatch::deadline(self.inner.ports.clock.now(), LLM_DEADLINE);
         let output = generation.wait(&handle, until).await?;
         let text = output.text.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).ok_or(EnhanceError::Empty)?;
-        // The real token counts when the router reports them, the intake estimate otherwise.
-        let mut priced = PriceRequest::for_enhancement(prompt, catalog);
-        if let Some(usage) = output.usage {
-            priced.input_tokens = usage.input_tokens;
-            priced.output_tokens = usage.output_tokens;
-        }
-        let cost = catalog.price(&priced).unwrap_or_else(|error| {
-            tracing::error!(%error, "prompt helper cannot be priced");
-            Money::ZERO
-        });
+        let cost = self.rewrite_price(prompt, output.usage).unwrap_or(Money::ZERO);
         Ok((text, cost))
     }
 }

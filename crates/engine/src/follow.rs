@@ -6,7 +6,7 @@ use crate::progress::ProgressMessage;
 use crate::stats::bump;
 use mediagen_domain::catalog::PriceRequest;
 use mediagen_domain::job::settle;
-use mediagen_domain::{FailureReason, Job, JobState, Language, Money, Settlement, Timestamp};
+use mediagen_domain::{FailureReason, Job, JobState, Language, ModelKind, Money, Settlement, Timestamp};
 use mediagen_ports::{
     CancelOutcome, Finish, FinishOutcome, GenerationError, GenerationOutput, MediaBytes, MediaRecord, MessagingError,
     OutputMedia, Recipient, RemoteHandle, RemoteStatus, ResultMedia, StorageError, UserNotice,
@@ -129,6 +129,9 @@ impl Engine {
     async fn complete(&self, job: &Job, output: GenerationOutput) {
         let ports = &self.inner.ports;
         let config = &self.inner.config;
+        if job.spec.kind == ModelKind::Llm {
+            return self.complete_rewrite(job, output).await;
+        }
         if output.media.is_empty() {
             let reason = FailureReason::Upstream("fal returned no output".into());
             return self.end_failed_billed(job, reason, true).await;
@@ -185,6 +188,34 @@ impl Engine {
             }
         }
         self.report_final(job, language, UserNotice::Done { job: job.id, charged: settlement.user_charge }).await;
+    }
+
+    /// A `/enhance` job's rewrite is in: charged at its real token price, cached (so
+    /// asking again is free), shown to the user in place of the queue message.
+    async fn complete_rewrite(&self, job: &Job, output: GenerationOutput) {
+        let ports = &self.inner.ports;
+        let Some(text) = output.text.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()) else {
+            let reason = FailureReason::Upstream("the prompt helper answered with no text".into());
+            return self.end_failed_billed(job, reason, true).await;
+        };
+        let price = self.rewrite_price(&job.spec.prompt, output.usage).unwrap_or(job.hold);
+        let settlement = settle(&JobState::Succeeded, job.hold, price, true, self.inner.config.settlement);
+        // Cached before the job ends, so a redelivery after a crash finds it.
+        self.cache_rewrite(&job.spec.prompt, &text, ports.clock.now()).await;
+        let finish = Finish {
+            lease: job.lease.clone(),
+            state: JobState::Succeeded,
+            settlement,
+            media: Vec::new(),
+            now: ports.clock.now(),
+        };
+        if !self.finish(job, &finish).await {
+            return;
+        }
+        bump(&self.inner.counters.succeeded);
+        let (language, _) = self.delivery_settings(job).await;
+        let notice = UserNotice::EnhancedPrompt { original: job.spec.prompt.as_str().to_owned(), enhanced: text };
+        self.report_final(job, language, notice).await;
     }
 
     /// The list price of what was produced: the outputs fal returned (never more than
@@ -439,6 +470,8 @@ impl Engine {
         if let Err(error) = self.stored("mark_delivered", mark).await {
             tracing::warn!(job_id = %job.id, %error, "delivery not recorded");
         }
+        // Nobody listening is fine.
+        let _ = self.inner.ended.send(job.id);
     }
 
     /// A storage write that must land: retried for as long as the database is unavailable
@@ -482,6 +515,14 @@ impl Engine {
         let ports = &self.inner.ports;
         let (language, as_file) = self.delivery_settings(&job).await;
         let notice = match &job.state {
+            JobState::Succeeded if job.spec.kind == ModelKind::Llm => {
+                match self.cached_rewrite(&job.spec.prompt, ports.clock.now()).await {
+                    Some(enhanced) => {
+                        UserNotice::EnhancedPrompt { original: job.spec.prompt.as_str().to_owned(), enhanced }
+                    }
+                    None => UserNotice::Done { job: job.id, charged: settlement.user_charge },
+                }
+            }
             JobState::Succeeded => {
                 let records = match ports.usage.media_for_job(job.id).await {
                     Ok(records) => records,

@@ -82,7 +82,15 @@ impl Engine {
             Err(refusal) => (IntakeOutcome::Refused(refusal), request.language),
         };
         let recipient = Recipient { language, ..recipient };
-        match &outcome {
+        self.announce(recipient, &outcome).await;
+        outcome
+    }
+
+    /// Tells the user what intake did: the `Queued` acknowledgement (kept as the job's
+    /// progress message) or the refusal. A duplicate says nothing: the first one did.
+    pub(crate) async fn announce(&self, recipient: Recipient, outcome: &IntakeOutcome) {
+        let language = recipient.language;
+        match outcome {
             IntakeOutcome::Queued { job, position, total, eta, price } => {
                 bump(&self.inner.counters.accepted);
                 let eta_secs = eta.map_or(0, |eta| u32::try_from(eta.as_secs()).unwrap_or(u32::MAX));
@@ -103,7 +111,6 @@ impl Engine {
                 }
             }
         }
-        outcome
     }
 
     /// The checks and the enqueue; the language is the user's stored one.
@@ -111,7 +118,7 @@ impl Engine {
         let ports = &self.inner.ports;
         let config = &self.inner.config;
         let now = ports.clock.now();
-        let user = self.user_for(request).await.map_err(unavailable)?;
+        let user = self.user_for(request.user, request.language).await.map_err(unavailable)?;
         if user.blocked {
             return Err(Refusal::Blocked);
         }
@@ -121,18 +128,27 @@ impl Engine {
         let prompt = Prompt::parse(&request.prompt).map_err(|e| Refusal::BadPrompt(e.to_string()))?;
         let spec = self.job_spec(request, &user, model, prompt)?;
         let price = config.catalog.estimate(&spec).map_err(|e| pricing_refusal(e, &spec.model))?;
+        let outcome = self.enqueue_job(request.key.clone(), &user, request.chat, spec, price, now).await?;
+        Ok((outcome, user.language))
+    }
+
+    /// Queues `spec` for `user` with a hold of `price`. The quota (daily jobs, monthly
+    /// spend, jobs in flight and queued) is checked by storage in the same transaction
+    /// that takes the hold.
+    pub(crate) async fn enqueue_job(
+        &self,
+        key: IdempotencyKey,
+        user: &User,
+        chat: ChatId,
+        spec: JobSpec,
+        price: Money,
+        now: mediagen_domain::Timestamp,
+    ) -> Result<IntakeOutcome, Refusal> {
+        let ports = &self.inner.ports;
+        let config = &self.inner.config;
         let plan = config.plans.get(&user.plan).unwrap_or_else(|| config.plans.default_plan()).clone();
-        let enqueue = EnqueueRequest {
-            key: request.key.clone(),
-            user: user.id,
-            chat: request.chat,
-            spec,
-            hold: price,
-            plan,
-            role: user.role,
-            now,
-        };
-        let outcome = match ports.queue.enqueue(&enqueue).await.map_err(unavailable)? {
+        let enqueue = EnqueueRequest { key, user: user.id, chat, spec, hold: price, plan, role: user.role, now };
+        Ok(match ports.queue.enqueue(&enqueue).await.map_err(unavailable)? {
             EnqueueOutcome::Enqueued(job, place) => {
                 let capacity = self.running_capacity().await;
                 let mean = chrono::TimeDelta::from_std(config.mean_service).unwrap_or(chrono::TimeDelta::MAX);
@@ -142,22 +158,16 @@ impl Engine {
             }
             EnqueueOutcome::Duplicate(job) => IntakeOutcome::Duplicate { job: job.id },
             EnqueueOutcome::Refused(quota) => IntakeOutcome::Refused(Refusal::Quota(quota)),
-        };
-        Ok((outcome, user.language))
+        })
     }
 
     /// The stored user, created on first contact with the default plan.
-    async fn user_for(&self, request: &IntakeRequest) -> Result<User, StorageError> {
+    pub(crate) async fn user_for(&self, id: UserId, language: Language) -> Result<User, StorageError> {
         let users = &self.inner.ports.users;
-        if let Some(user) = users.get_user(request.user).await? {
+        if let Some(user) = users.get_user(id).await? {
             return Ok(user);
         }
-        let new = NewUser {
-            id: request.user,
-            language: request.language,
-            plan: self.inner.config.plans.default_plan().name.clone(),
-            role: Role::User,
-        };
+        let new = NewUser { id, language, plan: self.inner.config.plans.default_plan().name.clone(), role: Role::User };
         users.upsert_user(&new).await
     }
 
@@ -214,13 +224,13 @@ impl Engine {
     }
 }
 
-fn unavailable(error: StorageError) -> Refusal {
+pub(crate) fn unavailable(error: StorageError) -> Refusal {
     tracing::error!(%error, "storage failed at intake");
     Refusal::TemporarilyUnavailable
 }
 
 /// The user-facing reason for a request the catalog cannot price.
-fn pricing_refusal(error: PricingError, model: &ModelId) -> Refusal {
+pub(crate) fn pricing_refusal(error: PricingError, model: &ModelId) -> Refusal {
     match error {
         PricingError::SizeNotAllowed { size, allowed, .. } => Refusal::SizeNotAllowed {
             requested: size.to_string(),

@@ -96,6 +96,8 @@ pub(crate) struct Inner {
     refused_keys: Mutex<HashSet<(AccountId, String)>>,
     /// Upstream failures per job seen by this process (see `Engine::retry_or_fail`).
     failures: Mutex<HashMap<JobId, u32>>,
+    /// Jobs this process ended and told the user about; wakes `Engine::await_rewrite`.
+    ended: tokio::sync::broadcast::Sender<JobId>,
     /// What the prompt helper cost for jobs in flight, added to their charge.
     llm_costs: Mutex<HashMap<JobId, Money>>,
     /// Accounts this process saw locked, so a lock is handled (and alerted) once.
@@ -123,6 +125,7 @@ impl Engine {
             leases: leases::LiveLeases::default(),
             refused_keys: Mutex::default(),
             failures: Mutex::default(),
+            ended: tokio::sync::broadcast::Sender::new(64),
             llm_costs: Mutex::default(),
             locked: Mutex::default(),
             reports_sent: Mutex::default(),

@@ -216,6 +216,10 @@ pub enum Price {
     PerMegapixel(Usd),
     /// Per 1000 characters of input text (pro rata).
     Per1000Chars(Usd),
+    /// `openrouter/router`: per input and output token at the rate of the model the
+    /// request chose (`model`), as fal bills it; models the table does not know are
+    /// billed at the `Per1000Tokens` default of LLM endpoints.
+    PerTokenOfChosenModel,
     /// Per 1000 input and per 1000 output tokens (pro rata).
     Per1000Tokens {
         /// Price of 1000 input tokens.
@@ -316,16 +320,26 @@ impl ModelConfig {
     }
 }
 
+/// What an LLM endpoint bills per 1000 tokens unless told otherwise.
+pub(crate) const LLM_DEFAULT_PRICE: Price =
+    Price::Per1000Tokens { input: Usd::from_micros(100), output: Usd::from_micros(400) };
+
+/// OpenRouter's list rates per 1000 tokens (input, output) of the models a prompt helper
+/// is likely to choose, in micro-dollars: $0.30 / $2.50 per million for Gemini 2.5 Flash.
+pub(crate) const OPENROUTER_RATES: &[(&str, i64, i64)] = &[
+    ("google/gemini-2.5-flash", 300, 2_500),
+    ("google/gemini-2.5-flash-lite", 100, 400),
+    ("openai/gpt-4o-mini", 150, 600),
+];
+
 fn kind_defaults(kind: ModelKind) -> (Price, ServiceTime) {
     match kind {
         ModelKind::Flux => (Price::PerMegapixel(Usd::from_micros(25_000)), ServiceTime::Uniform { min: 2.0, max: 4.0 }),
         ModelKind::NanoBanana | ModelKind::NanoBananaEdit => {
             (Price::PerImage(Usd::from_micros(39_000)), ServiceTime::Uniform { min: 4.5, max: 7.5 })
         }
-        ModelKind::Llm | ModelKind::Openrouter => (
-            Price::Per1000Tokens { input: Usd::from_micros(100), output: Usd::from_micros(400) },
-            ServiceTime::Uniform { min: 0.5, max: 1.5 },
-        ),
+        ModelKind::Llm => (LLM_DEFAULT_PRICE, ServiceTime::Uniform { min: 0.5, max: 1.5 }),
+        ModelKind::Openrouter => (Price::PerTokenOfChosenModel, ServiceTime::Uniform { min: 0.5, max: 1.5 }),
         ModelKind::Tts => (Price::Per1000Chars(Usd::from_micros(100_000)), ServiceTime::Uniform { min: 1.5, max: 2.5 }),
     }
 }

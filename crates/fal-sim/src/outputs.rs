@@ -145,6 +145,8 @@ pub(crate) struct Bill {
     pub input_tokens: u64,
     /// Output tokens (LLM).
     pub output_tokens: u64,
+    /// The model an `openrouter/router` request chose.
+    pub chosen_model: Option<String>,
 }
 
 /// The billable units of a job, from its input alone.
@@ -163,6 +165,7 @@ pub(crate) fn bill(kind: ModelKind, input: &Value) -> Bill {
             Bill {
                 input_tokens: tokens(prompt) + tokens(system) + 4,
                 output_tokens: tokens(&enhance(prompt)),
+                chosen_model: input.get("model").and_then(Value::as_str).map(str::to_owned),
                 ..Bill::default()
             }
         }
@@ -173,16 +176,26 @@ pub(crate) fn bill(kind: ModelKind, input: &Value) -> Bill {
 /// The price of a bill.
 pub(crate) fn price(price: &Price, bill: &Bill) -> Usd {
     const MP: u64 = 1024 * 1024;
+    let per_1000_tokens = |input: Usd, output: Usd| {
+        input.mul_ratio(bill.input_tokens, 1000).saturating_add(output.mul_ratio(bill.output_tokens, 1000))
+    };
     match *price {
+        Price::PerTokenOfChosenModel => {
+            let rate =
+                crate::config::OPENROUTER_RATES.iter().find(|(model, ..)| Some(*model) == bill.chosen_model.as_deref());
+            match (rate, crate::config::LLM_DEFAULT_PRICE) {
+                (Some(&(_, input, output)), _) => per_1000_tokens(Usd::from_micros(input), Usd::from_micros(output)),
+                (None, Price::Per1000Tokens { input, output }) => per_1000_tokens(input, output),
+                (None, _) => Usd::ZERO,
+            }
+        }
         Price::PerImage(each) => each.mul_ratio(bill.images.len() as u64, 1),
         Price::PerMegapixel(per_mp) => {
             let mps: u64 = bill.images.iter().map(|&(w, h)| (u64::from(w) * u64::from(h)).div_ceil(MP).max(1)).sum();
             per_mp.mul_ratio(mps, 1)
         }
         Price::Per1000Chars(per_k) => per_k.mul_ratio(bill.chars, 1000),
-        Price::Per1000Tokens { input, output } => {
-            input.mul_ratio(bill.input_tokens, 1000).saturating_add(output.mul_ratio(bill.output_tokens, 1000))
-        }
+        Price::Per1000Tokens { input, output } => per_1000_tokens(input, output),
         Price::PerRequest(each) => each,
     }
 }
@@ -339,5 +352,22 @@ mod tests {
         assert_eq!(price(&Price::Per1000Chars(Usd::from_micros(100_000)), &tts).micros(), 25_000);
         let nb = bill(ModelKind::NanoBanana, &json!({"prompt": "x"}));
         assert_eq!(price(&Price::PerImage(Usd::from_micros(39_000)), &nb).micros(), 39_000);
+    }
+
+    #[test]
+    fn openrouter_bills_at_the_rate_of_the_chosen_model() {
+        let ask = |model: &str| {
+            bill(ModelKind::Openrouter, &json!({"prompt": "a fox", "system_prompt": "rewrite it", "model": model}))
+        };
+        let flash = ask("google/gemini-2.5-flash");
+        let (input, output) = (flash.input_tokens, flash.output_tokens);
+        assert!(input > 0 && output > 0);
+        // $0.30 and $2.50 per million tokens, in micro-dollars per token.
+        let expected = (input * 300 + output * 2_500 + 500) / 1000;
+        let priced = price(&Price::PerTokenOfChosenModel, &flash).micros();
+        assert!(priced.abs_diff(expected as i64) <= 1, "{priced} vs {expected}");
+        let unknown = price(&Price::PerTokenOfChosenModel, &ask("someone/unheard-of"));
+        assert_eq!(unknown, price(&crate::config::LLM_DEFAULT_PRICE, &flash), "unknown models at the default rate");
+        assert!(unknown < price(&Price::PerTokenOfChosenModel, &flash));
     }
 }

@@ -30,6 +30,7 @@ pub fn schema() -> UpdateHandler<teloxide::RequestError> {
 }
 
 /// Who is talking, resolved once per update.
+#[derive(Clone)]
 struct Ctx {
     user: User,
     chat: ChatId,
@@ -162,7 +163,7 @@ async fn on_message(bot: Bot, msg: Message, update: Update, app: BotApp, handlin
         UserCommand::Enhance(prompt) if prompt.is_empty() => {
             say(&bot, ctx.chat, strings(ctx.language()).enhance_usage()).await
         }
-        UserCommand::Enhance(prompt) => enhance(&bot, &app, &ctx, prompt).await,
+        UserCommand::Enhance(prompt) => enhance(&bot, &app, &ctx, key, prompt).await,
         UserCommand::Models => say(&bot, ctx.chat, models_text(&app, ctx.language())).await,
         UserCommand::Settings(change) => settings(&bot, &app, ctx, change).await,
         UserCommand::Balance => balance(&bot, &app, &ctx).await,
@@ -311,13 +312,25 @@ async fn offer_models(bot: &Bot, app: &BotApp, ctx: &Ctx, prompt: String) -> Han
         .map(|_| ())
 }
 
-async fn enhance(bot: &Bot, app: &BotApp, ctx: &Ctx, prompt: String) -> HandlerResult {
-    let request = EnhanceRequest { user: ctx.user.id, chat: ctx.chat, language: ctx.language(), prompt };
-    if let EnhanceOutcome::Enhanced { enhanced, .. } = app.deps.engine.enhance(request).await {
-        // The engine showed the rewrite; offer to generate it.
-        return offer_models(bot, app, ctx, enhanced).await;
+async fn enhance(bot: &Bot, app: &BotApp, ctx: &Ctx, key: IdempotencyKey, prompt: String) -> HandlerResult {
+    let request = EnhanceRequest { key, user: ctx.user.id, chat: ctx.chat, language: ctx.language(), prompt };
+    // The engine told the user what happened (the rewrite, queued or refused).
+    match app.deps.engine.enhance(request).await {
+        EnhanceOutcome::Cached { enhanced, .. } => offer_models(bot, app, ctx, enhanced).await,
+        EnhanceOutcome::Queued { job, .. } => {
+            // The rewrite comes when the queued LLM call ends; the chat is not held up meanwhile.
+            let (bot, app, ctx) = (bot.clone(), app.clone(), ctx.clone());
+            tokio::spawn(async move {
+                if let Some(enhanced) = app.deps.engine.await_rewrite(job).await
+                    && let Err(error) = offer_models(&bot, &app, &ctx, enhanced).await
+                {
+                    tracing::warn!(%error, "model choice after a rewrite not sent");
+                }
+            });
+            Ok(())
+        }
+        EnhanceOutcome::Duplicate { .. } | EnhanceOutcome::Refused(_) => Ok(()),
     }
-    Ok(())
 }
 
 fn models_text(app: &BotApp, language: Language) -> String {

@@ -363,6 +363,10 @@ pub fn spec(prompt: &str) -> JobSpec {
 }
 
 /// The nano-banana list price of one image.
+/// The token counts the mock prompt helper reports: far below the intake estimate
+/// (which assumes the longest answer), so a charge at the real price differs from the hold.
+pub const LLM_USAGE: mediagen_ports::TokenUsage = mediagen_ports::TokenUsage { input_tokens: 120, output_tokens: 40 };
+
 pub fn one_image() -> Money {
     Money::from_micros(39_000)
 }
@@ -495,6 +499,15 @@ impl Harness {
         });
         let world = Arc::clone(&self.world);
         queue.expect_claim().returning(move |request| Ok(world.lock().unwrap().claim(request)));
+        let world = Arc::clone(&self.world);
+        queue.expect_get_job().returning(move |job| Ok(world.lock().unwrap().jobs.get(&job).cloned()));
+        let world = Arc::clone(&self.world);
+        queue.expect_queue_position().returning(move |job| {
+            let w = world.lock().unwrap();
+            let queued: Vec<JobId> = w.jobs.values().filter(|j| j.state == JobState::Queued).map(|j| j.id).collect();
+            let total = queued.len() as u32;
+            Ok(queued.iter().position(|id| *id == job).map(|at| QueuePosition { position: at as u32 + 1, total }))
+        });
         let world = Arc::clone(&self.world);
         queue.expect_in_flight_by_account().returning(move || {
             let w = world.lock().unwrap();
@@ -709,6 +722,7 @@ impl Harness {
             if handle.request_id.as_str().starts_with("llm") {
                 return Ok(GenerationOutput {
                     text: Some("A red fox in fresh snow, golden hour, shallow depth of field".into()),
+                    usage: Some(LLM_USAGE),
                     ..GenerationOutput::default()
                 });
             }
