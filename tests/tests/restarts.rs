@@ -201,7 +201,10 @@ async fn a_revoked_key_and_a_removed_account_cost_no_job() {
     assert!(audit.ran_twice.is_empty(), "{:?}", audit.ran_twice);
     assert!(audit.cost_mismatches.is_empty(), "{:?}", audit.cost_mismatches);
     assert!(refusals >= 1, "the revoked key was tried");
-    assert!(refusals <= 2, "and then set aside, not tried for every call: {refusals}");
+    // Calls already on their way with the key when the first refusal came back are
+    // refused too: at most one per job the account runs at once (3). Without setting the
+    // key aside, about half of the 9 jobs' submits and result fetches would be refused.
+    assert!(refusals <= 3, "and then set aside, not tried for every call: {refusals}");
     assert_eq!(on_gone, 0, "the removed account got no work");
     assert!(retired, "the removed account is retired");
 }
