@@ -10,7 +10,8 @@ use crate::Engine;
 use chrono::{Datelike, TimeDelta};
 use mediagen_domain::planner::PlannerSettings;
 use mediagen_ports::{MediaBytes, OperatorAlert, Severity, StorageError};
-use mediagen_reports::assemble::{self, Counter};
+use mediagen_reports::assemble;
+use mediagen_reports::prometheus::{self, Counter};
 use mediagen_reports::{Period, ReportKind, Rules, Sources, chart, text};
 
 /// A summary ready to send: its text and its chart.
@@ -157,7 +158,8 @@ impl Engine {
                 value: stats.breaker_trips,
             },
         ];
-        assemble::metrics(&self.sources(), &self.rules(), &counters, now).await
+        let live = assemble::live(&self.sources(), &self.rules(), now).await?;
+        Ok(prometheus::render(&live, &counters))
     }
 
     /// Sends the daily and weekly summaries that are due and not yet sent.

@@ -433,28 +433,3 @@ pub async fn capacity_plan(
     let spend_last_window = recent.iter().map(|r| r.fal_cost).fold(Money::ZERO, |a, b| a.checked_add(b).unwrap_or(a));
     Ok(PlanReport { plan, accounts, spend_last_window, window_days: rules.credit.window_days })
 }
-
-/// A counter the caller keeps (the engine's, since start), exported as-is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Counter {
-    /// The metric name, `mediagen_…_total`.
-    pub name: &'static str,
-    /// Its help line.
-    pub help: &'static str,
-    /// Its value.
-    pub value: u64,
-}
-
-/// The Prometheus text of the live counters and `counters`.
-///
-/// # Errors
-/// The first storage error met.
-pub async fn metrics(
-    sources: &Sources<'_>,
-    rules: &Rules<'_>,
-    counters: &[Counter],
-    now: Timestamp,
-) -> Result<String, StorageError> {
-    let live = live(sources, rules, now).await?;
-    Ok(crate::prometheus::render(&live, counters))
-}

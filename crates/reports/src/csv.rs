@@ -3,7 +3,7 @@
 use crate::usage::{MonthTiers, group};
 use mediagen_domain::Money;
 use mediagen_ports::UsageRow;
-use std::fmt::Write;
+use std::collections::BTreeSet;
 
 /// The header of [`allocation`].
 pub const HEADER: &str =
@@ -19,27 +19,34 @@ pub fn dollars(money: Money) -> String {
 
 /// One row per (user, model) of `rows`, ordered by user id then model id, then a `total`
 /// row that sums the rows above it. `fal_discounted_usd` applies each calendar month's
-/// volume tier to that row's list cost in the month (rounded per row).
+/// volume tier to that row's list cost in the month (rounded per row). Fields are quoted
+/// where they must be, so a comma or a quote in a model id keeps its column.
 pub fn allocation(rows: &[UsageRow], tiers: &MonthTiers) -> String {
-    let lines = group(rows, tiers, |r| (r.user.0, r.model.as_str().to_owned()), |(u, m)| format!("{u},{m}"));
-    let mut out = String::from(HEADER);
-    out.push('\n');
+    let by_user_and_model = |r: &UsageRow| (r.user.0, r.model.as_str().to_owned());
+    // `group` returns its lines in key order, the order of this set.
+    let keys: BTreeSet<(i64, String)> = rows.iter().map(by_user_and_model).collect();
+    let lines = group(rows, tiers, by_user_and_model, |_| String::new());
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let mut write = |record: [String; 10]| {
+        // Writing to memory fails only on allocation failure.
+        out.write_record(record).expect("CSV into memory");
+    };
+    write(HEADER.split(',').map(str::to_owned).collect::<Vec<_>>().try_into().expect("ten columns"));
     let mut sums = [0u64; 4];
     let mut money = [Money::ZERO; 4];
-    for line in &lines {
-        let _ = writeln!(
-            out,
-            "{},{},{},{},{},{},{},{},{}",
-            line.key,
-            line.jobs,
-            line.succeeded,
-            line.failed,
-            line.canceled,
+    for ((user, model), line) in keys.into_iter().zip(&lines) {
+        write([
+            user.to_string(),
+            model,
+            line.jobs.to_string(),
+            line.succeeded.to_string(),
+            line.failed.to_string(),
+            line.canceled.to_string(),
             dollars(line.user_charged),
             dollars(line.user_refunded),
             dollars(line.fal_list),
-            dollars(line.fal_discounted)
-        );
+            dollars(line.fal_discounted),
+        ]);
         for (sum, n) in sums.iter_mut().zip([line.jobs, line.succeeded, line.failed, line.canceled]) {
             *sum += n;
         }
@@ -49,19 +56,20 @@ pub fn allocation(rows: &[UsageRow], tiers: &MonthTiers) -> String {
             *sum = sum.checked_add(m).unwrap_or(*sum);
         }
     }
-    let _ = writeln!(
-        out,
-        "total,,{},{},{},{},{},{},{},{}",
-        sums[0],
-        sums[1],
-        sums[2],
-        sums[3],
+    write([
+        "total".to_owned(),
+        String::new(),
+        sums[0].to_string(),
+        sums[1].to_string(),
+        sums[2].to_string(),
+        sums[3].to_string(),
         dollars(money[0]),
         dollars(money[1]),
         dollars(money[2]),
-        dollars(money[3])
-    );
-    out
+        dollars(money[3]),
+    ]);
+    let bytes = out.into_inner().expect("CSV into memory");
+    String::from_utf8(bytes).expect("CSV of UTF-8 fields")
 }
 
 #[cfg(test)]
@@ -102,5 +110,19 @@ mod tests {
              total,,9,6,3,0,0.360000,0.030000,0.351001,0.315901\n"
         );
         assert_eq!(dollars(Money::from_micros(-1)), "-0.000001");
+    }
+
+    #[test]
+    fn a_comma_or_a_quote_in_a_model_id_keeps_its_column() {
+        let tiers = MonthTiers::new(&[], &VolumeDiscounts::default());
+        let rows = [row(5, "fal-ai/x,y", 2, 80_000, 78_000), row(5, "say \"hi\"", 2, 80_000, 78_000)];
+        let text = allocation(&rows, &tiers);
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(records.len(), 3, "{text}");
+        assert!(records.iter().all(|r| r.len() == 10), "{text}");
+        assert_eq!(&records[0][1], "fal-ai/x,y");
+        assert_eq!(&records[1][1], "say \"hi\"");
+        assert_eq!(&records[2][0], "total");
     }
 }

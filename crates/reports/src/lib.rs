@@ -9,7 +9,8 @@ pub mod text;
 pub mod usage;
 
 pub use assemble::{
-    AccountState, AccountTrend, Counter, Live, ModelTrend, PlanReport, Report, Rules, Saturation, Sources, Spend,
+    AccountState, AccountTrend, Live, ModelTrend, PlanReport, Report, Rules, Saturation, Sources, Spend,
 };
 pub use chart::ChartError;
 pub use period::{Period, ReportKind};
+pub use prometheus::Counter;

@@ -257,7 +257,8 @@ async fn metrics_export_the_live_counters() {
         [Counter { name: "mediagen_prompt_cache_hits_total", help: "Prompts served from the cache.", value: 4 }];
     // An hour after the three jobs of the 24th, so their waits are recent.
     let now = at(24, 10, 30, 0);
-    let body = assemble::metrics(&sources(&m), &rules, &counters, now).await.unwrap();
+    let live = assemble::live(&sources(&m), &rules, now).await.unwrap();
+    let body = prometheus::render(&live, &counters);
     for line in [
         "# TYPE mediagen_jobs gauge",
         "mediagen_jobs{state=\"queued\"} 2",
