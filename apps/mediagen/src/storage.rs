@@ -121,13 +121,13 @@ pub async fn open(url: &str, max_connections: u32) -> anyhow::Result<Storage> {
 }
 
 /// Copies the whole SQLite database at `from` into the empty PostgreSQL database at `to`,
-/// once, keeping every id (see `mediagen_sqlite::transfer`). Both are migrated first.
+/// once, keeping every id (see `mediagen_storage_migrate`). Both are migrated first.
 /// The bot must be stopped: what it writes after the copy starts stays behind.
 ///
 /// # Errors
 /// When `from` is not a SQLite URL or `to` not a PostgreSQL one, either cannot be opened,
 /// `to` is not empty, or the copy does not check out (then nothing was written).
-pub async fn migrate_storage(from: &str, to: &str) -> anyhow::Result<mediagen_sqlite::transfer::Transfer> {
+pub async fn migrate_storage(from: &str, to: &str) -> anyhow::Result<mediagen_storage_migrate::Transfer> {
     if Backend::of(from)? != Backend::Sqlite {
         bail!("--from must be a sqlite:// URL");
     }
@@ -136,7 +136,7 @@ pub async fn migrate_storage(from: &str, to: &str) -> anyhow::Result<mediagen_sq
     }
     let source = SqliteStore::connect(from, 2).await.context("cannot open the SQLite database (--from)")?;
     let target = PgStore::connect(to, 2).await.context("cannot open the PostgreSQL database (--to)")?;
-    let moved = mediagen_sqlite::transfer::copy_to_postgres(source.pool(), target.pool())
+    let moved = mediagen_storage_migrate::copy_to_postgres(source.pool(), target.pool())
         .await
         .context("copying SQLite into PostgreSQL")?;
     source.pool().close().await;

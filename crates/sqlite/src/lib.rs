@@ -8,7 +8,6 @@ mod reports;
 mod rows;
 mod sql;
 mod store;
-pub mod transfer;
 mod users;
 
 #[cfg(feature = "testing")]

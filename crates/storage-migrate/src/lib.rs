@@ -10,9 +10,8 @@
 //! both sides and that the ledger's totals per kind are equal. Nothing is written to
 //! PostgreSQL unless all of it is.
 
-use crate::error::classify;
-use crate::rows::instant;
 use anyhow::{Context, anyhow};
+use mediagen_domain::Timestamp;
 use mediagen_ports::StorageError;
 use sqlx::postgres::{PgConnection, PgPool, Postgres};
 use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
@@ -205,19 +204,19 @@ pub struct Transfer {
 /// versions differ, the target already holds rows, a value cannot be converted, or the
 /// counts or ledger totals differ after the copy (then nothing was committed).
 pub async fn copy_to_postgres(from: &SqlitePool, to: &PgPool) -> Result<Transfer, StorageError> {
-    let mut source = from.acquire().await.map_err(classify)?;
-    let mut target = to.acquire().await.map_err(pg_unavailable)?;
+    let mut source = from.acquire().await.map_err(unavailable_or_other)?;
+    let mut target = to.acquire().await.map_err(unavailable_or_other)?;
     check_versions(&mut source, &mut target).await?;
 
     // One read transaction: every table from the same snapshot (WAL keeps it while the
     // bot, if still running, goes on writing).
-    let mut snapshot = source.begin().await.map_err(classify)?;
-    let mut tx = target.begin().await.map_err(pg_unavailable)?;
+    let mut snapshot = source.begin().await.map_err(unavailable_or_other)?;
+    let mut tx = target.begin().await.map_err(unavailable_or_other)?;
     for table in TABLES {
         let rows: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {}", table.name)))
             .fetch_one(&mut *tx)
             .await
-            .map_err(pg_unavailable)?;
+            .map_err(unavailable_or_other)?;
         if rows > 0 {
             return Err(other(anyhow!(
                 "the PostgreSQL database already holds {rows} rows in {}: the move needs an empty one",
@@ -238,32 +237,35 @@ pub async fn copy_to_postgres(from: &SqlitePool, to: &PgPool) -> Result<Transfer
         )))
         .execute(&mut *tx)
         .await
-        .map_err(pg_unavailable)?;
+        .map_err(unavailable_or_other)?;
     }
 
     // The proof, before anything is committed.
     for (name, copied) in &tables {
         let sql = format!("SELECT count(*) FROM {name}");
-        let in_source: i64 =
-            sqlx::query_scalar(AssertSqlSafe(sql.clone())).fetch_one(&mut *snapshot).await.map_err(classify)?;
+        let in_source: i64 = sqlx::query_scalar(AssertSqlSafe(sql.clone()))
+            .fetch_one(&mut *snapshot)
+            .await
+            .map_err(unavailable_or_other)?;
         let in_target: i64 =
-            sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(&mut *tx).await.map_err(pg_unavailable)?;
+            sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(&mut *tx).await.map_err(unavailable_or_other)?;
         if in_source != in_target || u64::try_from(in_target).ok() != Some(*copied) {
             return Err(other(anyhow!("{name}: {in_source} rows in SQLite, {in_target} copied to PostgreSQL")));
         }
     }
     const LEDGER: &str = "SELECT kind, sum(amount_micros) FROM ledger GROUP BY kind ORDER BY kind";
-    let ledger: Vec<(String, i64)> = sqlx::query_as(LEDGER).fetch_all(&mut *snapshot).await.map_err(classify)?;
+    let ledger: Vec<(String, i64)> =
+        sqlx::query_as(LEDGER).fetch_all(&mut *snapshot).await.map_err(unavailable_or_other)?;
     let copied: Vec<(String, i64)> =
         sqlx::query_as("SELECT kind, sum(amount_micros)::int8 FROM ledger GROUP BY kind ORDER BY kind COLLATE \"C\"")
             .fetch_all(&mut *tx)
             .await
-            .map_err(pg_unavailable)?;
+            .map_err(unavailable_or_other)?;
     if ledger != copied {
         return Err(other(anyhow!("ledger totals differ after the copy: {ledger:?} in SQLite, {copied:?} copied")));
     }
-    tx.commit().await.map_err(pg_unavailable)?;
-    snapshot.commit().await.map_err(classify)?;
+    tx.commit().await.map_err(unavailable_or_other)?;
+    snapshot.commit().await.map_err(unavailable_or_other)?;
     Ok(Transfer { tables, ledger })
 }
 
@@ -287,9 +289,9 @@ async fn copy_table(
             .bind(BATCH)
             .fetch_all(&mut *source)
             .await
-            .map_err(classify)?;
+            .map_err(unavailable_or_other)?;
         let Some(last) = rows.last() else { break };
-        after = last.try_get::<i64, _>(0).map_err(classify)?;
+        after = last.try_get::<i64, _>(0).map_err(unavailable_or_other)?;
         let values = rows
             .iter()
             .map(|row| read_row(row, table))
@@ -308,7 +310,7 @@ async fn copy_table(
                 };
             }
         });
-        let done = query.build().execute(&mut *target).await.map_err(pg_unavailable)?;
+        let done = query.build().execute(&mut *target).await.map_err(unavailable_or_other)?;
         copied += done.rows_affected();
         if i64::try_from(rows.len()).unwrap_or(i64::MAX) < BATCH {
             break;
@@ -348,8 +350,10 @@ fn read_row(row: &SqliteRow, table: &Table) -> anyhow::Result<Vec<Value>> {
 /// Both databases must have applied the same migrations: the twin schemas match only then.
 async fn check_versions(source: &mut SqliteConnection, target: &mut PgConnection) -> Result<(), StorageError> {
     const APPLIED: &str = "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version";
-    let in_source: Vec<i64> = sqlx::query_scalar(APPLIED).fetch_all(&mut *source).await.map_err(classify)?;
-    let in_target: Vec<i64> = sqlx::query_scalar(APPLIED).fetch_all(&mut *target).await.map_err(pg_unavailable)?;
+    let in_source: Vec<i64> =
+        sqlx::query_scalar(APPLIED).fetch_all(&mut *source).await.map_err(unavailable_or_other)?;
+    let in_target: Vec<i64> =
+        sqlx::query_scalar(APPLIED).fetch_all(&mut *target).await.map_err(unavailable_or_other)?;
     if in_source != in_target {
         return Err(other(anyhow!(
             "the databases are at different schema versions (SQLite {in_source:?}, PostgreSQL {in_target:?}): \
@@ -366,13 +370,18 @@ fn other(error: anyhow::Error) -> StorageError {
     StorageError::Other(error)
 }
 
-/// PostgreSQL's errors: connection trouble is `Unavailable`, anything else `Other` (the
-/// PostgreSQL adapter's own classification is private to it).
-fn pg_unavailable(error: sqlx::Error) -> StorageError {
+/// Either database's errors: connection trouble is `Unavailable`, anything else `Other`
+/// (each adapter's own classification is private to it, and a one-off copy needs no more).
+fn unavailable_or_other(error: sqlx::Error) -> StorageError {
     match error {
         sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
             StorageError::Unavailable(error.to_string())
         }
         other => StorageError::Other(anyhow::Error::new(other)),
     }
+}
+
+/// SQLite keeps instants as microseconds since the epoch.
+fn instant(micros: i64) -> Result<Timestamp, String> {
+    chrono::DateTime::from_timestamp_micros(micros).ok_or_else(|| format!("instant {micros} out of range"))
 }
