@@ -25,7 +25,7 @@ use workload::{Sizes, Workload};
 /// How to run the bench.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Tiny workloads (a few dozen jobs, seconds) instead of the issue's.
+    /// Tiny workloads (a few dozen jobs, seconds) instead of the full ones.
     pub smoke: bool,
     /// Where `results.json` and `burst.png` go (created if missing).
     pub out_dir: PathBuf,

@@ -1,5 +1,5 @@
-//! The results: one JSON document, a table for the terminal, and the targets of issue 7
-//! checked (reported, never asserted).
+//! The results: one JSON document, a table for the terminal, and the product's performance
+//! targets checked (reported, never asserted).
 
 use crate::analysis::StrategyFigures;
 use crate::chart::Legend;
@@ -24,7 +24,7 @@ pub struct Results {
     pub memory: Option<MemoryFigures>,
     /// PostgreSQL claim throughput, with 1 and 4 claimers.
     pub claims: Vec<ClaimFigures>,
-    /// The issue's targets, met or not, with what limits them.
+    /// The performance targets, met or not, with what limits them.
     pub targets: Vec<Target>,
     /// The burst chart and what its lines mean (`None` when the burst was left out).
     pub chart: Option<Legend>,
@@ -76,7 +76,7 @@ impl WorkloadResults {
     }
 }
 
-/// One target of the issue.
+/// One performance target.
 #[derive(Debug, Clone, Serialize)]
 pub struct Target {
     /// What is measured.
@@ -91,7 +91,7 @@ pub struct Target {
     pub note: String,
 }
 
-/// Checks the issue's targets against `results`.
+/// Checks the performance targets against `results`.
 pub fn targets(
     workloads: &[WorkloadResults],
     memory: Option<&MemoryFigures>,

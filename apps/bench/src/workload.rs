@@ -141,7 +141,7 @@ impl Workload {
     }
 }
 
-/// How big the workloads are: the sizes, or tiny ones for `--smoke`.
+/// How big the workloads are: the full sizes, or tiny ones for `--smoke`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Sizes {
     /// Requests over the simulated day.
@@ -169,7 +169,7 @@ pub struct Sizes {
 }
 
 impl Sizes {
-    /// The workloads.
+    /// The full workloads.
     pub const FULL: Sizes = Sizes {
         day_requests: 2_000,
         day_users: 100,

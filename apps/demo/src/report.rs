@@ -6,7 +6,7 @@ use crate::scenario::{OperatorLog, Script};
 use crate::stack::{AccountLimit, OPERATOR_ID};
 use crate::status::Peak;
 use crate::storage::Store;
-use mediagen_domain::{JobId, JobState, Language, Money};
+use mediagen_domain::{JobId, JobState, Language, ModelKind, Money};
 use mediagen_fal_sim::SimHandle;
 use mediagen_ports::UserNotice;
 use mediagen_telegram::texts::render_notice;
@@ -111,7 +111,7 @@ pub struct ModelCost {
     /// What the bot recorded as fal's bill.
     pub fal_cost: Money,
     /// What the simulator billed for this endpoint (calls outside jobs included, such as
-    /// the prompt helper behind `/enhance`).
+    /// the prompt helper rewriting a generation's prompt; `/enhance` is a job of its own).
     pub fal_billed: Money,
 }
 
@@ -168,6 +168,10 @@ struct Outcome {
     user: i64,
     chat: i64,
     model: String,
+    /// The prompt as the user typed it.
+    prompt: String,
+    /// What the model makes: a `/enhance` job (`Llm`) ends in the rewrite, not a file.
+    kind: ModelKind,
     state: JobState,
     language: Language,
     /// Ledger rows of kind `hold` (one expected), and the sums per kind.
@@ -190,7 +194,7 @@ struct JobMoney {
 
 /// Why a job's outcome as the user saw it does not match the database, if it does not.
 fn check_job(job: &Outcome, chat: &[ChatMessage], media: &[String]) -> Vec<String> {
-    let Outcome { id, state, language, holds, hold, charge, refund, .. } = job;
+    let Outcome { id, state, language, holds, hold, charge, refund, kind, prompt, .. } = job;
     let mut problems = Vec::new();
     let job = JobId(*id);
     if *holds != 1 {
@@ -215,6 +219,19 @@ fn check_job(job: &Outcome, chat: &[ChatMessage], media: &[String]) -> Vec<Strin
             return problems;
         }
     };
+    if *kind == ModelKind::Llm && *state == JobState::Succeeded {
+        // The rewrite itself is the outcome: its text is the LLM's, so the check is on
+        // the part we write. A repeat of the prompt is answered from the cache the same way.
+        let opening = UserNotice::EnhancedPrompt { original: prompt.clone(), enhanced: String::new() };
+        let opening = render_notice(*language, &opening);
+        if !chat.iter().any(|m| m.from_bot && m.text().starts_with(&opening) && m.text().len() > opening.len()) {
+            problems.push(format!("job #{id}: the rewrite of {prompt:?} never reached the user"));
+        }
+        if !media.is_empty() {
+            problems.push(format!("job #{id}: a rewrite, but {} files were delivered", media.len()));
+        }
+        return problems;
+    }
     let expected = render_notice(*language, &notice);
     let told = chat.iter().filter(|m| m.from_bot && m.text() == expected).count();
     if told != 1 {
@@ -267,6 +284,8 @@ async fn outcomes(store: &Store) -> anyhow::Result<Vec<Outcome>> {
                 user: job.user.0,
                 chat: job.chat.0,
                 model: job.spec.model.as_str().to_owned(),
+                prompt: job.spec.prompt.as_str().to_owned(),
+                kind: job.spec.kind,
                 state: job.state,
                 language: user.language,
                 holds,
@@ -656,6 +675,8 @@ mod tests {
             user: 7,
             chat: 7,
             model: "m".into(),
+            prompt: "a fox".into(),
+            kind: ModelKind::TextToImage,
             state,
             language: Language::En,
             holds: 1,
@@ -704,6 +725,19 @@ mod tests {
         );
         assert_eq!(problems.len(), 1, "refunded less than held: {problems:?}");
         assert!(problems[0].contains("≠ held"));
+    }
+
+    #[test]
+    fn a_rewrite_job_ends_in_the_rewrite_not_in_a_file() {
+        let rewrite = Outcome { kind: ModelKind::Llm, ..row(JobState::Succeeded, 100, 900) };
+        let shown = render_notice(
+            Language::En,
+            &UserNotice::EnhancedPrompt { original: "a fox".into(), enhanced: "a red fox in snow".into() },
+        );
+        let hold = Outcome { hold: 1_000, ..rewrite };
+        assert!(check_job(&hold, &[message(1, &shown, Content::Text)], &[]).is_empty());
+        let problems = check_job(&hold, &[], &[]);
+        assert!(problems.iter().any(|p| p.contains("never reached")), "{problems:?}");
     }
 
     #[test]

@@ -106,14 +106,7 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow:
         clock: clock.clone(),
     };
     let engine = Engine::new(ports, config);
-    let deps = BotDeps {
-        engine: engine.clone(),
-        users: store.users.clone(),
-        queue: store.queue.clone(),
-        accounts: store.accounts.clone(),
-        usage: store.usage.clone(),
-        clock,
-    };
+    let deps = BotDeps { engine: engine.clone(), clock };
     let bot_config = BotConfig {
         admins: admins.into_iter().collect(),
         album_wait: Duration::from_millis(settings.telegram.album_wait_ms),

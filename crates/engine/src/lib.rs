@@ -11,6 +11,7 @@ mod follow;
 mod intake;
 mod leases;
 mod operator;
+mod people;
 mod progress;
 mod reports;
 mod stats;
@@ -23,6 +24,7 @@ pub use enhance::{EnhanceOutcome, EnhanceRequest};
 pub use intake::{IntakeOutcome, IntakeRequest};
 pub use mediagen_reports::{Period, ReportKind};
 pub use operator::AccountOverview;
+pub use people::OperatorStats;
 pub use reports::RenderedReport;
 pub use stats::EngineStats;
 

@@ -2,9 +2,8 @@
 
 use crate::app::BotApp;
 use crate::command::AdminCommand;
-use mediagen_domain::quota::{day_start, month_start};
 use mediagen_domain::{AccountId, ChatId, Money, Role};
-use mediagen_ports::{MediaBytes, ModelUsage};
+use mediagen_ports::{MediaBytes, ModelUsage, StorageError};
 use std::fmt::Write;
 use teloxide::prelude::*;
 use teloxide::types::InputFile;
@@ -143,14 +142,12 @@ pub(crate) async fn run(bot: &Bot, app: &BotApp, command: AdminCommand) -> Admin
 async fn update_user(
     app: &BotApp,
     user: mediagen_domain::UserId,
-    change: impl FnOnce(&mut mediagen_domain::User),
+    change: impl FnOnce(&mut mediagen_domain::User) + Send,
 ) -> anyhow::Result<()> {
-    let Some(mut record) = app.deps.users.get_user(user).await? else {
-        anyhow::bail!("user {user} has never written to the bot");
-    };
-    change(&mut record);
-    app.deps.users.update_user(&record).await?;
-    Ok(())
+    app.deps.engine.change_user(user, change).await.map_err(|error| match error {
+        StorageError::NotFound(what) => anyhow::anyhow!(what),
+        other => other.into(),
+    })
 }
 
 fn model_lines(out: &mut String, usage: &[ModelUsage]) {
@@ -167,33 +164,27 @@ fn model_lines(out: &mut String, usage: &[ModelUsage]) {
 }
 
 async fn stats(app: &BotApp) -> anyhow::Result<String> {
-    let now = app.now();
-    let usage = &app.deps.usage;
-    let today = usage.usage_by_model(day_start(now), now).await?;
-    let month = usage.usage_by_model(month_start(now), now).await?;
-    let users_month = usage.usage_by_user(month_start(now), now).await?;
-    let queued = app.deps.queue.queued_count().await?;
-    let accounts = app.deps.engine.accounts_overview().await?;
-    let requests = usage.request_count(month_start(now), now).await?;
-    let tier = app.catalog().volume_discounts().tier_for(requests);
-
+    let figures = app.deps.engine.operator_stats().await?;
+    let tier = &figures.tier;
     let mut out = String::new();
     let _ = writeln!(out, "Today:");
-    model_lines(&mut out, &today);
-    let _ = writeln!(out, "This month ({requests} requests, volume tier {}: {}% off):", tier.name, tier.percent_off);
-    model_lines(&mut out, &month);
-    let fal_month = Money::checked_sum(month.iter().map(|m| m.fal_cost)).unwrap_or(Money::ZERO);
-    let _ = writeln!(out, "  fal cost after volume discount: {}", tier.apply(fal_month));
+    model_lines(&mut out, &figures.today);
+    let _ = writeln!(
+        out,
+        "This month ({} requests, volume tier {}: {}% off):",
+        figures.month_requests, tier.name, tier.percent_off
+    );
+    model_lines(&mut out, &figures.month);
+    let _ = writeln!(out, "  fal cost after volume discount: {}", figures.fal_month_discounted);
     if tier.enterprise {
         let _ = writeln!(out, "  Above the enterprise threshold: talk to fal sales about enterprise pricing.");
     }
-    let _ = writeln!(out, "Users active this month: {}", users_month.len());
-    let _ = writeln!(out, "Queue now: {queued}");
-    for account in &accounts {
+    let _ = writeln!(out, "Users active this month: {}", figures.active_users);
+    let _ = writeln!(out, "Queue now: {}", figures.queued);
+    for account in &figures.accounts {
         let _ = writeln!(out, "  {}: {}/{} in flight", account.id, account.in_flight, account.limit);
     }
-    let stats = app.deps.engine.stats();
-    let _ = write!(out, "Prompt cache: {} hits, {} misses", stats.cache_hits, stats.cache_misses);
+    let _ = write!(out, "Prompt cache: {} hits, {} misses", figures.cache_hits, figures.cache_misses);
     Ok(out)
 }
 
@@ -266,7 +257,7 @@ async fn top_up(app: &BotApp, account: String, amount: Money) -> anyhow::Result<
 }
 
 async fn broadcast(bot: &Bot, app: &BotApp, text: String) -> anyhow::Result<String> {
-    let users = app.deps.users.list_users().await?;
+    let users = app.deps.engine.users().await?;
     let (mut sent, mut failed) = (0, 0);
     for user in users.iter().filter(|u| !u.blocked && u.role != Role::Admin) {
         match bot.send_message(teloxide::types::ChatId(user.id.0), text.clone()).await {

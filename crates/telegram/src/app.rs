@@ -5,7 +5,7 @@ use mediagen_domain::catalog::Catalog;
 use mediagen_domain::quota::Plans;
 use mediagen_domain::{ChatId, MediaRef, Timestamp, UserId};
 use mediagen_engine::Engine;
-use mediagen_ports::{AccountStore, Clock, JobQueue, UsageStore, UserStore};
+use mediagen_ports::Clock;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -41,16 +41,8 @@ impl Default for BotConfig {
 /// The ports and engine the handlers use.
 #[derive(Clone)]
 pub struct BotDeps {
-    /// The use cases.
+    /// The use cases: every read and write goes through them.
     pub engine: Engine,
-    /// Users and settings.
-    pub users: Arc<dyn UserStore>,
-    /// Jobs: history, usage, queue figures.
-    pub queue: Arc<dyn JobQueue>,
-    /// fal accounts (operator commands).
-    pub accounts: Arc<dyn AccountStore>,
-    /// Media records and usage figures.
-    pub usage: Arc<dyn UsageStore>,
     /// The current instant.
     pub clock: Arc<dyn Clock>,
 }
