@@ -186,3 +186,22 @@ async fn odd_updates_get_sensible_answers_and_nothing_crashes() {
     wait_for_text(&stack, gus.id, "What I can do").await;
     stack.stop().await.expect("clean stop after hostile input");
 }
+
+/// Updates Telegram sends that cannot be parsed are dropped by the dispatcher without a
+/// handler: the poller must not wait for them to be handled before the next batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unparsable_updates_do_not_hold_up_the_ones_behind_them() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let ida = user(&stack, 1008);
+    // Ten batches of them: waiting out each batch's handling limit would take half a minute.
+    for _ in 0..1_000 {
+        stack.telegram.push_update(json!({"message": {"garbage": true}}).as_object().unwrap().clone());
+    }
+    stack.telegram.send_text(&ida, "/help");
+    let answered = stack
+        .telegram
+        .wait_for(|view| view.messages_to(ida.id).iter().any(|m| text_of(m).contains("What I can do")), WAIT / 3)
+        .await;
+    assert!(answered.is_ok(), "the message behind the garbage was answered within {:?}", WAIT / 3);
+    stack.stop().await.expect("clean stop");
+}

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use teloxide::prelude::*;
 use teloxide::stop::{StopToken, mk_stop_token};
-use teloxide::types::{AllowedUpdate, Update};
+use teloxide::types::{AllowedUpdate, Update, UpdateKind};
 use teloxide::update_listeners::{StatefulListener, UpdateListener};
 use tokio::sync::Notify;
 
@@ -128,7 +128,11 @@ fn updates_of(poller: &mut Poller) -> futures::stream::BoxStream<'_, Result<Upda
 async fn next_update(poller: &mut Poller) -> Option<(Result<Update, teloxide::RequestError>, &mut Poller)> {
     loop {
         if let Some(update) = poller.batch.pop_front() {
-            poller.inbox.open(update.id.0);
+            // The dispatcher drops an update it cannot parse without running a handler:
+            // waiting for it to be handled would hold every batch for the full limit.
+            if !matches!(update.kind, UpdateKind::Error(_)) {
+                poller.inbox.open(update.id.0);
+            }
             return Some((Ok(update), poller));
         }
         let handled = poller.inbox.drained(HANDLING_LIMIT).await;
