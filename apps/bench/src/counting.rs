@@ -72,6 +72,7 @@ forward!(JobQueue {
     fn claim(&self, request: &ClaimRequest) -> Result<Vec<ClaimedJob>, StorageError>;
     fn mark_submitted(&self, job: JobId, lease: &Lease, handle: &RemoteHandle, now: Timestamp) -> Result<(), StorageError>;
     fn mark_submitting(&self, job: JobId, lease: &Lease, now: Timestamp) -> Result<(), StorageError>;
+    fn add_helper_cost(&self, job: JobId, lease: &Lease, cost: Money, now: Timestamp) -> Result<(), StorageError>;
     fn mark_running(&self, job: JobId, lease: &Lease, now: Timestamp) -> Result<(), StorageError>;
     fn requeue(&self, job: JobId, lease: &Lease, reason: &str, not_before: Option<Timestamp>, now: Timestamp) -> Result<Job, StorageError>;
     fn finish(&self, job: JobId, finish: &Finish) -> Result<FinishOutcome, StorageError>;

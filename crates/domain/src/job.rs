@@ -252,6 +252,8 @@ pub struct Job {
     pub lease: Option<Lease>,
     /// When fal accepted its current submission; the follow deadline counts from here.
     pub submitted_at: Option<DateTime<Utc>>,
+    /// What the prompt helper cost for it so far (part of its charge and of fal's bill).
+    pub helper_cost: Money,
 }
 
 /// A process's claim on a job: its owner, and the fencing token of that claim.

@@ -186,6 +186,20 @@ impl Engine {
         } else {
             (job.spec.prompt.as_str().to_owned(), mediagen_domain::Money::ZERO)
         };
+        if llm_cost > mediagen_domain::Money::ZERO {
+            // Kept with the job: whichever process finishes it charges the rewrite too.
+            let add = || ports.queue.add_helper_cost(job.id, &lease, llm_cost, ports.clock.now());
+            match self.stored("add_helper_cost", add).await {
+                Ok(()) => {}
+                Err(StorageError::Conflict(why)) => {
+                    tracing::info!(%why, "job no longer dispatching; not submitted");
+                    return;
+                }
+                // Still charged if this process finishes the job; only a restart loses it.
+                Err(error) => tracing::warn!(%error, "the prompt helper's cost was not stored"),
+            }
+            job.helper_cost = job.helper_cost.checked_add(llm_cost).unwrap_or(job.helper_cost);
+        }
         let request = GenerationRequest {
             model: job.spec.model.clone(),
             kind: job.spec.kind,
@@ -227,7 +241,6 @@ impl Engine {
             return;
         }
         job.submitted_at = Some(accepted_at);
-        self.inner.llm_costs.lock().unwrap().insert(job.id, llm_cost);
         self.report_progress(&job, UserNotice::Generating { job: job.id, model: job.spec.model.clone() });
         self.follow(job, handle).await;
     }

@@ -231,8 +231,7 @@ impl Engine {
             tracing::error!(%error, "result cannot be priced; the hold is charged");
             job.hold
         });
-        let llm = self.inner.llm_costs.lock().unwrap().get(&job.id).copied().unwrap_or(Money::ZERO);
-        generation.checked_add(llm).unwrap_or(generation)
+        generation.checked_add(job.helper_cost).unwrap_or(generation)
     }
 
     async fn download(&self, media: &mediagen_ports::OutputMedia) -> Result<MediaBytes, GenerationError> {
@@ -394,7 +393,6 @@ impl Engine {
     /// Drops what this process kept about a job that ended.
     fn forget(&self, job: &Job) {
         self.inner.failures.lock().unwrap().remove(&job.id);
-        self.inner.llm_costs.lock().unwrap().remove(&job.id);
     }
 
     /// The user's language and whether they want files (defaults when storage fails).

@@ -28,7 +28,7 @@ pub use people::OperatorStats;
 pub use reports::RenderedReport;
 pub use stats::EngineStats;
 
-use mediagen_domain::{AccountId, JobId, Money};
+use mediagen_domain::{AccountId, JobId};
 use mediagen_ports::{
     AccountStore, AlertLog, Clock, Generation, JobQueue, Messaging, PromptCache, ReportStore, UsageStore, UserStore,
 };
@@ -100,8 +100,6 @@ pub(crate) struct Inner {
     failures: Mutex<HashMap<JobId, u32>>,
     /// Jobs this process ended and told the user about; wakes `Engine::await_rewrite`.
     ended: tokio::sync::broadcast::Sender<JobId>,
-    /// What the prompt helper cost for jobs in flight, added to their charge.
-    llm_costs: Mutex<HashMap<JobId, Money>>,
     /// Accounts this process saw locked, so a lock is handled (and alerted) once.
     locked: Mutex<HashSet<AccountId>>,
     /// Scheduled reports this process saw sent (key, period), so it asks storage once.
@@ -128,7 +126,6 @@ impl Engine {
             refused_keys: Mutex::default(),
             failures: Mutex::default(),
             ended: tokio::sync::broadcast::Sender::new(64),
-            llm_costs: Mutex::default(),
             locked: Mutex::default(),
             reports_sent: Mutex::default(),
         };

@@ -267,6 +267,15 @@ pub trait JobQueue: Send + Sync {
     /// taken over: the caller must not submit); `NotFound` for an unknown job.
     async fn mark_submitting(&self, job: JobId, lease: &Lease, now: Timestamp) -> Result<(), StorageError>;
 
+    /// Adds what the prompt helper cost for this attempt to the job's `helper_cost`, so
+    /// whichever process finishes it charges it and records fal's bill for it.
+    ///
+    /// # Errors
+    /// MUST return `Conflict` when the job is not `Dispatching` under `lease`, and
+    /// `Conflict` for a negative cost; `NotFound` for an unknown job.
+    async fn add_helper_cost(&self, job: JobId, lease: &Lease, cost: Money, now: Timestamp)
+    -> Result<(), StorageError>;
+
     /// Records that fal started running it.
     ///
     /// Repeating it for a running job is a no-op.

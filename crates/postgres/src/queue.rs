@@ -458,6 +458,29 @@ impl JobQueue for PgStore {
     }
 
     #[tracing::instrument(skip_all, fields(job_id = %job))]
+    async fn add_helper_cost(
+        &self,
+        job: JobId,
+        lease: &Lease,
+        cost: Money,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        if cost.is_negative() {
+            return Err(conflict(job, format!("a prompt helper cost of {cost}")));
+        }
+        let mut tx = self.begin().await?;
+        let result = async {
+            let row = lock_job(&mut tx, job).await?;
+            check_dispatching(job, &row.state()?, row.lease().as_ref(), lease)?;
+            let query = sqlx::query(sql::ADD_HELPER_COST).bind(job.0).bind(cost.micros()).bind(now);
+            query.execute(&mut *tx).await.map_err(classify)?;
+            Ok(())
+        }
+        .await;
+        Self::conclude(tx, result).await
+    }
+
+    #[tracing::instrument(skip_all, fields(job_id = %job))]
     async fn mark_delivered(&self, job: JobId, lease: Option<Lease>, now: Timestamp) -> Result<(), StorageError> {
         let lease = lease.as_ref();
         let epoch = lease.map(|l| i64::try_from(l.epoch).unwrap_or(i64::MAX));

@@ -75,6 +75,7 @@ pub(crate) struct JobRow {
     pub(crate) lease_owner: Option<String>,
     lease_epoch: i64,
     submitted_at: Option<DateTime<Utc>>,
+    helper_cost_micros: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -148,6 +149,7 @@ impl JobRow {
             updated_at: self.updated_at,
             lease,
             submitted_at: self.submitted_at,
+            helper_cost: Money::from_micros(self.helper_cost_micros),
         })
     }
 }

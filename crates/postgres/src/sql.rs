@@ -9,7 +9,7 @@ macro_rules! job_columns {
     () => {
         "j.id, j.user_id, j.chat_id, j.spec, j.state, j.failure, j.account_id, j.request_id, j.remote_model, \
          j.status_url, j.response_url, j.cancel_url, j.hold_micros, j.attempts, j.lease_owner, j.lease_epoch, \
-         j.submitted_at, j.created_at, j.updated_at"
+         j.submitted_at, j.created_at, j.updated_at, j.helper_cost_micros"
     };
 }
 
@@ -183,6 +183,10 @@ pub(crate) const MARK_SUBMITTED: &str = "
 
 /// $1 job, $2 now: the submit is about to start (see `JobQueue::mark_submitting`).
 pub(crate) const MARK_SUBMITTING: &str = "UPDATE jobs SET submit_started_at = $2, updated_at = $2 WHERE id = $1";
+
+/// $1 job, $2 the prompt helper's cost for this attempt, $3 now.
+pub(crate) const ADD_HELPER_COST: &str =
+    "UPDATE jobs SET helper_cost_micros = helper_cost_micros + $2, updated_at = $3 WHERE id = $1";
 
 /// Whether a job's submit started without its handle being stored.
 pub(crate) const SUBMIT_STARTED: &str =

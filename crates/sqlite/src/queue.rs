@@ -440,6 +440,28 @@ impl JobQueue for SqliteStore {
     }
 
     #[tracing::instrument(skip_all, fields(job_id = %job))]
+    async fn add_helper_cost(
+        &self,
+        job: JobId,
+        lease: &Lease,
+        cost: Money,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        if cost.is_negative() {
+            return Err(conflict(job, format!("a prompt helper cost of {cost}")));
+        }
+        let mut tx = self.begin().await?;
+        let result = async {
+            let row = read_job(&mut tx, job).await?;
+            check_dispatching(job, &row.state()?, row.lease().as_ref(), lease)?;
+            let query = sqlx::query(sql::ADD_HELPER_COST).bind(job.0).bind(cost.micros()).bind(micros(now));
+            query.execute(&mut *tx).await.map_err(classify)?;
+            Ok(())
+        }
+        .await;
+        Self::conclude(tx, result).await
+    }
+
     async fn mark_submitting(&self, job: JobId, lease: &Lease, now: Timestamp) -> Result<(), StorageError> {
         let mut tx = self.begin().await?;
         let result = async {

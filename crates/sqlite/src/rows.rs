@@ -100,6 +100,7 @@ pub(crate) struct JobRow {
     pub(crate) lease_owner: Option<String>,
     lease_epoch: i64,
     submitted_at: Option<i64>,
+    helper_cost_micros: i64,
     created_at: i64,
     updated_at: i64,
 }
@@ -173,6 +174,7 @@ impl JobRow {
             updated_at: instant(self.updated_at)?,
             lease,
             submitted_at: self.submitted_at.map(instant).transpose()?,
+            helper_cost: Money::from_micros(self.helper_cost_micros),
         })
     }
 }

@@ -13,7 +13,8 @@
 macro_rules! job_columns {
     () => {
         "id, user_id, chat_id, spec, state, failure, account_id, request_id, remote_model, status_url, \
-         response_url, cancel_url, hold_micros, attempts, lease_owner, lease_epoch, submitted_at, created_at, updated_at"
+         response_url, cancel_url, hold_micros, attempts, lease_owner, lease_epoch, submitted_at, created_at, updated_at, \
+         helper_cost_micros"
     };
 }
 
@@ -161,6 +162,10 @@ pub(crate) const MARK_SUBMITTED: &str = "
 
 /// $1 job, $2 now: the submit is about to start (see `JobQueue::mark_submitting`).
 pub(crate) const MARK_SUBMITTING: &str = "UPDATE jobs SET submit_started_at = ?2, updated_at = ?2 WHERE id = ?1";
+
+/// ?1 job, ?2 the prompt helper's cost for this attempt, ?3 now.
+pub(crate) const ADD_HELPER_COST: &str =
+    "UPDATE jobs SET helper_cost_micros = helper_cost_micros + ?2, updated_at = ?3 WHERE id = ?1";
 
 /// Whether a job's submit started without its handle being stored (0 or 1).
 pub(crate) const SUBMIT_STARTED: &str =

@@ -98,6 +98,7 @@ macro_rules! contract_tests {
             leases_are_renewed_and_expired_ones_rescued,
             a_takeover_by_the_same_owner_still_fences_the_old_task,
             a_refused_write_leaves_nothing_locked_for_the_next_claim,
+            the_prompt_helpers_cost_stays_with_the_job_across_a_rescue,
             submit_and_delivery_markers_survive_a_dead_owner,
             queue_positions_and_recent_jobs,
             wait_for_change_wakes_on_an_enqueue_from_a_peer,

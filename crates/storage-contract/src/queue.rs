@@ -528,6 +528,33 @@ pub async fn a_takeover_by_the_same_owner_still_fences_the_old_task(db: &impl Da
     assert_eq!(store.get_job(job.id).await.unwrap().unwrap().lease, None, "delivered: no lease left");
 }
 
+/// What the prompt helper cost is kept with the job, added up over attempts, so a process
+/// that rescues the job charges it; only the lease holder may add to it.
+pub async fn the_prompt_helpers_cost_stays_with_the_job_across_a_rescue(db: &impl Database) {
+    let store = db.store().await;
+    let a = add_account(&store, "a").await;
+    let user = add_user(&store, 1).await;
+    let job = enqueue(&store, user, "k", t(0)).await;
+    assert_eq!(job.helper_cost, Money::ZERO);
+    let claimed = claim_exactly(&store, &claim_request("p", vec![capacity(&a, 1)], 1, t(0)), &[job.id]).await;
+    let lease = claimed[0].job.lease.clone().unwrap();
+    let stranger = Lease { owner: "q".into(), epoch: lease.epoch };
+    let refused = store.add_helper_cost(job.id, &stranger, cents(1), t(1)).await;
+    assert!(matches!(refused, Err(StorageError::Conflict(_))), "not the lease holder: {refused:?}");
+    let refused = store.add_helper_cost(job.id, &lease, Money::from_micros(-1), t(1)).await;
+    assert!(matches!(refused, Err(StorageError::Conflict(_))), "negative: {refused:?}");
+    store.add_helper_cost(job.id, &lease, Money::from_micros(1_234), t(1)).await.unwrap();
+    store.add_helper_cost(job.id, &lease, Money::from_micros(66), t(1)).await.unwrap();
+    store.mark_submitted(job.id, &lease, &handle(&a, job.id), t(2)).await.unwrap();
+    assert_eq!(store.get_job(job.id).await.unwrap().unwrap().helper_cost, Money::from_micros(1_300));
+
+    let rescued = store.rescue_expired("r", t(90), t(60)).await.unwrap();
+    let [Rescued::Resume(resumed, _)] = rescued.as_slice() else { panic!("{rescued:?}") };
+    assert_eq!(resumed.helper_cost, Money::from_micros(1_300), "the rescuer sees what the helper cost");
+    let late = store.add_helper_cost(job.id, resumed.lease.as_ref().unwrap(), cents(1), t(61)).await;
+    assert!(matches!(late, Err(StorageError::Conflict(_))), "only while dispatching: {late:?}");
+}
+
 /// A claim that follows a refused write claims the job at once: a failed write leaves no
 /// lock behind (its transaction is rolled back, not left for the pool to clean up later).
 pub async fn a_refused_write_leaves_nothing_locked_for_the_next_claim(db: &impl Database) {

@@ -118,6 +118,7 @@ const TABLES: &[Table] = &[
             ("submit_started_at", Instant),
             ("delivered_at", Instant),
             ("submitted_at", Instant),
+            ("helper_cost_micros", Int),
         ],
     },
     Table {

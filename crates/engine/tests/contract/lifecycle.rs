@@ -41,6 +41,48 @@ async fn a_rescued_job_at_fal_is_followed_and_never_resubmitted() {
     assert_eq!(w.results.len(), 1);
 }
 
+/// A job whose prompt was rewritten before a restart is charged for the rewrite by the
+/// process that finishes it: the cost is kept with the job, not in the dead process.
+#[tokio::test(start_paused = true)]
+async fn a_rescued_job_is_charged_what_its_prompt_rewrite_cost_before_the_restart() {
+    let h = Harness::new();
+    let rewrite = Money::from_micros(1_300);
+    let job = {
+        let mut w = h.world();
+        w.user(1);
+        let account = w.account("main", 2);
+        let job = w.queued_job(1, one_image().checked_add(Money::from_cents(1)).unwrap());
+        let request_id = RequestId::new("req-from-before");
+        let entry = w.jobs.get_mut(&job).unwrap();
+        entry.state = JobState::Submitted { account: account.clone(), request_id: request_id.clone() };
+        entry.spec.enhance_prompt = true;
+        entry.helper_cost = rewrite;
+        let handle = RemoteHandle {
+            account,
+            model: ModelId::new("fal-ai/nano-banana"),
+            request_id,
+            status_url: "s".into(),
+            response_url: "r".into(),
+            cancel_url: "c".into(),
+        };
+        let rescued = w.job(job).clone();
+        w.rescue.push(Rescued::Resume(rescued, handle));
+        job
+    };
+    let engine = h.engine();
+    let running = h.start(&engine);
+    advance(5).await;
+    running.shutdown().await;
+
+    let w = h.world();
+    assert_eq!(w.llm_calls, 0, "the rewrite is not made again");
+    let finish = w.finishes_of(job);
+    assert_eq!(finish.len(), 1);
+    let expected = one_image().checked_add(rewrite).unwrap();
+    assert_eq!(finish[0].settlement.user_charge, expected, "the picture and the rewrite");
+    assert_eq!(finish[0].settlement.fal_cost, expected, "fal billed both");
+}
+
 /// The heartbeat renews exactly the leases of live tasks, and nothing when there is none:
 /// a restarted process with the same name never keeps a dead one's leases alive.
 #[tokio::test(start_paused = true)]

@@ -253,6 +253,7 @@ impl World {
             updated_at: self.now,
             lease: None,
             submitted_at: None,
+            helper_cost: Money::ZERO,
         };
         self.jobs.insert(id, job);
         id
@@ -492,6 +493,7 @@ impl Harness {
                 updated_at: request.now,
                 lease: None,
                 submitted_at: None,
+                helper_cost: Money::ZERO,
             };
             w.jobs.insert(id, job.clone());
             let total = w.jobs.values().filter(|j| j.state == JobState::Queued).count() as u32;
@@ -499,6 +501,14 @@ impl Harness {
         });
         let world = Arc::clone(&self.world);
         queue.expect_claim().returning(move |request| Ok(world.lock().unwrap().claim(request)));
+        let world = Arc::clone(&self.world);
+        queue.expect_add_helper_cost().returning(move |job, lease, cost, _| {
+            let mut w = world.lock().unwrap();
+            w.check_lease(job, Some(lease), "add_helper_cost")?;
+            let entry = w.jobs.get_mut(&job).ok_or_else(|| StorageError::NotFound(job.to_string()))?;
+            entry.helper_cost = entry.helper_cost.checked_add(cost).unwrap();
+            Ok(())
+        });
         let world = Arc::clone(&self.world);
         queue.expect_get_job().returning(move |job| Ok(world.lock().unwrap().jobs.get(&job).cloned()));
         let world = Arc::clone(&self.world);
