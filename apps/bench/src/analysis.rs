@@ -32,7 +32,7 @@ pub struct Timeline {
 
 /// Quantiles of a list of waits, in simulated seconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct WaitStats {
+pub struct WaitSummary {
     /// Jobs counted.
     pub count: usize,
     /// Median.
@@ -45,21 +45,19 @@ pub struct WaitStats {
     pub mean: f64,
 }
 
-impl WaitStats {
+impl WaitSummary {
     /// Quantiles of `values` (nearest rank); zeros for an empty list.
-    pub fn of(values: &[f64]) -> WaitStats {
+    pub fn of(values: &[f64]) -> WaitSummary {
         if values.is_empty() {
-            return WaitStats::default();
+            return WaitSummary::default();
         }
-        let mut sorted = values.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        let rank = |p: f64| sorted[((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1];
-        WaitStats {
-            count: sorted.len(),
-            p50: rank(0.50),
-            p95: rank(0.95),
-            max: sorted[sorted.len() - 1],
-            mean: sorted.iter().sum::<f64>() / sorted.len() as f64,
+        let rank = |p: f64| mediagen_domain::planner::percentile(values, p).unwrap_or(0.0);
+        WaitSummary {
+            count: values.len(),
+            p50: rank(50.0),
+            p95: rank(95.0),
+            max: rank(100.0),
+            mean: values.iter().sum::<f64>() / values.len() as f64,
         }
     }
 }
@@ -107,12 +105,12 @@ pub struct StrategyFigures {
     /// was none).
     pub utilization_during_backlog: Option<f64>,
     /// Arrival to start at fal, every job.
-    pub wait: WaitStats,
+    pub wait: WaitSummary,
     /// The same in real milliseconds (`wait / time scale`): what our overhead costs when
     /// nothing queues, as on the steady day.
-    pub wait_real_ms: WaitStats,
+    pub wait_real_ms: WaitSummary,
     /// The same for light users (at most the median number of requests per user).
-    pub light_wait: WaitStats,
+    pub light_wait: WaitSummary,
     /// Jain's index over users' mean waits: 1 = everyone waited the same.
     pub jain_fairness: f64,
     /// Concurrency per fal account, from the simulator.
@@ -337,9 +335,9 @@ pub fn figures(run: &RunOutput, workload: &Workload) -> StrategyFigures {
         makespan_over_bound: if lower_bound > 0.0 { makespan / lower_bound } else { 0.0 },
         backlog_s: backlog.seconds,
         utilization_during_backlog: (backlog.usable > 0.0).then(|| backlog.busy / backlog.usable),
-        wait: WaitStats::of(&waits),
-        wait_real_ms: WaitStats::of(&waits.iter().map(|w| w / workload.time_scale * 1000.0).collect::<Vec<_>>()),
-        light_wait: WaitStats::of(&light_waits),
+        wait: WaitSummary::of(&waits),
+        wait_real_ms: WaitSummary::of(&waits.iter().map(|w| w / workload.time_scale * 1000.0).collect::<Vec<_>>()),
+        light_wait: WaitSummary::of(&light_waits),
         jain_fairness: jain(&user_means),
         accounts: run
             .fal_accounts
@@ -379,9 +377,9 @@ mod tests {
     #[test]
     fn quantiles_use_the_nearest_rank() {
         let values: Vec<f64> = (1..=100).map(f64::from).collect();
-        let stats = WaitStats::of(&values);
+        let stats = WaitSummary::of(&values);
         assert_eq!((stats.p50, stats.p95, stats.max), (50.0, 95.0, 100.0));
-        assert_eq!(WaitStats::of(&[3.0]).p95, 3.0);
+        assert_eq!(WaitSummary::of(&[3.0]).p95, 3.0);
     }
 
     #[test]

@@ -252,7 +252,7 @@ pub fn table(results: &Results) -> String {
     for w in &results.workloads {
         for s in &w.strategies {
             let conc: Vec<String> = s.accounts.iter().map(|a| format!("{}/{}", a.max_in_progress, a.limit)).collect();
-            let q = |x: &crate::analysis::WaitStats| format!("{:.1}/{:.1}/{:.1}", x.p50, x.p95, x.max);
+            let q = |x: &crate::analysis::WaitSummary| format!("{:.1}/{:.1}/{:.1}", x.p50, x.p95, x.max);
             let _ = writeln!(
                 out,
                 "{:<6} {:<15} {:>5} {:>5} {:>8.1} {:>8.1} {:>5.2} {:>5} {:>19} {:>19} {:>5.2} {:<22} {:>7.3} {:>6}",

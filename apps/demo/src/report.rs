@@ -300,12 +300,9 @@ async fn outcomes(store: &Store) -> anyhow::Result<Vec<Outcome>> {
     Ok(outcomes)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+/// The domain's nearest-rank percentile; 0 for no values.
+fn percentile(values: &[f64], p: f64) -> f64 {
+    mediagen_domain::planner::percentile(values, p).unwrap_or(0.0)
 }
 
 /// Reads the database, the fake Bot API and the simulator, and checks every job.
@@ -499,9 +496,7 @@ pub async fn collect(inputs: Inputs<'_>) -> anyhow::Result<Report> {
 
 /// Dollars to the micro-dollar, where four decimals would hide a difference.
 fn exact(money: Money) -> String {
-    let micros = money.micros();
-    let sign = if micros < 0 { "-" } else { "" };
-    format!("{sign}${}.{:06}", micros.unsigned_abs() / 1_000_000, micros.unsigned_abs() % 1_000_000)
+    money.exact_text()
 }
 
 fn indent(text: &str, by: &str) -> String {

@@ -549,16 +549,7 @@ pub(crate) mod dollars {
 
     /// The amount with every significant decimal, no rounding: `12.5`, `0.000001`, `10`.
     pub(crate) fn exact(money: Money) -> String {
-        let micros = money.micros();
-        let sign = if micros < 0 { "-" } else { "" };
-        let abs = micros.unsigned_abs();
-        let (whole, frac) = (abs / 1_000_000, abs % 1_000_000);
-        if frac == 0 {
-            format!("{sign}{whole}")
-        } else {
-            let frac = format!("{frac:06}");
-            format!("{sign}{whole}.{}", frac.trim_end_matches('0'))
-        }
+        money.plain_exact()
     }
 
     struct DollarsVisitor;

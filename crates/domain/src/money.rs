@@ -98,6 +98,44 @@ impl Money {
     }
 }
 
+impl Money {
+    /// Plain dollars with every significant decimal and no symbol: `12.5`, `0.000001`,
+    /// `10`, `-1.25` (for files and numbers other programs read).
+    pub fn plain_exact(self) -> String {
+        let (sign, whole, frac) = self.parts();
+        if frac == 0 {
+            format!("{sign}{whole}")
+        } else {
+            format!("{sign}{whole}.{}", format!("{frac:06}").trim_end_matches('0'))
+        }
+    }
+
+    /// Plain dollars with all six decimals and no symbol, as spreadsheets read them:
+    /// `12.340000`, `-0.000001`.
+    pub fn plain_six_decimals(self) -> String {
+        let (sign, whole, frac) = self.parts();
+        format!("{sign}{whole}.{frac:06}")
+    }
+
+    /// Dollars to the micro-dollar with the symbol, where four decimals would hide a
+    /// difference: `$8.256106`, `-$0.000005`.
+    pub fn exact_text(self) -> String {
+        let (sign, whole, frac) = self.parts();
+        format!("{sign}${whole}.{frac:06}")
+    }
+
+    /// Dollars as a float, for drawing only (never for arithmetic).
+    pub fn dollars_f64(self) -> f64 {
+        self.0 as f64 / Self::MICROS_PER_DOLLAR as f64
+    }
+
+    /// The sign, whole dollars and micro-dollars of the absolute amount.
+    fn parts(self) -> (&'static str, u64, u64) {
+        let abs = self.0.unsigned_abs();
+        (if self.0 < 0 { "-" } else { "" }, abs / 1_000_000, abs % 1_000_000)
+    }
+}
+
 impl fmt::Display for Money {
     /// `$0.0400`: four decimals, because per-image prices live in tenths of a cent.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -149,6 +187,20 @@ mod tests {
         assert_eq!(Money::from_micros(-1_250_000).to_string(), "-$1.2500");
         assert_eq!(Money::from_micros(39_000).to_string(), "$0.0390");
         assert_eq!(Money::from_micros(99_999_999).to_string(), "$100.0000");
+    }
+
+    #[test]
+    fn the_plain_and_exact_texts_keep_every_micro_dollar() {
+        let cases = [(12_500_000, "12.5", "12.500000", "$12.500000"), (1, "0.000001", "0.000001", "$0.000001")];
+        for (micros, plain, six, exact) in cases {
+            let money = Money::from_micros(micros);
+            assert_eq!((money.plain_exact().as_str(), money.plain_six_decimals().as_str()), (plain, six));
+            assert_eq!(money.exact_text(), exact);
+        }
+        let negative = Money::from_micros(-5);
+        assert_eq!((negative.plain_exact(), negative.exact_text()), ("-0.000005".into(), "-$0.000005".into()));
+        assert_eq!(Money::from_dollars(10).plain_exact(), "10");
+        assert!((Money::from_micros(1_500_000).dollars_f64() - 1.5).abs() < f64::EPSILON);
     }
 
     #[test]

@@ -56,7 +56,7 @@ fn register() {
 }
 
 fn dollars(money: Money) -> f64 {
-    money.micros() as f64 / 1_000_000.0
+    money.dollars_f64()
 }
 
 /// The chart of `report` as a `WIDTH × HEIGHT` PNG.

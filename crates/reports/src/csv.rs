@@ -11,10 +11,7 @@ pub const HEADER: &str =
 
 /// Dollars with all six decimals, as spreadsheets read them: `12.340000`, `-0.000001`.
 pub fn dollars(money: Money) -> String {
-    let micros = money.micros();
-    let sign = if micros < 0 { "-" } else { "" };
-    let abs = micros.unsigned_abs();
-    format!("{sign}{}.{:06}", abs / 1_000_000, abs % 1_000_000)
+    money.plain_six_decimals()
 }
 
 /// One row per (user, model) of `rows`, ordered by user id then model id, then a `total`

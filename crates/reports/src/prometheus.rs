@@ -25,15 +25,7 @@ fn label(value: &str) -> String {
 
 /// Dollars as a plain decimal number, exact to the micro-dollar.
 fn dollars(money: Money) -> String {
-    let micros = money.micros();
-    let sign = if micros < 0 { "-" } else { "" };
-    let abs = micros.unsigned_abs();
-    let (whole, frac) = (abs / 1_000_000, abs % 1_000_000);
-    if frac == 0 {
-        format!("{sign}{whole}")
-    } else {
-        format!("{sign}{whole}.{}", format!("{frac:06}").trim_end_matches('0'))
-    }
+    money.plain_exact()
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
