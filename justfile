@@ -13,10 +13,12 @@ default:
 fmt:
     cargo fmt --all
 
-# Formatting check and clippy with warnings as errors.
+# Formatting check, clippy with warnings as errors, and no unused dependency (cargo-machete, installed on first use).
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets --all-features -- -D warnings
+    command -v cargo-machete >/dev/null || cargo install cargo-machete --locked
+    cargo machete
 
 # Everything CI checks: lint, then every test (SQLite in temp files, PostgreSQL on the local server).
 test: lint db-up
