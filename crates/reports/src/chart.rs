@@ -47,6 +47,13 @@ fn err(error: impl std::fmt::Display) -> ChartError {
 
 static FONT_ONCE: Once = Once::new();
 
+/// The family name of the embedded DejaVu Sans, registered with plotters on first use:
+/// every chart of the workspace draws its text with it, no system font library needed.
+pub fn embedded_font() -> &'static str {
+    register();
+    FONT
+}
+
 fn register() {
     FONT_ONCE.call_once(|| {
         // The embedded font is a valid TTF: registration only fails on corrupt bytes.

@@ -1,8 +1,6 @@
 //! The burst chart: requests waiting and running per fal account over time, one panel per
 //! strategy on the same axes.
 
-mod font;
-
 use crate::analysis::Series;
 use anyhow::anyhow;
 use plotters::coord::Shift;
@@ -40,6 +38,27 @@ const WAITING: (RGBColor, &str) = (RGBColor(200, 30, 30), "red");
 const TOTAL: (RGBColor, &str) = (RGBColor(120, 120, 120), "grey");
 const ACCOUNTS: [(RGBColor, &str); 3] =
     [(RGBColor(31, 119, 180), "blue"), (RGBColor(255, 140, 0), "orange"), (RGBColor(44, 160, 44), "green")];
+
+/// Text size in pixels.
+const TEXT_PX: u32 = 17;
+
+fn text_style() -> TextStyle<'static> {
+    (mediagen_reports::chart::embedded_font(), TEXT_PX).into_font().color(&INK)
+}
+
+/// Draws `text` with its top-left corner at `position`.
+fn draw_text<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    position: (i32, i32),
+    text: &str,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    area.draw_text(text, &text_style(), position)
+}
+
+/// Width in pixels of `text` as `draw_text` draws it.
+fn text_width<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, text: &str) -> i32 {
+    area.estimate_text_size(text, &text_style()).map_or(0, |(w, _)| i32::try_from(w).unwrap_or(i32::MAX))
+}
 
 fn err<E: std::fmt::Debug>(error: E) -> anyhow::Error {
     anyhow!("drawing the chart: {error:?}")
@@ -80,7 +99,7 @@ pub fn draw(path: &Path, title: &str, panels: &[Panel]) -> anyhow::Result<Legend
 
     let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    font::draw(&root, (20, 14), title, &INK, 2).map_err(err)?;
+    draw_text(&root, (20, 14), title).map_err(err)?;
     let body = root.margin(44, 0, 0, 0);
     let areas = body.split_evenly((panels.len().max(1), 1));
     let mut legend = Vec::new();
@@ -116,7 +135,7 @@ where
         .margin_bottom(44)
         .build_cartesian_2d(0f64..x_max, 0f64..y_max)
         .map_err(err)?;
-    font::draw(root, (left, top - 26), &panel.title, &INK, 2).map_err(err)?;
+    draw_text(root, (left, top - 26), &panel.title).map_err(err)?;
 
     let x_step = nice_step(x_max, 10.0);
     let y_step = nice_step(y_max, 6.0);
@@ -125,7 +144,7 @@ where
         chart.draw_series(LineSeries::new([(x, 0.0), (x, y_max)], &GRID)).map_err(err)?;
         let (px, py) = chart.backend_coord(&(x, 0.0));
         let label = format!("{x:.0}");
-        font::draw(root, (px - font::width(&label, 2) / 2, py + 8), &label, &INK, 2).map_err(err)?;
+        draw_text(root, (px - text_width(root, &label) / 2, py + 8), &label).map_err(err)?;
         x += x_step;
     }
     let mut y = 0.0;
@@ -133,7 +152,7 @@ where
         chart.draw_series(LineSeries::new([(0.0, y), (x_max, y)], &GRID)).map_err(err)?;
         let (px, py) = chart.backend_coord(&(0.0, y));
         let label = format!("{y:.0}");
-        font::draw(root, (px - 8 - font::width(&label, 2), py - 7), &label, &INK, 2).map_err(err)?;
+        draw_text(root, (px - 8 - text_width(root, &label), py - 8), &label).map_err(err)?;
         y += y_step;
     }
     chart.draw_series(LineSeries::new([(0.0, 0.0), (x_max, 0.0)], &INK)).map_err(err)?;
@@ -172,12 +191,12 @@ where
             other => ACCOUNTS.iter().find(|(_, n)| *n == other).map_or(INK, |(c, _)| *c),
         })
         .collect();
-    let widest = legend.iter().map(|(_, text)| font::width(text, 2)).max().unwrap_or(0);
+    let widest = legend.iter().map(|(_, text)| text_width(root, text)).max().unwrap_or(0);
     let x0 = right - widest - 40;
     for (n, ((_, text), color)) in legend.iter().zip(colors).enumerate() {
         let y0 = top + 10 + n as i32 * 22;
         root.draw(&Rectangle::new([(x0, y0 + 4), (x0 + 18, y0 + 9)], color.filled())).map_err(err)?;
-        font::draw(root, (x0 + 26, y0), text, &INK, 2).map_err(err)?;
+        draw_text(root, (x0 + 26, y0 - 2), text).map_err(err)?;
     }
     Ok(legend)
 }
