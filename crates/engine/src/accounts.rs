@@ -94,12 +94,8 @@ impl Engine {
                 let id = &a.record.id;
                 let own_keys: Vec<_> = keys.iter().filter(|k| k.account == *id).collect();
                 let has_key = own_keys.is_empty() || own_keys.iter().any(|k| k.refused_since.is_none());
-                let usable = !a.record.disabled
-                    && a.record.locked.is_none()
-                    && a.record.retired_since.is_none()
-                    && has_key
-                    && !locked.contains(id)
-                    && !self.inner.breakers.is_open(id);
+                let usable =
+                    a.record.takes_work() && has_key && !locked.contains(id) && !self.inner.breakers.is_open(id);
                 AccountCapacity { account: id.clone(), limit: a.limit, usable }
             })
             .collect()

@@ -426,6 +426,15 @@ pub struct AccountRecord {
     pub retired_since: Option<Timestamp>,
 }
 
+impl AccountRecord {
+    /// What the stored record says about taking new work: not disabled by an operator,
+    /// not locked by fal, still configured. The dispatcher also needs a key fal accepts
+    /// and a closed breaker; the reports count capacity by this alone.
+    pub fn takes_work(&self) -> bool {
+        !self.disabled && self.locked.is_none() && self.retired_since.is_none()
+    }
+}
+
 /// Why and since when an account is locked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountLock {

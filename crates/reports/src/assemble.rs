@@ -42,7 +42,7 @@ pub struct AccountState {
     pub limit: u32,
     /// Jobs in flight on it now.
     pub in_flight: u32,
-    /// Neither locked nor disabled.
+    /// Takes new work: neither locked, disabled nor retired.
     pub usable: bool,
     /// fal locked it.
     pub locked: bool,
@@ -76,7 +76,7 @@ pub async fn account_states(
         states.push(AccountState {
             limit: credit.concurrency_limit(now),
             in_flight: in_flight.get(&record.id).copied().unwrap_or(0),
-            usable: record.locked.is_none() && !record.disabled,
+            usable: record.takes_work(),
             locked: record.locked.is_some(),
             disabled: record.disabled,
             window_sum: credit.window_sum(now),

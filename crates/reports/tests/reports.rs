@@ -304,3 +304,33 @@ async fn the_plan_reads_the_history_and_the_accounts() {
     assert!(text.contains("Recommendation: no purchase needed"), "{text}");
     assert!(text.contains("Now: 1 account(s), 10 slots"), "{text}");
 }
+
+/// An account no longer configured takes no work, so its limit is no capacity: the
+/// reports agree with the dispatcher on which accounts count.
+#[tokio::test]
+async fn a_retired_account_adds_no_capacity() {
+    let mut m = mocks();
+    let record = |name: &str, retired_since: Option<Timestamp>| AccountRecord {
+        id: AccountId::new(name),
+        key_names: vec!["primary".into()],
+        disabled: false,
+        locked: None,
+        limit_override: None,
+        retired_since,
+    };
+    let retired = record("old", Some(at(23, 8, 0, 0)));
+    let live = record("main", None);
+    m.accounts = MockAccountStore::new();
+    m.accounts.expect_list_accounts().returning(move || Ok(vec![live.clone(), retired.clone()]));
+    m.accounts
+        .expect_purchases()
+        .returning(|_| Ok(vec![CreditPurchase { amount: Money::from_dollars(10), purchased_at: at(20, 9, 0, 0) }]));
+    m.accounts.expect_spends().returning(|_| Ok(vec![]));
+    let (discounts, credit) = (VolumeDiscounts::default(), CreditPolicy::default());
+    let rules = Rules { discounts: &discounts, credit: &credit };
+    let states = assemble::account_states(&sources(&m), &rules, now()).await.unwrap();
+    let old = states.iter().find(|s| s.id == AccountId::new("old")).unwrap();
+    assert_eq!(old.limit, 10, "its credit still gives it a limit");
+    assert!(!old.usable, "but it takes no work");
+    assert_eq!(assemble::usable_capacity(&states), 10, "only main's ten slots");
+}
