@@ -92,6 +92,18 @@ impl Money {
         items.into_iter().try_fold(Money::ZERO, Money::checked_add)
     }
 
+    /// `self + other`, held at the largest or smallest amount instead of overflowing: the
+    /// one fallback for totals shown to people, where an impossible sum must neither wrap
+    /// nor lose an addend. Money that is charged uses `checked_add` and handles the error.
+    pub fn saturating_add(self, other: Money) -> Money {
+        Money(self.0.saturating_add(other.0))
+    }
+
+    /// The sum of many amounts, saturating like [`Money::saturating_add`].
+    pub fn saturating_sum<I: IntoIterator<Item = Money>>(items: I) -> Money {
+        items.into_iter().fold(Money::ZERO, Money::saturating_add)
+    }
+
     /// The larger of zero and `self`.
     pub fn clamp_at_zero(self) -> Money {
         Money(self.0.max(0))
@@ -201,6 +213,15 @@ mod tests {
         assert_eq!((negative.plain_exact(), negative.exact_text()), ("-0.000005".into(), "-$0.000005".into()));
         assert_eq!(Money::from_dollars(10).plain_exact(), "10");
         assert!((Money::from_micros(1_500_000).dollars_f64() - 1.5).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn totals_saturate_instead_of_wrapping_or_dropping_an_addend() {
+        let max = Money::from_micros(i64::MAX);
+        assert_eq!(max.saturating_add(Money::from_cents(1)), max);
+        assert_eq!(Money::from_micros(i64::MIN).saturating_add(Money::from_micros(-1)), Money::from_micros(i64::MIN));
+        assert_eq!(Money::saturating_sum([Money::from_cents(1), Money::from_cents(2)]), Money::from_cents(3));
+        assert_eq!(Money::saturating_sum([max, max]), max);
     }
 
     #[test]

@@ -241,7 +241,7 @@ impl Engine {
             return;
         }
         let spend = match ports.usage.usage_by_model(month_start(now), now).await {
-            Ok(rows) => Money::checked_sum(rows.iter().map(|r| r.fal_cost)).unwrap_or(Money::from_micros(i64::MAX)),
+            Ok(rows) => Money::saturating_sum(rows.iter().map(|r| r.fal_cost)),
             Err(error) => {
                 tracing::warn!(%error, "usage unavailable; budget check skipped");
                 return;

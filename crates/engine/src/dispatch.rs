@@ -198,7 +198,7 @@ impl Engine {
                 // Still charged if this process finishes the job; only a restart loses it.
                 Err(error) => tracing::warn!(%error, "the prompt helper's cost was not stored"),
             }
-            job.helper_cost = job.helper_cost.checked_add(llm_cost).unwrap_or(job.helper_cost);
+            job.helper_cost = job.helper_cost.saturating_add(llm_cost);
         }
         let request = GenerationRequest {
             model: job.spec.model.clone(),

@@ -231,7 +231,7 @@ impl Engine {
             tracing::error!(%error, "result cannot be priced; the hold is charged");
             job.hold
         });
-        generation.checked_add(job.helper_cost).unwrap_or(generation)
+        generation.saturating_add(job.helper_cost)
     }
 
     async fn download(&self, media: &mediagen_ports::OutputMedia) -> Result<MediaBytes, GenerationError> {

@@ -120,7 +120,7 @@ impl Engine {
         let accounts = self.accounts_overview().await?;
         let month_requests = ports.usage.request_count(month, now).await?;
         let tier = self.inner.config.catalog.volume_discounts().tier_for(month_requests).clone();
-        let fal_month_list = Money::checked_sum(month_usage.iter().map(|m| m.fal_cost)).unwrap_or(Money::ZERO);
+        let fal_month_list = Money::saturating_sum(month_usage.iter().map(|m| m.fal_cost));
         let stats = self.stats();
         Ok(OperatorStats {
             today,

@@ -309,7 +309,7 @@ pub async fn report(
     for row in &rows {
         let day = by_model.entry(row.model.as_str()).or_default().entry(row.day).or_default();
         day.0 += row.jobs;
-        day.1 = day.1.checked_add(row.fal_cost).unwrap_or(day.1);
+        day.1 = day.1.saturating_add(row.fal_cost);
     }
     let models = by_model
         .into_iter()
@@ -430,6 +430,6 @@ pub async fn capacity_plan(
     let plan = mediagen_domain::planner::plan(&jobs, &spans, current, &rules.credit.tiers, settings, now);
     let window = rules.credit.window();
     let recent = sources.reports.usage_rows(now - window, now).await?;
-    let spend_last_window = recent.iter().map(|r| r.fal_cost).fold(Money::ZERO, |a, b| a.checked_add(b).unwrap_or(a));
+    let spend_last_window = Money::saturating_sum(recent.iter().map(|r| r.fal_cost));
     Ok(PlanReport { plan, accounts, spend_last_window, window_days: rules.credit.window_days })
 }

@@ -50,7 +50,7 @@ pub fn allocation(rows: &[UsageRow], tiers: &MonthTiers) -> String {
         for (sum, m) in
             money.iter_mut().zip([line.user_charged, line.user_refunded, line.fal_list, line.fal_discounted])
         {
-            *sum = sum.checked_add(m).unwrap_or(*sum);
+            *sum = sum.saturating_add(m);
         }
     }
     write([

@@ -75,7 +75,7 @@ impl Line {
 }
 
 fn add(a: Money, b: Money) -> Money {
-    a.checked_add(b).unwrap_or(Money::from_micros(i64::MAX))
+    a.saturating_add(b)
 }
 
 /// Accumulates rows into one line, keeping list cost per month for the discount.
