@@ -65,6 +65,12 @@ pub enum EnhanceOutcome {
     Refused(Refusal),
 }
 
+/// How `/enhance` went before the user is told: a cache hit, or what intake did.
+enum EnhanceStep {
+    Cached { original: String, enhanced: String },
+    Intake(IntakeOutcome),
+}
+
 /// A rewrite and what it cost.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Enhanced {
@@ -107,34 +113,33 @@ impl Engine {
     #[tracing::instrument(skip_all, fields(user = %request.user))]
     pub async fn enhance(&self, request: EnhanceRequest) -> EnhanceOutcome {
         let recipient = Recipient { chat: request.chat, language: request.language };
-        let (outcome, language) = match self.enhance_intake(&request).await {
-            Ok(accepted) => accepted,
-            Err(refusal) => (EnhanceOutcome::Refused(refusal), request.language),
+        let (step, language) = match self.enhance_intake(&request).await {
+            Ok(done) => done,
+            Err(refusal) => (EnhanceStep::Intake(IntakeOutcome::Refused(refusal)), request.language),
         };
         let recipient = Recipient { language, ..recipient };
-        // Anything but a cache hit is told exactly as a generation request is.
-        let as_intake = match &outcome {
-            EnhanceOutcome::Cached { original, enhanced } => {
+        match step {
+            EnhanceStep::Cached { original, enhanced } => {
                 let notice = UserNotice::EnhancedPrompt { original: original.clone(), enhanced: enhanced.clone() };
                 if let Err(error) = self.inner.ports.messaging.send_notice(recipient, &notice).await {
                     tracing::warn!(%error, "enhancement reply not delivered");
                 }
-                return outcome;
+                EnhanceOutcome::Cached { original, enhanced }
             }
-            EnhanceOutcome::Queued { job, price } => {
-                let place = self.inner.ports.queue.queue_position(*job).await.ok().flatten();
-                let (position, total) = place.map_or((1, 1), |p| (p.position, p.total));
-                IntakeOutcome::Queued { job: *job, position, total, eta: None, price: *price }
+            EnhanceStep::Intake(intake) => {
+                // Told exactly as a generation request is (position, wait, price or refusal).
+                self.announce(recipient, &intake).await;
+                match intake {
+                    IntakeOutcome::Queued { job, price, .. } => EnhanceOutcome::Queued { job, price },
+                    IntakeOutcome::Duplicate { job } => EnhanceOutcome::Duplicate { job },
+                    IntakeOutcome::Refused(refusal) => EnhanceOutcome::Refused(refusal),
+                }
             }
-            EnhanceOutcome::Duplicate { job } => IntakeOutcome::Duplicate { job: *job },
-            EnhanceOutcome::Refused(refusal) => IntakeOutcome::Refused(refusal.clone()),
-        };
-        self.announce(recipient, &as_intake).await;
-        outcome
+        }
     }
 
     /// The checks, the cache and the enqueue; the language is the user's stored one.
-    async fn enhance_intake(&self, request: &EnhanceRequest) -> Result<(EnhanceOutcome, Language), Refusal> {
+    async fn enhance_intake(&self, request: &EnhanceRequest) -> Result<(EnhanceStep, Language), Refusal> {
         let ports = &self.inner.ports;
         let catalog = &self.inner.config.catalog;
         let now = ports.clock.now();
@@ -149,8 +154,8 @@ impl Engine {
         }
         if let Some(text) = self.cached_rewrite(&prompt, now).await {
             bump(&self.inner.counters.cache_hits);
-            let outcome = EnhanceOutcome::Cached { original: prompt.as_str().to_owned(), enhanced: text };
-            return Ok((outcome, user.language));
+            let step = EnhanceStep::Cached { original: prompt.as_str().to_owned(), enhanced: text };
+            return Ok((step, user.language));
         }
         let spec = JobSpec {
             model: llm.endpoint.clone(),
@@ -163,12 +168,8 @@ impl Engine {
             enhance_prompt: false,
         };
         let price = catalog.estimate(&spec).map_err(|e| pricing_refusal(e, &spec.model))?;
-        let outcome = match self.enqueue_job(request.key.clone(), &user, request.chat, spec, price, now).await? {
-            IntakeOutcome::Queued { job, price, .. } => EnhanceOutcome::Queued { job, price },
-            IntakeOutcome::Duplicate { job } => EnhanceOutcome::Duplicate { job },
-            IntakeOutcome::Refused(refusal) => EnhanceOutcome::Refused(refusal),
-        };
-        Ok((outcome, user.language))
+        let intake = self.enqueue_job(request.key.clone(), &user, request.chat, spec, price, now).await?;
+        Ok((EnhanceStep::Intake(intake), user.language))
     }
 
     /// The rewrite a queued `/enhance` job made, once it ended; `None` when it ended

@@ -1,8 +1,8 @@
 //! Rescue at start, lease heartbeat, status polling and shutdown.
 
 use crate::support::{Harness, advance, one_image};
-use mediagen_domain::{FailureReason, JobState, ModelId, Money, RequestId, Settlement};
-use mediagen_ports::{MediaRecord, RemoteHandle, RemoteStatus, Rescued, UserNotice};
+use mediagen_domain::{FailureReason, JobState, Money, RequestId, Settlement};
+use mediagen_ports::{MediaRecord, RemoteStatus, Rescued, UserNotice};
 use std::time::Duration;
 
 #[tokio::test(start_paused = true)]
@@ -13,19 +13,7 @@ async fn a_rescued_job_at_fal_is_followed_and_never_resubmitted() {
         w.user(1);
         let account = w.account("main", 2);
         let job = w.queued_job(1, one_image());
-        let request_id = RequestId::new("req-from-before");
-        w.jobs.get_mut(&job).unwrap().state =
-            JobState::Submitted { account: account.clone(), request_id: request_id.clone() };
-        let handle = RemoteHandle {
-            account,
-            model: ModelId::new("fal-ai/nano-banana"),
-            request_id,
-            status_url: "s".into(),
-            response_url: "r".into(),
-            cancel_url: "c".into(),
-        };
-        let rescued = w.job(job).clone();
-        w.rescue.push(Rescued::Resume(rescued, handle));
+        w.left_at_fal_by_a_dead_process(job, &account);
         job
     };
     let engine = h.engine();
@@ -52,21 +40,10 @@ async fn a_rescued_job_is_charged_what_its_prompt_rewrite_cost_before_the_restar
         w.user(1);
         let account = w.account("main", 2);
         let job = w.queued_job(1, one_image().checked_add(Money::from_cents(1)).unwrap());
-        let request_id = RequestId::new("req-from-before");
         let entry = w.jobs.get_mut(&job).unwrap();
-        entry.state = JobState::Submitted { account: account.clone(), request_id: request_id.clone() };
         entry.spec.enhance_prompt = true;
         entry.helper_cost = rewrite;
-        let handle = RemoteHandle {
-            account,
-            model: ModelId::new("fal-ai/nano-banana"),
-            request_id,
-            status_url: "s".into(),
-            response_url: "r".into(),
-            cancel_url: "c".into(),
-        };
-        let rescued = w.job(job).clone();
-        w.rescue.push(Rescued::Resume(rescued, handle));
+        w.left_at_fal_by_a_dead_process(job, &account);
         job
     };
     let engine = h.engine();

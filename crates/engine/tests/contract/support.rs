@@ -322,6 +322,24 @@ impl World {
         }
     }
 
+    /// Puts `job` at fal under `req-from-before` on `account` and hands it to the start-up
+    /// rescue, as a process that died while following it would have left it.
+    pub fn left_at_fal_by_a_dead_process(&mut self, job: JobId, account: &AccountId) {
+        let request_id = RequestId::new("req-from-before");
+        self.jobs.get_mut(&job).unwrap().state =
+            JobState::Submitted { account: account.clone(), request_id: request_id.clone() };
+        let handle = RemoteHandle {
+            account: account.clone(),
+            model: ModelId::new("fal-ai/nano-banana"),
+            request_id,
+            status_url: "s".into(),
+            response_url: "r".into(),
+            cancel_url: "c".into(),
+        };
+        let rescued = self.job(job).clone();
+        self.rescue.push(Rescued::Resume(rescued, handle));
+    }
+
     /// Hands a job to the rescue: it is taken over under a new epoch, as storage would.
     pub fn rescue_as(&mut self, owner: &str, item: Rescued) -> Rescued {
         let with_lease = |w: &mut World, job: Job| {
@@ -511,13 +529,6 @@ impl Harness {
         });
         let world = Arc::clone(&self.world);
         queue.expect_get_job().returning(move |job| Ok(world.lock().unwrap().jobs.get(&job).cloned()));
-        let world = Arc::clone(&self.world);
-        queue.expect_queue_position().returning(move |job| {
-            let w = world.lock().unwrap();
-            let queued: Vec<JobId> = w.jobs.values().filter(|j| j.state == JobState::Queued).map(|j| j.id).collect();
-            let total = queued.len() as u32;
-            Ok(queued.iter().position(|id| *id == job).map(|at| QueuePosition { position: at as u32 + 1, total }))
-        });
         let world = Arc::clone(&self.world);
         queue.expect_in_flight_by_account().returning(move || {
             let w = world.lock().unwrap();
