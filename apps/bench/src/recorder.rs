@@ -2,6 +2,7 @@
 //! the engine told users something, so the bench measures queueing and dispatch.
 
 use async_trait::async_trait;
+use mediagen_domain::insights::OperatorSummary;
 use mediagen_domain::{JobId, Language, MediaRef};
 use mediagen_ports::{
     DeliveredMedia, MediaBytes, MessageRef, Messaging, MessagingError, OperatorAlert, Recipient, ResultMedia,
@@ -130,6 +131,10 @@ impl Messaging for Recorder {
     }
 
     async fn notify_operators(&self, _alert: &OperatorAlert) -> Result<(), MessagingError> {
+        Ok(())
+    }
+
+    async fn notify_operators_summary(&self, _summary: &OperatorSummary) -> Result<(), MessagingError> {
         Ok(())
     }
 

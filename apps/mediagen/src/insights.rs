@@ -4,7 +4,9 @@
 use crate::settings::Settings;
 use anyhow::{Context, bail};
 use mediagen_domain::Timestamp;
-use mediagen_reports::{Period, ReportKind, Rules, Sources, assemble, chart, text};
+use mediagen_engine::insights::{self as assemble, Rules, Sources};
+use mediagen_engine::{Period, ReportKind};
+use mediagen_reports::{chart, csv, text};
 use std::path::Path;
 
 /// What `mediagen report` prints.
@@ -71,7 +73,9 @@ pub async fn report(
     let period = |kind| if previous { Period::previous(kind, now) } else { Period::to_date(kind, now) };
     match request {
         ReportRequest::Csv(kind) => {
-            Ok(assemble::cost_allocation(&sources, &rules, period(kind), now).await.context("reading the ledger")?)
+            let costs =
+                assemble::cost_allocation(&sources, &rules, period(kind), now).await.context("reading the ledger")?;
+            Ok(csv::cost_allocation(&costs).1)
         }
         ReportRequest::Summary(kind) => {
             let report = assemble::report(&sources, &rules, period(kind), now).await.context("reading the ledger")?;

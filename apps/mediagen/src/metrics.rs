@@ -50,6 +50,12 @@ pub async fn serve(listener: TcpListener, render: Render, mut shutdown: watch::R
 pub fn of_engine(engine: mediagen_engine::Engine) -> Render {
     Arc::new(move || {
         let engine = engine.clone();
-        Box::pin(async move { engine.metrics_text().await.map_err(|error| error.to_string()) })
+        Box::pin(async move {
+            engine
+                .metrics()
+                .await
+                .map(|metrics| mediagen_reports::prometheus::render(&metrics.live, &metrics.counters))
+                .map_err(|error| error.to_string())
+        })
     })
 }

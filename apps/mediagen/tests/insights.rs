@@ -10,6 +10,7 @@ use mediagen::metrics::{Render, of_engine, serve};
 use mediagen::settings::Settings;
 use mediagen_domain::catalog::Catalog;
 use mediagen_domain::credit::CreditPurchase;
+use mediagen_domain::insights::OperatorSummary;
 use mediagen_domain::job::{JobSpec, Settlement};
 use mediagen_domain::quota::{Plan, Plans};
 use mediagen_domain::{
@@ -20,7 +21,7 @@ use mediagen_engine::{Engine, EngineConfig, Ports, ReportKind};
 use mediagen_ports::{
     AccountCapacity, AccountStore, ClaimRequest, DeliveredMedia, EnqueueOutcome, EnqueueRequest, Finish, JobQueue,
     MediaBytes, MessageRef, Messaging, MessagingError, MockClock, MockGeneration, NewUser, OperatorAlert, Recipient,
-    RemoteHandle, ResultMedia, UserNotice, UserStore,
+    RemoteHandle, ResultMedia, Severity, UserNotice, UserStore,
 };
 use mediagen_postgres::PgStore;
 use mediagen_postgres::testing::{TestDb, fresh_database};
@@ -73,8 +74,21 @@ impl Messaging for Recorder {
         Ok(())
     }
 
-    async fn notify_operators_with_file(&self, alert: &OperatorAlert, file: &MediaBytes) -> Result<(), MessagingError> {
-        self.files.lock().unwrap().push((alert.clone(), file.clone()));
+    /// Renders the summary as the Telegram front end does: its text and its chart.
+    async fn notify_operators_summary(&self, summary: &OperatorSummary) -> Result<(), MessagingError> {
+        let report = &summary.report;
+        let alert = OperatorAlert {
+            severity: Severity::Info,
+            title: summary.title.clone(),
+            body: mediagen_reports::text::report(report),
+        };
+        let png = mediagen_reports::chart::render(report).map_err(|error| MessagingError::Other(error.into()))?;
+        let chart = MediaBytes {
+            bytes: png,
+            content_type: "image/png".to_owned(),
+            file_name: mediagen_reports::chart::file_name(report),
+        };
+        self.files.lock().unwrap().push((alert, chart));
         Ok(())
     }
 
@@ -222,6 +236,11 @@ async fn alerts_and_the_daily_summary_fire_once_and_a_second_engine_repeats_none
     assert_eq!(files.len(), 1);
     assert!(files[0].0.body.starts_with("Daily report — 2026-11-24 (UTC)\n"), "{}", files[0].0.body);
     assert_eq!(files[0].1.content_type, "image/png");
+    assert_eq!(files[0].1.file_name, "mediagen-day-2026-11-24.png");
+    let png = &files[0].1.bytes;
+    let size =
+        (u32::from_be_bytes(png[16..20].try_into().unwrap()), u32::from_be_bytes(png[20..24].try_into().unwrap()));
+    assert_eq!(size, (1200, 1350));
     assert_eq!(
         fired(&store).await,
         [

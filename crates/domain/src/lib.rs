@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod credit;
 pub mod discount;
 pub mod ids;
+pub mod insights;
 pub mod job;
 pub mod model;
 pub mod money;

@@ -16,10 +16,10 @@
 use crate::Engine;
 use mediagen_domain::budget::period_key;
 use mediagen_domain::discount::DiscountTier;
+use mediagen_domain::insights::duration_text as duration;
 use mediagen_domain::quota::{day_start, month_start};
 use mediagen_domain::{Money, Timestamp};
 use mediagen_ports::{OperatorAlert, Severity};
-use mediagen_reports::text::duration;
 
 /// An alert with the key and period that make it fire once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,7 +177,7 @@ impl Engine {
         let insights = &self.inner.config.insights;
         let capacity = self.running_capacity().await;
         let from = day_start(now);
-        let saturation = match mediagen_reports::assemble::saturation(&*ports.reports, capacity, from, now).await {
+        let saturation = match crate::insights::saturation(&*ports.reports, capacity, from, now).await {
             Ok(saturation) => saturation,
             Err(error) => {
                 tracing::warn!(%error, "job history unavailable; saturation check skipped");

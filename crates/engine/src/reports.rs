@@ -1,29 +1,20 @@
 //! What the operator can ask about usage, cost and capacity, and the summaries sent on a
-//! schedule. Assembly and rendering live in `mediagen-reports`; this module picks the
-//! periods, supplies the ports and rules, and sends.
+//! schedule. Every answer is data from the domain's read model: the front ends render it
+//! (text, chart, CSV, metrics), and scheduled summaries reach the operators' chats as data
+//! through the `Messaging` port.
 //!
 //! Scheduled summaries are deduplicated through the `AlertLog` like alerts
 //! (`report-daily` per UTC day, `report-weekly` per ISO week): a restart, or a second
 //! process, does not send them again.
 
 use crate::Engine;
+use crate::insights::{self, Rules, Sources};
 use chrono::{Datelike, TimeDelta};
+use mediagen_domain::insights::{
+    CostAllocation, Counter, Live, Metrics, OperatorSummary, Period, PlanReport, Report, ReportKind,
+};
 use mediagen_domain::planner::PlannerSettings;
-use mediagen_ports::{MediaBytes, OperatorAlert, Severity, StorageError};
-use mediagen_reports::assemble;
-use mediagen_reports::prometheus::{self, Counter};
-use mediagen_reports::{Period, ReportKind, Rules, Sources, chart, text};
-
-/// A summary ready to send: its text and its chart.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RenderedReport {
-    /// The summary, for an operator's chat.
-    pub text: String,
-    /// The chart as a PNG (`None` when drawing failed; the text still goes out).
-    pub chart: Option<MediaBytes>,
-    /// What the chart shows, for its caption.
-    pub caption: String,
-}
+use mediagen_ports::StorageError;
 
 impl Engine {
     fn sources(&self) -> Sources<'_> {
@@ -40,7 +31,7 @@ impl Engine {
     ///
     /// # Errors
     /// The storage error when the figures cannot be read.
-    pub async fn report(&self, kind: ReportKind) -> Result<RenderedReport, StorageError> {
+    pub async fn report(&self, kind: ReportKind) -> Result<Report, StorageError> {
         let now = self.inner.ports.clock.now();
         self.report_for(Period::to_date(kind, now)).await
     }
@@ -49,69 +40,49 @@ impl Engine {
     ///
     /// # Errors
     /// The storage error when the figures cannot be read.
-    pub async fn report_for(&self, period: Period) -> Result<RenderedReport, StorageError> {
+    pub async fn report_for(&self, period: Period) -> Result<Report, StorageError> {
         let now = self.inner.ports.clock.now();
-        let report = assemble::report(&self.sources(), &self.rules(), period, now).await?;
-        let chart = match chart::render(&report) {
-            Ok(bytes) => Some(MediaBytes {
-                bytes,
-                content_type: "image/png".to_owned(),
-                file_name: format!("mediagen-{}-{}.png", period.kind, period.from.format("%Y-%m-%d")),
-            }),
-            Err(error) => {
-                tracing::error!(%error, "report chart not drawn");
-                None
-            }
-        };
-        Ok(RenderedReport { text: text::report(&report), chart, caption: text::chart_caption(&report) })
+        insights::report(&self.sources(), &self.rules(), period, now).await
     }
 
-    /// Who spent what on which model over `kind` so far, as a CSV file.
+    /// Who spent what on which model over `kind` so far.
     ///
     /// # Errors
     /// The storage error when the figures cannot be read.
-    pub async fn cost_allocation(&self, kind: ReportKind) -> Result<MediaBytes, StorageError> {
+    pub async fn cost_allocation(&self, kind: ReportKind) -> Result<CostAllocation, StorageError> {
         let now = self.inner.ports.clock.now();
-        let period = Period::to_date(kind, now);
-        let csv = assemble::cost_allocation(&self.sources(), &self.rules(), period, now).await?;
-        Ok(MediaBytes {
-            bytes: csv.into_bytes(),
-            content_type: "text/csv".to_owned(),
-            file_name: format!("mediagen-costs-{}-{}.csv", kind, period.from.format("%Y-%m-%d")),
-        })
+        insights::cost_allocation(&self.sources(), &self.rules(), Period::to_date(kind, now), now).await
     }
 
-    /// The capacity plan as text, for a p95 wait target (the configured one when `None`).
+    /// The capacity plan for a p95 wait target (the configured one when `None`).
     ///
     /// # Errors
     /// The storage error when the history cannot be read.
-    pub async fn capacity_plan(&self, target: Option<TimeDelta>) -> Result<String, StorageError> {
+    pub async fn capacity_plan(&self, target: Option<TimeDelta>) -> Result<PlanReport, StorageError> {
         let now = self.inner.ports.clock.now();
         let mut settings: PlannerSettings = self.inner.config.insights.planner.clone();
         if let Some(target) = target {
             settings.target_wait_secs = u64::try_from(target.num_seconds()).unwrap_or(0);
         }
-        let plan = assemble::capacity_plan(&self.sources(), &self.rules(), &settings, now).await?;
-        Ok(text::plan(&plan))
+        insights::capacity_plan(&self.sources(), &self.rules(), &settings, now).await
     }
 
-    /// The live counters as text: queue, accounts, today's and the month's spend.
+    /// The live counters: queue, accounts, today's and the month's spend.
     ///
     /// # Errors
     /// The storage error when the counters cannot be read.
-    pub async fn live_text(&self) -> Result<String, StorageError> {
+    pub async fn live(&self) -> Result<Live, StorageError> {
         let now = self.inner.ports.clock.now();
-        Ok(text::live(&assemble::live(&self.sources(), &self.rules(), now).await?))
+        insights::live(&self.sources(), &self.rules(), now).await
     }
 
-    /// The Prometheus text of the live counters and this process's counters.
+    /// The live counters and this process's counters, for the metrics endpoint.
     ///
     /// # Errors
     /// The storage error when the counters cannot be read.
-    pub async fn metrics_text(&self) -> Result<String, StorageError> {
-        let now = self.inner.ports.clock.now();
+    pub async fn metrics(&self) -> Result<Metrics, StorageError> {
         let stats = self.stats();
-        let counters = [
+        let counters = vec![
             Counter {
                 name: "mediagen_prompt_cache_hits_total",
                 help: "Enhanced prompts served from the cache.",
@@ -158,8 +129,7 @@ impl Engine {
                 value: stats.breaker_trips,
             },
         ];
-        let live = assemble::live(&self.sources(), &self.rules(), now).await?;
-        Ok(prometheus::render(&live, &counters))
+        Ok(Metrics { live: self.live().await?, counters })
     }
 
     /// Sends the daily and weekly summaries that are due and not yet sent.
@@ -192,8 +162,8 @@ impl Engine {
         let now = ports.clock.now();
         // Built before the claim: if storage is down the claim is not taken and the next
         // tick tries again.
-        let rendered = match self.report_for(Period::previous(kind, now)).await {
-            Ok(rendered) => rendered,
+        let report = match self.report_for(Period::previous(kind, now)).await {
+            Ok(report) => report,
             Err(error) => {
                 tracing::warn!(%error, report = key, "scheduled report not built; retrying later");
                 return;
@@ -216,11 +186,8 @@ impl Engine {
             ReportKind::Week => "Weekly report",
             ReportKind::Month => "Monthly report",
         };
-        let alert = OperatorAlert { severity: Severity::Info, title: title.to_owned(), body: rendered.text };
-        let sent = match &rendered.chart {
-            Some(chart) => ports.messaging.notify_operators_with_file(&alert, chart).await,
-            None => ports.messaging.notify_operators(&alert).await,
-        };
+        let summary = OperatorSummary { title: title.to_owned(), report };
+        let sent = ports.messaging.notify_operators_summary(&summary).await;
         if let Err(error) = sent {
             tracing::error!(%error, report = key, "scheduled report not delivered");
         }

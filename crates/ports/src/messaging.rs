@@ -5,6 +5,7 @@
 
 use crate::generation::MediaBytes;
 use async_trait::async_trait;
+use mediagen_domain::insights::OperatorSummary;
 use mediagen_domain::quota::QuotaRefusal;
 use mediagen_domain::{ChatId, FailureReason, JobId, Language, MediaRef, ModelId, Money};
 use serde::{Deserialize, Serialize};
@@ -242,19 +243,13 @@ pub trait Messaging: Send + Sync {
     /// `Other` when no operator chat could be reached.
     async fn notify_operators(&self, alert: &OperatorAlert) -> Result<(), MessagingError>;
 
-    /// Sends an alert with a file attached (a report's chart, a CSV) to every operator
-    /// chat: the alert's text in full, and the file (an image as a picture, anything else
-    /// as a document).
-    ///
-    /// The default sends the alert alone, for front ends that cannot carry files.
+    /// Sends a scheduled summary to every operator chat. The summary is data: the front
+    /// end renders it (its text in full, and its chart where it can show pictures).
     ///
     /// # Errors
-    /// `TooLarge` when the file exceeds the platform's limit; `Other` when no operator
+    /// `TooLarge` when the chart exceeds the platform's limit; `Other` when no operator
     /// chat could be reached.
-    async fn notify_operators_with_file(&self, alert: &OperatorAlert, file: &MediaBytes) -> Result<(), MessagingError> {
-        let _ = file;
-        self.notify_operators(alert).await
-    }
+    async fn notify_operators_summary(&self, summary: &OperatorSummary) -> Result<(), MessagingError>;
 
     /// Fetches the bytes of a user's input file, so that no platform URL (which would
     /// carry the bot token) ever leaves the adapter.

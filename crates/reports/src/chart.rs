@@ -3,8 +3,8 @@
 //! Text is drawn with DejaVu Sans embedded from the `dejavu` crate (plotters' `ab_glyph`
 //! backend), so no system font library is needed.
 
-use crate::assemble::Report;
 use mediagen_domain::Money;
+use mediagen_domain::insights::Report;
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
 use std::sync::Once;
@@ -64,6 +64,11 @@ fn register() {
 
 fn dollars(money: Money) -> f64 {
     money.dollars_f64()
+}
+
+/// The file name of `report`'s chart: `mediagen-day-2026-11-25.png`.
+pub fn file_name(report: &Report) -> String {
+    format!("mediagen-{}-{}.png", report.period.kind, report.period.from.format("%Y-%m-%d"))
 }
 
 /// The chart of `report` as a `WIDTH × HEIGHT` PNG.

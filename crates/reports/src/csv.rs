@@ -1,8 +1,8 @@
 //! The cost allocation as CSV: who spent what on which model, and what fal charges for it.
 
-use crate::usage::{MonthTiers, group};
 use mediagen_domain::Money;
-use mediagen_ports::UsageRow;
+use mediagen_domain::insights::usage::{MonthTiers, group};
+use mediagen_domain::insights::{CostAllocation, UsageRow};
 use std::collections::BTreeSet;
 
 /// The header of [`allocation`].
@@ -12,6 +12,12 @@ pub const HEADER: &str =
 /// Dollars with all six decimals, as spreadsheets read them: `12.340000`, `-0.000001`.
 pub fn dollars(money: Money) -> String {
     money.plain_six_decimals()
+}
+
+/// The cost allocation as a CSV file: its name and content (see [`allocation`]).
+pub fn cost_allocation(costs: &CostAllocation) -> (String, String) {
+    let name = format!("mediagen-costs-{}-{}.csv", costs.period.kind, costs.period.from.format("%Y-%m-%d"));
+    (name, allocation(&costs.rows, &costs.tiers))
 }
 
 /// One row per (user, model) of `rows`, ordered by user id then model id, then a `total`
@@ -74,8 +80,8 @@ mod tests {
     use super::*;
     use chrono::NaiveDate;
     use mediagen_domain::discount::VolumeDiscounts;
+    use mediagen_domain::insights::DayCount;
     use mediagen_domain::{AccountId, ModelId, UserId};
-    use mediagen_ports::DayCount;
 
     fn row(user: i64, model: &str, jobs: u64, charged: i64, fal: i64) -> UsageRow {
         UsageRow {

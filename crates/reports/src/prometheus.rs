@@ -1,19 +1,10 @@
 //! The live counters in Prometheus' text exposition format (version 0.0.4).
 
-use crate::assemble::{Live, Spend};
 use mediagen_domain::Money;
+use mediagen_domain::insights::{Live, Spend};
 use std::fmt::Write;
 
-/// A counter the caller keeps (the engine's, since start), exported as-is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Counter {
-    /// The metric name, `mediagen_…_total`.
-    pub name: &'static str,
-    /// Its help line.
-    pub help: &'static str,
-    /// Its value.
-    pub value: u64,
-}
+pub use mediagen_domain::insights::Counter;
 
 /// The `Content-Type` of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

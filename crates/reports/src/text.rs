@@ -1,30 +1,14 @@
 //! Reports as text for operators (English, plain text that fits a Telegram message).
 
-use crate::assemble::{Live, PlanReport, Report};
-use crate::usage::Line;
 use mediagen_domain::Money;
+pub use mediagen_domain::insights::duration_text as duration;
+use mediagen_domain::insights::usage::Line;
+use mediagen_domain::insights::{Live, PlanReport, Report};
 use mediagen_domain::planner::{Recommendation, TierForecast, WaitStats};
 use std::fmt::Write;
 
 /// Lines of each "by user" list.
 const TOP_USERS: usize = 10;
-
-/// `4 s`, `2 min 05 s`, `1 h 02 min`.
-pub fn duration(secs: f64) -> String {
-    if !secs.is_finite() {
-        return "never".to_owned();
-    }
-    let secs = secs.max(0.0);
-    if secs < 10.0 {
-        return format!("{secs:.1} s");
-    }
-    let whole = secs.round() as u64;
-    match whole {
-        0..60 => format!("{whole} s"),
-        60..3600 => format!("{} min {:02} s", whole / 60, whole % 60),
-        _ => format!("{} h {:02} min", whole / 3600, (whole % 3600) / 60),
-    }
-}
 
 /// `1.10 jobs/s`, or per hour when slower than one job in ten seconds.
 fn rate(per_second: f64) -> String {
@@ -109,9 +93,9 @@ pub fn live(live: &Live) -> String {
 pub fn report(report: &Report) -> String {
     let mut out = String::new();
     let title = match report.period.kind {
-        crate::ReportKind::Day => "Daily report",
-        crate::ReportKind::Week => "Weekly report",
-        crate::ReportKind::Month => "Monthly report",
+        mediagen_domain::insights::ReportKind::Day => "Daily report",
+        mediagen_domain::insights::ReportKind::Week => "Weekly report",
+        mediagen_domain::insights::ReportKind::Month => "Monthly report",
     };
     let _ = writeln!(out, "{title} — {} (UTC)", report.period.label());
     let t = &report.usage.total;

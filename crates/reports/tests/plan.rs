@@ -3,9 +3,9 @@
 
 use chrono::{TimeDelta, TimeZone, Utc};
 use mediagen_domain::credit::ConcurrencyTiers;
+use mediagen_domain::insights::PlanReport;
 use mediagen_domain::planner::{CurrentCapacity, PlannerJob, PlannerSettings, Recommendation, Span, plan};
 use mediagen_domain::{ModelId, Money, Timestamp};
-use mediagen_reports::PlanReport;
 use mediagen_reports::text;
 
 /// xorshift64*: the same synthetic week on every run.

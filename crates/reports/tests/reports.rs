@@ -4,13 +4,15 @@
 use chrono::{NaiveDate, TimeDelta, TimeZone, Utc};
 use mediagen_domain::credit::{CreditPolicy, CreditPurchase};
 use mediagen_domain::discount::VolumeDiscounts;
+use mediagen_domain::insights::{Counter, Period, ReportKind};
 use mediagen_domain::planner::{PlannerSettings, Recommendation};
 use mediagen_domain::{AccountId, JobId, ModelId, Money, Timestamp, UserId};
+use mediagen_engine::insights::{self as assemble, Rules, Sources};
 use mediagen_ports::{
     AccountRecord, DayCount, JobCounts, JobTiming, MockAccountStore, MockJobQueue, MockReportStore, SlotInterval,
     UsageRow,
 };
-use mediagen_reports::{Counter, Period, ReportKind, Rules, Sources, assemble, chart, prometheus, text};
+use mediagen_reports::{chart, csv, prometheus, text};
 
 const FLUX: &str = "fal-ai/flux/schnell";
 const BANANA: &str = "fal-ai/nano-banana";
@@ -237,7 +239,9 @@ async fn the_cost_allocation_has_a_row_per_user_and_model() {
     let (discounts, credit) = (VolumeDiscounts::default(), CreditPolicy::default());
     let rules = Rules { discounts: &discounts, credit: &credit };
     let period = Period::to_date(ReportKind::Month, now());
-    let csv = assemble::cost_allocation(&sources(&m), &rules, period, now()).await.unwrap();
+    let costs = assemble::cost_allocation(&sources(&m), &rules, period, now()).await.unwrap();
+    let (file_name, csv) = csv::cost_allocation(&costs);
+    assert_eq!(file_name, "mediagen-costs-month-2026-11-01.csv");
     assert_eq!(
         csv,
         "user_id,model,jobs,succeeded,failed,canceled,charged_usd,refunded_usd,fal_list_usd,fal_discounted_usd\n\
@@ -332,5 +336,5 @@ async fn a_retired_account_adds_no_capacity() {
     let old = states.iter().find(|s| s.id == AccountId::new("old")).unwrap();
     assert_eq!(old.limit, 10, "its credit still gives it a limit");
     assert!(!old.usable, "but it takes no work");
-    assert_eq!(assemble::usable_capacity(&states), 10, "only main's ten slots");
+    assert_eq!(mediagen_domain::insights::usable_capacity(&states), 10, "only main's ten slots");
 }

@@ -82,22 +82,20 @@ pub(crate) async fn run(bot: &Bot, app: &BotApp, command: AdminCommand) -> Admin
     let result = match command {
         AdminCommand::Report(kind) => {
             return match engine.report(kind).await {
-                Ok(report) => AdminReply { text: report.text, file: report.chart.map(|png| (png, report.caption)) },
+                Ok(report) => crate::insights::summary(&report),
                 Err(error) => format!("Could not build the report: {error}").into(),
             };
         }
         AdminCommand::Costs(kind) => {
             return match engine.cost_allocation(kind).await {
-                Ok(csv) => AdminReply {
-                    text: format!("Cost allocation per user and model, {kind} so far (UTC):"),
-                    file: Some((csv, "charged = what users paid; fal_discounted = what fal charges after the month's volume discount".to_owned())),
-                },
+                Ok(costs) => crate::insights::cost_allocation(&costs),
                 Err(error) => format!("Could not build the cost allocation: {error}").into(),
             };
         }
         AdminCommand::Plan(target) => engine
             .capacity_plan(target.map(|secs| chrono::TimeDelta::seconds(i64::from(secs))))
             .await
+            .map(|plan| mediagen_reports::text::plan(&plan))
             .map_err(anyhow::Error::from),
         AdminCommand::Stats => stats(app).await,
         AdminCommand::Accounts => accounts(app).await,

@@ -5,6 +5,7 @@ pub mod app;
 pub mod command;
 pub mod handlers;
 pub mod inbox;
+mod insights;
 pub mod messaging;
 pub mod texts;
 

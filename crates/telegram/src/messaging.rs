@@ -4,6 +4,7 @@ use crate::command::ButtonAction;
 use crate::texts::{Button, render_notice, strings};
 use async_trait::async_trait;
 use futures::StreamExt;
+use mediagen_domain::insights::OperatorSummary;
 use mediagen_domain::{ChatId, JobId, Language, MediaRef};
 use mediagen_ports::{
     DeliveredMedia, MediaBytes, MessageRef, Messaging, MessagingError, OperatorAlert, Recipient, ResultMedia, Severity,
@@ -280,16 +281,19 @@ impl Messaging for TelegramMessaging {
         }
     }
 
-    async fn notify_operators_with_file(&self, alert: &OperatorAlert, file: &MediaBytes) -> Result<(), MessagingError> {
-        if file.bytes.len() > DOCUMENT_LIMIT_BYTES {
+    async fn notify_operators_summary(&self, summary: &OperatorSummary) -> Result<(), MessagingError> {
+        let rendered = crate::insights::summary(&summary.report);
+        if let Some((file, _)) = &rendered.file
+            && file.bytes.len() > DOCUMENT_LIMIT_BYTES
+        {
             return Err(MessagingError::TooLarge(file.bytes.len() as u64));
         }
-        let text = format!("{} {}\n\n{}", severity_icon(alert.severity), alert.title, alert.body);
+        let text = format!("{} {}\n\n{}", severity_icon(Severity::Info), summary.title, rendered.text);
+        let file = rendered.file.map(|(file, _)| (file, summary.title.clone()));
         let mut reached = 0;
         let mut last_error = None;
         for chat in &self.operator_chats {
-            let reply =
-                crate::admin::AdminReply { text: text.clone(), file: Some((file.clone(), alert.title.clone())) };
+            let reply = crate::admin::AdminReply { text: text.clone(), file: file.clone() };
             match crate::admin::send(&self.bot, *chat, reply).await {
                 Ok(()) => reached += 1,
                 Err(error) => {

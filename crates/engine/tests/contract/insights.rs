@@ -4,9 +4,9 @@
 use crate::support::{Harness, advance};
 use chrono::{NaiveDate, NaiveTime, TimeDelta, Weekday};
 use mediagen_domain::credit::CreditPurchase;
+use mediagen_domain::insights::{Period, ReportKind};
 use mediagen_domain::{AccountId, JobId, ModelId, Money, Timestamp, UserId};
 use mediagen_ports::{DayCount, JobTiming, Severity, SlotInterval, UsageRow};
-use mediagen_reports::ReportKind;
 
 async fn run_once(h: &Harness) {
     let engine = h.engine();
@@ -172,22 +172,22 @@ async fn the_daily_and_weekly_summaries_go_out_once_with_their_chart_across_rest
     run_once(&h).await;
 
     let w = h.world();
-    assert_eq!(w.operator_files.len(), 2, "one daily and one weekly summary, each sent once");
-    let (daily, png) = &w.operator_files[0];
+    assert_eq!(w.operator_summaries.len(), 2, "one daily and one weekly summary, each sent once");
+    let daily = &w.operator_summaries[0];
     assert_eq!(daily.title, "Daily report");
-    assert!(daily.body.starts_with("Daily report — 2026-11-24 (UTC)\n"), "{}", daily.body);
-    assert!(daily.body.contains("\nJobs finished: 4 (4 ok, 0 failed, 0 canceled); 4 requests sent to fal\n"));
-    assert!(daily.body.contains("\nUsers were charged $0.1560 (refunded $0.0000)\n"), "{}", daily.body);
-    assert_eq!(png.content_type, "image/png");
-    assert_eq!(png.file_name, "mediagen-day-2026-11-24.png");
-    let size = (
-        u32::from_be_bytes(png.bytes[16..20].try_into().unwrap()),
-        u32::from_be_bytes(png.bytes[20..24].try_into().unwrap()),
-    );
-    assert_eq!(size, (1200, 1350));
-    let (weekly, _) = &w.operator_files[1];
-    assert!(weekly.body.starts_with("Weekly report — 2026-11-18 – 2026-11-24 (UTC)\n"), "{}", weekly.body);
-    assert!(weekly.body.contains("\nJobs finished: 8 (8 ok, 0 failed, 0 canceled); 4 requests sent to fal\n"));
+    assert_eq!((daily.report.period.kind, daily.report.period.label()), (ReportKind::Day, "2026-11-24".to_owned()));
+    let total = &daily.report.usage.total;
+    assert_eq!((total.jobs, total.succeeded, total.failed, total.canceled, daily.report.requests), (4, 4, 0, 0, 4));
+    assert_eq!((total.user_charged, total.user_refunded), (Money::from_micros(156_000), Money::ZERO));
+    // What the chart draws: seven days of the model's jobs and the account's peaks.
+    assert_eq!(daily.report.trend_days.len(), 7);
+    assert_eq!(daily.report.models.len(), 1);
+    assert_eq!(daily.report.accounts.len(), 1);
+    let weekly = &w.operator_summaries[1];
+    assert_eq!(weekly.title, "Weekly report");
+    assert_eq!(weekly.report.period.label(), "2026-11-18 – 2026-11-24");
+    let total = &weekly.report.usage.total;
+    assert_eq!((total.jobs, total.succeeded, total.failed, total.canceled, weekly.report.requests), (8, 8, 0, 0, 4));
     assert!(w.alert_log.contains(&("report-daily".to_owned(), "2026-11-25".to_owned())));
     assert!(w.alert_log.contains(&("report-weekly".to_owned(), "2026-W48".to_owned())));
     assert!(w.operator_alerts.is_empty(), "summaries carry their chart: {:?}", w.operator_alerts);
@@ -199,7 +199,7 @@ async fn before_the_configured_time_no_summary_goes_out() {
     h.config.insights.daily_report_at = Some(NaiveTime::from_hms_opt(12, 0, 1).unwrap());
     h.world().account("main", 10);
     run_once(&h).await;
-    assert!(h.world().operator_files.is_empty());
+    assert!(h.world().operator_summaries.is_empty());
 }
 
 #[tokio::test(start_paused = true)]
@@ -214,38 +214,32 @@ async fn operators_can_ask_for_reports_costs_the_plan_and_metrics() {
     let engine = h.engine();
 
     let report = engine.report(ReportKind::Month).await.unwrap();
-    assert!(report.text.starts_with("Monthly report — 2026-11 (to 2026-11-25) (UTC)\n"), "{}", report.text);
-    assert!(report.text.contains("\nJobs finished: 4 (4 ok, 0 failed, 0 canceled); 4 requests sent to fal\n"));
-    assert!(report.chart.is_some());
+    assert_eq!(report.period, Period::to_date(ReportKind::Month, h.world().now));
+    assert_eq!(report.period.label(), "2026-11 (to 2026-11-25)");
+    let total = &report.usage.total;
+    assert_eq!((total.jobs, total.succeeded, total.failed, total.canceled, report.requests), (4, 4, 0, 0, 4));
+    assert_eq!(report.trend_days.len(), 25, "the chart covers the whole month so far");
 
-    let csv = engine.cost_allocation(ReportKind::Month).await.unwrap();
-    assert_eq!(csv.content_type, "text/csv");
-    assert_eq!(csv.file_name, "mediagen-costs-month-2026-11-01.csv");
-    assert_eq!(
-        String::from_utf8(csv.bytes).unwrap(),
-        "user_id,model,jobs,succeeded,failed,canceled,charged_usd,refunded_usd,fal_list_usd,fal_discounted_usd\n\
-         1,fal-ai/nano-banana,3,3,0,0,0.117000,0.000000,0.117000,0.117000\n\
-         2,fal-ai/nano-banana,1,1,0,0,0.039000,0.000000,0.039000,0.039000\n\
-         total,,4,4,0,0,0.156000,0.000000,0.156000,0.156000\n"
-    );
+    let costs = engine.cost_allocation(ReportKind::Month).await.unwrap();
+    assert_eq!(costs.period.from.format("%Y-%m-%d").to_string(), "2026-11-01");
+    assert_eq!(costs.rows, vec![usage(24, 1, 3, 117_000), usage(25, 2, 1, 39_000)]);
+    let (requests, tier) = costs.tiers.get((2026, 11));
+    assert_eq!((requests, tier.percent_off), (4, 0), "no volume discount at 4 requests");
 
     let plan = engine.capacity_plan(Some(TimeDelta::seconds(10))).await.unwrap();
-    assert!(plan.contains("Target: p95 wait ≤ 10 s"), "{plan}");
-    assert!(plan.contains("Now: 1 account(s), 2 slots"), "{plan}");
-    assert!(
-        plan.contains("the typical daily busy hour brings 3.0 jobs/h × 26 min 40 s per job = 1.3 Erlangs"),
-        "{plan}"
-    );
-    assert!(
-        plan.contains("Observed queue waits: median 0.0 s, p95 20 min 00 s, longest 20 min 00 s (3 jobs)"),
-        "{plan}"
-    );
+    assert_eq!(plan.plan.target_wait_secs, 10.0);
+    assert_eq!((plan.plan.current.accounts, plan.plan.current.slots), (1, 2));
+    // The typical daily busy hour brings 3.0 jobs/h × 26 min 40 s per job = 1.3 Erlangs.
+    assert!((plan.plan.busy_arrival_rate * 3600.0 - 3.0).abs() < 1e-9, "{}", plan.plan.busy_arrival_rate);
+    assert!((plan.plan.mean_service_secs - 1600.0).abs() < 1e-9, "{}", plan.plan.mean_service_secs);
+    assert!((plan.plan.offered_load - 4.0 / 3.0).abs() < 1e-9, "{}", plan.plan.offered_load);
+    let waits = plan.plan.observed_wait.expect("waits observed");
+    assert_eq!((waits.p50, waits.p95, waits.max, waits.jobs), (0.0, 1200.0, 1200.0, 3));
 
-    let metrics = engine.metrics_text().await.unwrap();
-    assert!(metrics.lines().any(|l| l == "mediagen_account_limit{account=\"main\"} 2"), "{metrics}");
-    assert!(metrics.lines().any(|l| l == "mediagen_prompt_cache_hits_total 0"), "{metrics}");
-    assert!(
-        metrics.lines().any(|l| l == "mediagen_spend_dollars{period=\"today\",kind=\"user_charged\"} 0.039"),
-        "{metrics}"
-    );
+    let metrics = engine.metrics().await.unwrap();
+    let main = metrics.live.accounts.iter().find(|a| a.id.as_str() == "main").expect("main");
+    assert_eq!(main.limit, 2);
+    let cache_hits = metrics.counters.iter().find(|c| c.name == "mediagen_prompt_cache_hits_total").expect("counter");
+    assert_eq!(cache_hits.value, 0);
+    assert_eq!(metrics.live.today.user_charged, Money::from_micros(39_000));
 }

@@ -5,6 +5,7 @@
 use chrono::{TimeZone, Utc};
 use mediagen_domain::catalog::Catalog;
 use mediagen_domain::credit::{CreditPurchase, CreditSpend};
+use mediagen_domain::insights::OperatorSummary;
 use mediagen_domain::quota::Plans;
 use mediagen_domain::{
     AccountId, ChatId, IdempotencyKey, Job, JobId, JobSpec, JobState, Language, Lease, MediaRef, ModelId, ModelKind,
@@ -139,8 +140,8 @@ pub struct World {
     pub requests_by_day: Vec<DayCount>,
     pub timings: Vec<JobTiming>,
     pub slot_history: Vec<SlotInterval>,
-    /// Operator messages that carried a file (scheduled reports).
-    pub operator_files: Vec<(OperatorAlert, MediaBytes)>,
+    /// Scheduled summaries sent to the operators, as data.
+    pub operator_summaries: Vec<OperatorSummary>,
 }
 
 impl World {
@@ -205,7 +206,7 @@ impl World {
             requests_by_day: Vec::new(),
             timings: Vec::new(),
             slot_history: Vec::new(),
-            operator_files: Vec::new(),
+            operator_summaries: Vec::new(),
         }
     }
 
@@ -823,8 +824,8 @@ impl Harness {
             Ok(())
         });
         let world = Arc::clone(&self.world);
-        messaging.expect_notify_operators_with_file().returning(move |alert, file| {
-            world.lock().unwrap().operator_files.push((alert.clone(), file.clone()));
+        messaging.expect_notify_operators_summary().returning(move |summary| {
+            world.lock().unwrap().operator_summaries.push(summary.clone());
             Ok(())
         });
         let world = Arc::clone(&self.world);

@@ -1,8 +1,8 @@
 //! Report periods: a UTC day, the last seven days, or a UTC month.
 
+use crate::Timestamp;
+use crate::quota::{day_start, month_start};
 use chrono::{NaiveDate, TimeDelta};
-use mediagen_domain::Timestamp;
-use mediagen_domain::quota::{day_start, month_start};
 use std::fmt;
 
 /// Which summary.
@@ -95,7 +95,7 @@ impl Period {
         };
         match self.kind {
             ReportKind::Month => {
-                let complete = self.to == mediagen_domain::quota::next_month_start(self.from);
+                let complete = self.to == crate::quota::next_month_start(self.from);
                 let month = first.format("%Y-%m").to_string();
                 if complete { month } else { format!("{month} (to {last})") }
             }

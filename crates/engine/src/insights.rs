@@ -1,16 +1,19 @@
-//! The queries behind every report: the only part of the crate that touches a port.
+//! The read side for operators: the queries behind every report, the live counters and the
+//! capacity plan, folded into the domain's read model (`mediagen_domain::insights`).
+//! Rendering is the front ends' job; nothing here draws or formats.
 
-use crate::period::Period;
-use crate::usage::{Breakdown, MonthTiers, breakdown, month_of};
 use chrono::{NaiveDate, TimeDelta};
 use mediagen_domain::credit::{AccountCredit, CreditPolicy};
-use mediagen_domain::discount::{DiscountTier, VolumeDiscounts};
-use mediagen_domain::planner::{
-    CapacityPlan, CurrentCapacity, Occupancy, PlannerJob, PlannerSettings, Span, WaitStats, saturated_time, wait_stats,
+use mediagen_domain::discount::VolumeDiscounts;
+use mediagen_domain::insights::usage::{MonthTiers, breakdown, month_of};
+use mediagen_domain::insights::{
+    AccountState, AccountTrend, CostAllocation, Live, ModelTrend, Period, PlanReport, Report, Saturation, Spend,
+    saturation_of, usable_capacity, waits,
 };
+use mediagen_domain::planner::{CurrentCapacity, Occupancy, PlannerJob, PlannerSettings, Span, wait_stats};
 use mediagen_domain::quota::{month_start, next_month_start};
 use mediagen_domain::{AccountId, Money, Timestamp};
-use mediagen_ports::{AccountStore, JobCounts, JobQueue, JobTiming, ReportStore, SlotInterval, StorageError};
+use mediagen_ports::{AccountStore, JobQueue, ReportStore, SlotInterval, StorageError};
 use std::collections::{BTreeMap, HashMap};
 
 /// The ports reports read.
@@ -31,29 +34,6 @@ pub struct Rules<'a> {
     pub discounts: &'a VolumeDiscounts,
     /// Tiers, window, expiry and lock threshold of fal credit.
     pub credit: &'a CreditPolicy,
-}
-
-/// One fal account now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccountState {
-    /// The account.
-    pub id: AccountId,
-    /// Its concurrency limit now.
-    pub limit: u32,
-    /// Jobs in flight on it now.
-    pub in_flight: u32,
-    /// Takes new work: neither locked, disabled nor retired.
-    pub usable: bool,
-    /// fal locked it.
-    pub locked: bool,
-    /// An operator took it out of rotation.
-    pub disabled: bool,
-    /// Purchases in the trailing window.
-    pub window_sum: Money,
-    /// Unexpired credit minus spend.
-    pub balance: Money,
-    /// Its credit history, for forecasts.
-    pub credit: AccountCredit,
 }
 
 /// Every account with its limit, balance and jobs in flight now.
@@ -88,45 +68,6 @@ pub async fn account_states(
     Ok(states)
 }
 
-/// Slots that can run at once now: the usable accounts' limits.
-pub fn usable_capacity(accounts: &[AccountState]) -> u32 {
-    accounts.iter().filter(|a| a.usable).fold(0u32, |sum, a| sum.saturating_add(a.limit))
-}
-
-/// Money of a stretch of time.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Spend {
-    /// Jobs finished.
-    pub jobs: u64,
-    /// What users were charged.
-    pub user_charged: Money,
-    /// fal at list price.
-    pub fal_list: Money,
-    /// fal after the month's volume discount.
-    pub fal_discounted: Money,
-}
-
-/// The real-time counters.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Live {
-    /// When they were read.
-    pub at: Timestamp,
-    /// Jobs by state.
-    pub jobs: JobCounts,
-    /// Accounts with their limits and jobs in flight.
-    pub accounts: Vec<AccountState>,
-    /// Since midnight UTC.
-    pub today: Spend,
-    /// Since the start of the UTC month.
-    pub month: Spend,
-    /// Requests sent to fal this month.
-    pub month_requests: u64,
-    /// The volume tier they reach.
-    pub month_tier: DiscountTier,
-    /// Waits of the jobs enqueued in the last hour that were claimed.
-    pub recent_waits: Option<WaitStats>,
-}
-
 /// Reads the real-time counters.
 ///
 /// # Errors
@@ -139,7 +80,7 @@ pub async fn live(sources: &Sources<'_>, rules: &Rules<'_>, now: Timestamp) -> R
     let (month_requests, month_tier) = tiers.get(month_of(now.date_naive()));
     let usage = breakdown(&rows, &tiers);
     let today_key = now.date_naive().to_string();
-    let spend = |line: Option<&crate::usage::Line>| {
+    let spend = |line: Option<&mediagen_domain::insights::usage::Line>| {
         line.map_or_else(Spend::default, |l| Spend {
             jobs: l.jobs,
             user_charged: l.user_charged,
@@ -161,50 +102,6 @@ pub async fn live(sources: &Sources<'_>, rules: &Rules<'_>, now: Timestamp) -> R
     })
 }
 
-/// Waits in seconds (enqueue to first claim) of the jobs enqueued in `[from, to)` that
-/// were claimed.
-pub fn waits(timings: &[JobTiming], from: Timestamp, to: Timestamp) -> Vec<f64> {
-    timings
-        .iter()
-        .filter(|t| t.enqueued_at >= from && t.enqueued_at < to)
-        .filter_map(|t| t.first_claimed_at.map(|c| (c - t.enqueued_at).num_milliseconds().max(0) as f64 / 1000.0))
-        .collect()
-}
-
-/// How much of a stretch of time users waited because every slot was busy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Saturation {
-    /// The slots counted as full capacity.
-    pub capacity: u32,
-    /// Time anything was waiting or running.
-    pub busy: TimeDelta,
-    /// Of which every slot was taken and jobs still waited.
-    pub saturated: TimeDelta,
-}
-
-impl Saturation {
-    /// `saturated` as a share of `busy`, in percent (0 with no busy time).
-    pub fn percent(&self) -> f64 {
-        let busy = self.busy.num_milliseconds();
-        if busy <= 0 { 0.0 } else { self.saturated.num_milliseconds() as f64 * 100.0 / busy as f64 }
-    }
-}
-
-/// Saturation over `[from, to)` from job timings and slot intervals.
-pub fn saturation_of(
-    timings: &[JobTiming],
-    slots: &[SlotInterval],
-    capacity: u32,
-    from: Timestamp,
-    to: Timestamp,
-) -> Saturation {
-    let demand: Vec<Span> = timings.iter().map(|t| Span { start: t.enqueued_at, end: t.finished_at }).collect();
-    let running: Vec<Span> = slots.iter().map(|s| Span { start: s.claimed_at, end: s.released_at }).collect();
-    let demand = Occupancy::of(&demand, from, to);
-    let running = Occupancy::of(&running, from, to);
-    Saturation { capacity, busy: demand.busy_time(), saturated: saturated_time(&demand, &running, capacity) }
-}
-
 /// Reads the history of `[from, to)` and measures its saturation at `capacity` slots.
 ///
 /// # Errors
@@ -218,49 +115,6 @@ pub async fn saturation(
     let timings = reports.job_timings(from, to).await?;
     let slots = reports.slot_intervals(from, to).await?;
     Ok(saturation_of(&timings, &slots, capacity, from, to))
-}
-
-/// One account's peak concurrency and limit per day.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccountTrend {
-    /// The account.
-    pub id: AccountId,
-    /// `(day, most jobs in flight at once, limit at the end of the day)`.
-    pub days: Vec<(NaiveDate, u32, u32)>,
-}
-
-/// One model's jobs and list cost per trend day.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModelTrend {
-    /// The model.
-    pub model: String,
-    /// `(jobs, fal list cost)` per trend day, aligned with [`Report::trend_days`].
-    pub days: Vec<(u64, Money)>,
-}
-
-/// A daily, weekly or monthly summary.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Report {
-    /// What it covers.
-    pub period: Period,
-    /// Money and jobs of the period.
-    pub usage: Breakdown,
-    /// Requests sent to fal in the period.
-    pub requests: u64,
-    /// `(YYYY-MM, requests that month so far, tier)` for each month the period touches.
-    pub tiers: Vec<(String, u64, DiscountTier)>,
-    /// The days the charts cover: the last seven, or the whole period when longer.
-    pub trend_days: Vec<NaiveDate>,
-    /// Jobs and cost per day by model over `trend_days`.
-    pub models: Vec<ModelTrend>,
-    /// Peak concurrency per day against the limit, per account, over `trend_days`.
-    pub accounts: Vec<AccountTrend>,
-    /// Waits of the period's jobs.
-    pub waits: Option<WaitStats>,
-    /// Time at full capacity with a backlog in the period.
-    pub saturation: Saturation,
-    /// The counters now.
-    pub live: Live,
 }
 
 /// Assembles the report of `period`.
@@ -363,7 +217,7 @@ pub async fn report(
     })
 }
 
-/// The cost allocation of `period` as CSV (see [`crate::csv::allocation`]).
+/// The ledger rows of `period` and each month's volume tier: what a cost allocation is made of.
 ///
 /// # Errors
 /// The first storage error met.
@@ -372,25 +226,12 @@ pub async fn cost_allocation(
     rules: &Rules<'_>,
     period: Period,
     now: Timestamp,
-) -> Result<String, StorageError> {
+) -> Result<CostAllocation, StorageError> {
     let rows = sources.reports.usage_rows(period.from, period.to).await?;
     let months_to =
         if period.to >= now { now } else { next_month_start(period.to - TimeDelta::nanoseconds(1)).min(now) };
     let requests = sources.reports.requests_by_day(month_start(period.from), months_to.max(period.to)).await?;
-    Ok(crate::csv::allocation(&rows, &MonthTiers::new(&requests, rules.discounts)))
-}
-
-/// The capacity plan with what it was made from.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PlanReport {
-    /// The planner's answer.
-    pub plan: CapacityPlan,
-    /// The accounts now.
-    pub accounts: Vec<AccountState>,
-    /// fal list cost over the last credit window (what purchases pay for anyway).
-    pub spend_last_window: Money,
-    /// The credit window, in days.
-    pub window_days: u32,
+    Ok(CostAllocation { period, tiers: MonthTiers::new(&requests, rules.discounts), rows })
 }
 
 /// Plans capacity from the history before `now`.

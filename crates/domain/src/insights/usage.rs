@@ -1,10 +1,10 @@
 //! Usage rows grouped by model, user, account and day, with each calendar month's volume
 //! discount applied to fal's list cost.
 
+use super::rows::{DayCount, UsageRow};
+use crate::Money;
+use crate::discount::{DiscountTier, VolumeDiscounts};
 use chrono::{Datelike, NaiveDate};
-use mediagen_domain::Money;
-use mediagen_domain::discount::{DiscountTier, VolumeDiscounts};
-use mediagen_ports::{DayCount, UsageRow};
 use std::collections::BTreeMap;
 
 /// A calendar month as `(year, month)`.
@@ -166,7 +166,7 @@ pub fn breakdown(rows: &[UsageRow], tiers: &MonthTiers) -> Breakdown {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mediagen_domain::{AccountId, ModelId, UserId};
+    use crate::{AccountId, ModelId, UserId};
 
     fn day(m: u32, d: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(2026, m, d).unwrap()
