@@ -1,10 +1,10 @@
-//! `Stack::start()`: the real bot (configuration, Postgres storage, fal adapter, engine,
-//! Telegram adapter) running in-process against the fal simulator, the fake Bot API and a
-//! fresh database of its own. End-to-end tests drive it as users would.
+//! `Stack::start()`: the real bot (configuration, storage, fal adapter, engine, Telegram
+//! adapter) running in-process against the fal simulator, the fake Bot API and a fresh
+//! database of its own: a SQLite file (what users get by default) or a PostgreSQL database.
+//! End-to-end tests drive it as users would; [`on_both_databases!`] runs one on each.
 
 use mediagen::settings::Settings;
 use mediagen_fal_sim::{AccountConfig, RunningSim, SimConfig};
-use mediagen_postgres::testing::{TestDb, fresh_database};
 use mediagen_telegram_fake::{FakeConfig, FakeTelegram};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -63,9 +63,104 @@ impl FalAccount {
     }
 }
 
+/// The storage a stack runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Database {
+    /// A SQLite file: what a user gets without a database server.
+    #[default]
+    Sqlite,
+    /// A fresh database on the local PostgreSQL server: what several processes share.
+    Postgres,
+}
+
+/// A fresh, migrated database of either kind, removed (file) or dropped (PostgreSQL) with
+/// this value.
+pub enum TestDb {
+    /// A SQLite file of its own.
+    Sqlite(mediagen_sqlite::testing::TestDb),
+    /// A PostgreSQL database of its own.
+    Postgres(Box<mediagen_postgres::testing::TestDb>),
+}
+
+impl TestDb {
+    /// Creates and migrates a database of `kind`.
+    ///
+    /// # Panics
+    /// When it cannot be created: the test cannot run without it.
+    pub async fn fresh(kind: Database) -> TestDb {
+        match kind {
+            Database::Sqlite => TestDb::Sqlite(mediagen_sqlite::testing::fresh_database().await),
+            Database::Postgres => TestDb::Postgres(Box::new(mediagen_postgres::testing::fresh_database().await)),
+        }
+    }
+
+    /// Which kind it is.
+    pub fn kind(&self) -> Database {
+        match self {
+            TestDb::Sqlite(_) => Database::Sqlite,
+            TestDb::Postgres(_) => Database::Postgres,
+        }
+    }
+
+    /// The `DATABASE_URL` the bot gets.
+    pub fn url(&self) -> String {
+        match self {
+            TestDb::Sqlite(db) => db.url(),
+            TestDb::Postgres(db) => db.url(),
+        }
+    }
+
+    /// The storage ports on this database, as the bot opens them.
+    ///
+    /// # Panics
+    /// When the database cannot be opened.
+    pub async fn storage(&self) -> mediagen::storage::Storage {
+        mediagen::storage::open(&self.url(), 2).await.expect("open the test database")
+    }
+}
+
+/// Runs `$body` with `$pool` bound to the database's own connection pool, whichever kind
+/// it is: the SQL in it must read the same on SQLite and PostgreSQL.
+#[macro_export]
+macro_rules! with_pool {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match &$db {
+            $crate::TestDb::Sqlite(db) => {
+                let $pool = db.pool();
+                $body
+            }
+            $crate::TestDb::Postgres(db) => {
+                let $pool = db.pool();
+                $body
+            }
+        }
+    };
+}
+
+/// Declares two tests named after the async function `$name(Database)`: `$name::on_sqlite`
+/// and `$name::on_postgres`, so one scenario proves itself on both storage adapters.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_sqlite() {
+                super::$name($crate::Database::Sqlite).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_postgres() {
+                super::$name($crate::Database::Postgres).await
+            }
+        }
+    };
+}
+
 /// What to change from the defaults.
 #[derive(Debug, Clone, Default)]
 pub struct StackOptions {
+    /// The storage (SQLite by default).
+    pub database: Database,
     /// Extra `MEDIAGEN__…` variables.
     pub env: Vec<(String, String)>,
     /// A plans file's text replacing config/plans.toml.
@@ -101,7 +196,7 @@ impl Parts {
     /// # Panics
     /// When a part cannot start: the test cannot run without it.
     pub async fn start(options: StackOptions) -> Parts {
-        let db = fresh_database().await;
+        let db = TestDb::fresh(options.database).await;
         let accounts = if options.fal_accounts.is_empty() {
             vec![FalAccount::new("main", options.fal_limit.unwrap_or(4))]
         } else {
@@ -114,7 +209,9 @@ impl Parts {
         let fal = mediagen_fal_sim::spawn(sim_config).await.expect("start the fal simulator");
         let telegram = mediagen_telegram_fake::spawn(FakeConfig::default()).await.expect("start the fake Bot API");
 
-        let scratch = std::env::temp_dir().join(format!("mediagen-e2e-{}", db.name()));
+        static STACKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let stack = STACKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let scratch = std::env::temp_dir().join(format!("mediagen-e2e-{}-{stack}", std::process::id()));
         std::fs::create_dir_all(&scratch).expect("scratch dir");
         let mut vars: HashMap<String, String> = HashMap::new();
         let mut set = |k: &str, v: String| {
@@ -196,16 +293,23 @@ impl Parts {
     /// # Panics
     /// When the query fails.
     pub async fn ledger(&self, user: i64, kind: &str) -> i64 {
-        sqlx::query_scalar::<_, Option<i64>>(
-            "SELECT SUM(amount_micros)::BIGINT FROM ledger WHERE user_id = $1 AND kind = $2",
-        )
+        ledger(&self.db, user, kind).await
+    }
+}
+
+/// A ledger total in micro-dollars for one user and kind (`hold`, `charge`, `refund`).
+///
+/// # Panics
+/// When the query fails.
+pub async fn ledger(db: &TestDb, user: i64, kind: &str) -> i64 {
+    let sql = "SELECT CAST(SUM(amount_micros) AS BIGINT) FROM ledger WHERE user_id = $1 AND kind = $2";
+    with_pool!(db, |pool| sqlx::query_scalar::<_, Option<i64>>(sql)
         .bind(user)
         .bind(kind)
-        .fetch_one(self.db.pool())
+        .fetch_one(pool)
         .await
         .expect("ledger query")
-        .unwrap_or(0)
-    }
+        .unwrap_or(0))
 }
 
 /// A temporary directory, removed when dropped.
@@ -398,15 +502,7 @@ impl Stack {
     /// # Panics
     /// When the query fails.
     pub async fn ledger(&self, user: i64, kind: &str) -> i64 {
-        sqlx::query_scalar::<_, Option<i64>>(
-            "SELECT SUM(amount_micros)::BIGINT FROM ledger WHERE user_id = $1 AND kind = $2",
-        )
-        .bind(user)
-        .bind(kind)
-        .fetch_one(self.db.pool())
-        .await
-        .expect("ledger query")
-        .unwrap_or(0)
+        ledger(&self.db, user, kind).await
     }
 }
 

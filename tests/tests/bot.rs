@@ -1,10 +1,12 @@
 //! The whole bot against the fal simulator, the fake Bot API and a fresh database: the
 //! flows a user and an operator go through.
 
-use mediagen_e2e::{ADMIN_ID, Stack, StackOptions, tiny_png};
+use mediagen_e2e::{ADMIN_ID, Database, Stack, StackOptions, on_both_databases, tiny_png, with_pool};
 use mediagen_telegram_fake::{ChatMessage, Content, SimUser};
 use serde_json::json;
 use std::time::Duration;
+
+const COUNT_PURCHASES: &str = "SELECT COUNT(*) FROM credit_purchases";
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -48,9 +50,9 @@ async fn wait_for_photo(stack: &Stack, chat: i64) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_user_generates_an_image_and_is_charged_its_price() {
-    let stack = Stack::start(StackOptions::default()).await;
+on_both_databases!(a_user_generates_an_image_and_is_charged_its_price);
+async fn a_user_generates_an_image_and_is_charged_its_price(database: Database) {
+    let stack = Stack::start(StackOptions { database, ..StackOptions::default() }).await;
     let ann = user(&stack, 1001);
     stack.telegram.send_text(&ann, "a red fox in fresh snow, watercolor");
 
@@ -65,9 +67,9 @@ async fn a_user_generates_an_image_and_is_charged_its_price() {
     stack.stop().await.expect("clean stop");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_photo_with_a_caption_is_edited_from_uploaded_bytes_never_a_telegram_url() {
-    let stack = Stack::start(StackOptions::default()).await;
+on_both_databases!(a_photo_with_a_caption_is_edited_from_uploaded_bytes_never_a_telegram_url);
+async fn a_photo_with_a_caption_is_edited_from_uploaded_bytes_never_a_telegram_url(database: Database) {
+    let stack = Stack::start(StackOptions { database, ..StackOptions::default() }).await;
     let bob = user(&stack, 1002);
     stack.telegram.send_photo(&bob, tiny_png(), Some("make it look like a comic"));
 
@@ -85,10 +87,10 @@ async fn a_photo_with_a_caption_is_edited_from_uploaded_bytes_never_a_telegram_u
     assert_eq!(stack.fal.handle().uploads().len(), 1, "the photo's bytes were uploaded once");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_user_over_quota_is_told_when_it_resets() {
+on_both_databases!(a_user_over_quota_is_told_when_it_resets);
+async fn a_user_over_quota_is_told_when_it_resets(database: Database) {
     let plans = "default_plan = \"tiny\"\n[plans.tiny]\ndaily_jobs = 1\nmax_in_flight = 1\nmax_queued = 5\n";
-    let stack = Stack::start(StackOptions { plans: Some(plans.to_owned()), ..StackOptions::default() }).await;
+    let stack = Stack::start(StackOptions { database, plans: Some(plans.to_owned()), ..StackOptions::default() }).await;
     let cid = user(&stack, 1003);
     stack.telegram.send_text(&cid, "first picture");
     wait_for_text(&stack, cid.id, "in the queue").await;
@@ -100,14 +102,14 @@ async fn a_user_over_quota_is_told_when_it_resets() {
     assert!(refusal.contains("1 of 1"), "{refusal}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_operators_may_top_up() {
-    let stack = Stack::start(StackOptions::default()).await;
+on_both_databases!(only_operators_may_top_up);
+async fn only_operators_may_top_up(database: Database) {
+    let stack = Stack::start(StackOptions { database, ..StackOptions::default() }).await;
     let eve = user(&stack, 1004);
     stack.telegram.send_text(&eve, "/topup main 100");
     wait_for_text(&stack, eve.id, "for the bot's operators").await;
     let purchases: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM credit_purchases").fetch_one(stack.db.pool()).await.unwrap();
+        with_pool!(stack.db, |pool| sqlx::query_scalar(COUNT_PURCHASES).fetch_one(pool).await).unwrap();
     assert_eq!(purchases, 0, "a refused command changes nothing");
 
     let admin = user(&stack, ADMIN_ID);
@@ -115,15 +117,15 @@ async fn only_operators_may_top_up() {
     let reply = wait_for_text(&stack, ADMIN_ID, "Recorded a purchase").await;
     assert!(reply.contains("limit is now 20"), "$100 in the window means 20: {reply}");
     let purchases: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM credit_purchases").fetch_one(stack.db.pool()).await.unwrap();
+        with_pool!(stack.db, |pool| sqlx::query_scalar(COUNT_PURCHASES).fetch_one(pool).await).unwrap();
     assert_eq!(purchases, 1);
     stack.telegram.send_text(&admin, "/accounts");
     wait_for_text(&stack, ADMIN_ID, "main — active").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_content_policy_refusal_is_explained_and_not_charged() {
-    let stack = Stack::start(StackOptions::default()).await;
+on_both_databases!(a_content_policy_refusal_is_explained_and_not_charged);
+async fn a_content_policy_refusal_is_explained_and_not_charged(database: Database) {
+    let stack = Stack::start(StackOptions { database, ..StackOptions::default() }).await;
     let dan = user(&stack, 1005);
     stack.telegram.send_text(&dan, "something forbidden [[fault:content_policy]]");
     let message = wait_for_text(&stack, dan.id, "content checker").await;
@@ -134,9 +136,9 @@ async fn a_content_policy_refusal_is_explained_and_not_charged() {
     assert_eq!(requests.len(), 1, "a content-policy refusal is never retried");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_twenty_megabyte_photo_gets_a_clear_error() {
-    let stack = Stack::start(StackOptions::default()).await;
+on_both_databases!(a_twenty_megabyte_photo_gets_a_clear_error);
+async fn a_twenty_megabyte_photo_gets_a_clear_error(database: Database) {
+    let stack = Stack::start(StackOptions { database, ..StackOptions::default() }).await;
     let fay = user(&stack, 1006);
     let mut big = tiny_png();
     big.resize(20 * 1024 * 1024, 0);
@@ -147,9 +149,9 @@ async fn a_twenty_megabyte_photo_gets_a_clear_error() {
     assert!(stack.fal.handle().uploads().is_empty(), "nothing was uploaded");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn odd_updates_get_sensible_answers_and_nothing_crashes() {
-    let stack = Stack::start(StackOptions::default()).await;
+on_both_databases!(odd_updates_get_sensible_answers_and_nothing_crashes);
+async fn odd_updates_get_sensible_answers_and_nothing_crashes(database: Database) {
+    let stack = Stack::start(StackOptions { database, ..StackOptions::default() }).await;
     let gus = user(&stack, 1007);
 
     stack.telegram.send_text(&gus, "/frobnicate now");
@@ -187,11 +189,11 @@ async fn odd_updates_get_sensible_answers_and_nothing_crashes() {
     stack.stop().await.expect("clean stop after hostile input");
 }
 
+on_both_databases!(unparsable_updates_do_not_hold_up_the_ones_behind_them);
 /// Updates Telegram sends that cannot be parsed are dropped by the dispatcher without a
 /// handler: the poller must not wait for them to be handled before the next batch.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unparsable_updates_do_not_hold_up_the_ones_behind_them() {
-    let stack = Stack::start(StackOptions::default()).await;
+async fn unparsable_updates_do_not_hold_up_the_ones_behind_them(database: Database) {
+    let stack = Stack::start(StackOptions { database, ..StackOptions::default() }).await;
     let ida = user(&stack, 1008);
     // Ten batches of them: waiting out each batch's handling limit would take half a minute.
     for _ in 0..1_000 {

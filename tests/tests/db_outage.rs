@@ -7,7 +7,7 @@
 
 mod reliability;
 
-use mediagen_e2e::{Stack, StackOptions};
+use mediagen_e2e::{Database, Stack, StackOptions};
 use mediagen_telegram_fake::SimUser;
 use reliability::{ROOMY_PLANS, env_number, settle_down, tally};
 use std::process::Command;
@@ -47,7 +47,9 @@ async fn a_database_outage_delays_requests_and_loses_no_accepted_job() {
     let total = env_number("DB_OUTAGE_JOBS", 40);
     let outage = Duration::from_secs(env_number("DB_OUTAGE_SECS", 20));
     let version = cluster_version();
+    // The outage is the PostgreSQL server's: a SQLite file has no server to lose.
     let options = StackOptions {
+        database: Database::Postgres,
         plans: Some(ROOMY_PLANS.to_owned()),
         fal_limit: Some(4),
         env: vec![

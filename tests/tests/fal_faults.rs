@@ -8,7 +8,7 @@
 
 mod reliability;
 
-use mediagen_e2e::{ADMIN_ID, FalAccount, Stack, StackOptions};
+use mediagen_e2e::{ADMIN_ID, FalAccount, Stack, StackOptions, with_pool};
 use mediagen_fal_sim::{FaultKind, FaultRule, OutcomeKind};
 use mediagen_telegram_fake::SimUser;
 use reliability::{ROOMY_PLANS, env_number, settle_down, tally};
@@ -94,13 +94,9 @@ async fn fal_faults_are_retried_reported_alerted_once_and_never_charged() {
         (count("fal account b is locked"), count("fal refused every key of account c"), count("paused after"));
 
     // Money: a success is charged its price once, whatever 5xx came before; a failure nothing.
-    let charged: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT j.spec->>'prompt', coalesce(sum(l.amount_micros), 0)::int8 FROM jobs j
-         LEFT JOIN ledger l ON l.job_id = j.id AND l.kind = 'charge' GROUP BY j.id ORDER BY j.id",
-    )
-    .fetch_all(stack.db.pool())
-    .await
-    .unwrap();
+    let sql = "SELECT j.spec->>'prompt', CAST(coalesce(sum(l.amount_micros), 0) AS BIGINT) FROM jobs j
+               LEFT JOIN ledger l ON l.job_id = j.id AND l.kind = 'charge' GROUP BY j.id ORDER BY j.id";
+    let charged: Vec<(String, i64)> = with_pool!(stack.db, |pool| sqlx::query_as(sql).fetch_all(pool).await).unwrap();
     let retried_then_charged_once = charged
         .iter()
         .filter(|(prompt, amount)| {

@@ -1,6 +1,6 @@
 //! More user flows end to end: progress edits, languages, buttons, replies, albums, history.
 
-use mediagen_e2e::{Stack, StackOptions, tiny_png};
+use mediagen_e2e::{Database, Stack, StackOptions, on_both_databases, tiny_png, with_pool};
 use mediagen_telegram_fake::{ChatMessage, Content, SimUser};
 use std::time::Duration;
 
@@ -53,9 +53,9 @@ fn first_button_data(message: &ChatMessage) -> String {
     markup["inline_keyboard"][0][0]["callback_data"].as_str().expect("callback data").to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_progress_message_is_edited_to_done_and_russian_users_read_russian() {
-    let stack = Stack::start(StackOptions::default()).await;
+on_both_databases!(the_progress_message_is_edited_to_done_and_russian_users_read_russian);
+async fn the_progress_message_is_edited_to_done_and_russian_users_read_russian(database: Database) {
+    let stack = Stack::start(StackOptions { database, ..StackOptions::default() }).await;
     let olga = user(&stack, 2001, "ru");
     stack.telegram.send_text(&olga, "кот в космосе");
     wait_for_photos(&stack, olga.id, 1).await;
@@ -67,9 +67,9 @@ async fn the_progress_message_is_edited_to_done_and_russian_users_read_russian()
     wait_for_message(&stack, olga.id, "Что я умею").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn img_offers_models_with_prices_and_a_button_press_generates() {
-    let stack = Stack::start(StackOptions::default()).await;
+on_both_databases!(img_offers_models_with_prices_and_a_button_press_generates);
+async fn img_offers_models_with_prices_and_a_button_press_generates(database: Database) {
+    let stack = Stack::start(StackOptions { database, ..StackOptions::default() }).await;
     let pia = user(&stack, 2002, "en");
     stack.telegram.send_text(&pia, "/img a lighthouse at dusk");
     let menu = wait_for_message(&stack, pia.id, "Choose a model").await;
@@ -94,9 +94,9 @@ async fn img_offers_models_with_prices_and_a_button_press_generates() {
     assert_eq!(stack.fal.handle().requests().len(), before);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replying_to_a_result_edits_it_and_history_resends_by_file_id() {
-    let stack = Stack::start(StackOptions::default()).await;
+on_both_databases!(replying_to_a_result_edits_it_and_history_resends_by_file_id);
+async fn replying_to_a_result_edits_it_and_history_resends_by_file_id(database: Database) {
+    let stack = Stack::start(StackOptions { database, ..StackOptions::default() }).await;
     let quinn = user(&stack, 2003, "en");
     stack.telegram.send_text(&quinn, "a small wooden boat");
     let first = wait_for_photos(&stack, quinn.id, 1).await;
@@ -106,6 +106,16 @@ async fn replying_to_a_result_edits_it_and_history_resends_by_file_id() {
     let edits: Vec<_> =
         stack.fal.handle().requests().into_iter().filter(|r| r.endpoint.ends_with("nano-banana/edit")).collect();
     assert_eq!(edits.len(), 1, "the reply became an edit of the replied picture");
+    // A picture's Telegram file id is stored just after it is sent, and the job is marked
+    // delivered after that: only then can /history re-send both by file id.
+    let sql = "SELECT count(*) FROM jobs WHERE user_id = $1 AND delivered_at IS NOT NULL";
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while with_pool!(stack.db, |pool| sqlx::query_scalar::<_, i64>(sql).bind(quinn.id).fetch_one(pool).await).unwrap()
+        < 2
+    {
+        assert!(tokio::time::Instant::now() < deadline, "both jobs were never marked delivered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     stack.telegram.send_text(&quinn, "/history");
     wait_for_message(&stack, quinn.id, "Your latest jobs").await;
@@ -114,9 +124,9 @@ async fn replying_to_a_result_edits_it_and_history_resends_by_file_id() {
     assert!(resent >= 2, "history re-sends both pictures by file id, got {resent}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_album_becomes_one_edit_and_too_many_photos_are_refused() {
-    let stack = Stack::start(StackOptions::default()).await;
+on_both_databases!(an_album_becomes_one_edit_and_too_many_photos_are_refused);
+async fn an_album_becomes_one_edit_and_too_many_photos_are_refused(database: Database) {
+    let stack = Stack::start(StackOptions { database, ..StackOptions::default() }).await;
     let ray = user(&stack, 2004, "en");
     stack.telegram.send_album(&ray, vec![tiny_png().into(), tiny_png().into()], Some("put them side by side")).unwrap();
     wait_for_photos(&stack, ray.id, 1).await;
@@ -134,9 +144,9 @@ async fn an_album_becomes_one_edit_and_too_many_photos_are_refused() {
     assert!(text_of(&refusal).contains("4 images"), "{}", text_of(&refusal));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn enhance_is_a_paid_job_billed_as_fal_bills_it_and_a_repeat_is_free() {
-    let stack = Stack::start(StackOptions::default()).await;
+on_both_databases!(enhance_is_a_paid_job_billed_as_fal_bills_it_and_a_repeat_is_free);
+async fn enhance_is_a_paid_job_billed_as_fal_bills_it_and_a_repeat_is_free(database: Database) {
+    let stack = Stack::start(StackOptions { database, ..StackOptions::default() }).await;
     let eve = user(&stack, 2010, "en");
     stack.telegram.send_text(&eve, "/enhance a fox asleep in the snow");
     let rewrite = wait_for_message(&stack, eve.id, "Improved:").await;
@@ -144,18 +154,15 @@ async fn enhance_is_a_paid_job_billed_as_fal_bills_it_and_a_repeat_is_free() {
     wait_for_message(&stack, eve.id, "Choose a model").await;
 
     // One job for the prompt helper, settled: charged what fal billed, the rest refunded.
-    let (state, model, hold, charge, refund, fal_cost): (String, String, i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT j.state, j.spec->>'model',
+    let sql = "SELECT j.state, j.spec->>'model',
                 (SELECT amount_micros FROM ledger WHERE job_id = j.id AND kind = 'hold'),
                 (SELECT amount_micros FROM ledger WHERE job_id = j.id AND kind = 'charge'),
                 coalesce((SELECT amount_micros FROM ledger WHERE job_id = j.id AND kind = 'refund'), 0),
                 (SELECT amount_micros FROM ledger WHERE job_id = j.id AND kind = 'fal_cost')
-         FROM jobs j WHERE j.user_id = $1",
-    )
-    .bind(eve.id)
-    .fetch_one(stack.db.pool())
-    .await
-    .expect("exactly one job for the rewrite");
+         FROM jobs j WHERE j.user_id = $1";
+    let (state, model, hold, charge, refund, fal_cost): (String, String, i64, i64, i64, i64) =
+        with_pool!(stack.db, |pool| sqlx::query_as(sql).bind(eve.id).fetch_one(pool).await)
+            .expect("exactly one job for the rewrite");
     assert_eq!(state, "succeeded");
     assert_eq!(model, "openrouter/router", "a job of the prompt helper's model");
     let sim = stack.fal.handle();
@@ -166,11 +173,13 @@ async fn enhance_is_a_paid_job_billed_as_fal_bills_it_and_a_repeat_is_free() {
     assert_eq!(charge, billed, "the user pays the call's real price");
     assert_eq!(charge + refund, hold, "what was held is charged or refunded, nothing else");
     // The operator's usage report shows the call under the prompt helper's model.
-    use mediagen_ports::UsageStore as _;
-    let store = mediagen_postgres::PgStore::connect(&stack.db.url(), 2).await.expect("the test database");
+    let storage = stack.db.storage().await;
     let now = chrono::Utc::now();
-    let usage =
-        store.usage_by_model(now - chrono::TimeDelta::hours(1), now + chrono::TimeDelta::hours(1)).await.unwrap();
+    let usage = storage
+        .usage
+        .usage_by_model(now - chrono::TimeDelta::hours(1), now + chrono::TimeDelta::hours(1))
+        .await
+        .unwrap();
     let helper =
         usage.iter().find(|row| row.model.as_str() == "openrouter/router").expect("a report row for the helper");
     assert_eq!((helper.succeeded, helper.user_charged.micros(), helper.fal_cost.micros()), (1, charge, billed));
@@ -186,10 +195,7 @@ async fn enhance_is_a_paid_job_billed_as_fal_bills_it_and_a_repeat_is_free() {
         .await
         .expect("the repeat is answered");
     assert_eq!(sim.requests_for_prompt("asleep in the").len(), 1, "the repeat sent nothing to fal");
-    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE user_id = $1")
-        .bind(eve.id)
-        .fetch_one(stack.db.pool())
-        .await
-        .unwrap();
+    let sql = "SELECT count(*) FROM jobs WHERE user_id = $1";
+    let jobs: i64 = with_pool!(stack.db, |pool| sqlx::query_scalar(sql).bind(eve.id).fetch_one(pool).await).unwrap();
     assert_eq!(jobs, 1, "the repeat held nothing");
 }

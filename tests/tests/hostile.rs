@@ -2,7 +2,7 @@
 //! users, one of them flooding. Nothing panics, everyone gets an answer, and the flooding user
 //! never holds more than their plan's share of the fal account.
 
-use mediagen_e2e::{Stack, StackOptions};
+use mediagen_e2e::{Stack, StackOptions, with_pool};
 use mediagen_telegram_fake::SimUser;
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -165,25 +165,20 @@ async fn thousands_of_hostile_updates_get_answers_and_the_flooder_gets_no_more_t
     assert!(flood_refusals as u64 <= windows, "{flood_refusals} refusals in {windows} one-minute windows");
 
     // The flooder's share: never more jobs at fal at once than the free plan's two.
-    let flood_jobs: Vec<i64> = sqlx::query_scalar("SELECT id FROM jobs WHERE user_id = $1")
-        .bind(flooder.id)
-        .fetch_all(stack.db.pool())
-        .await
-        .unwrap();
+    let sql = "SELECT id FROM jobs WHERE user_id = $1";
+    let flood_jobs: Vec<i64> =
+        with_pool!(stack.db, |pool| sqlx::query_scalar(sql).bind(flooder.id).fetch_all(pool).await).unwrap();
     assert!(flood_jobs.len() <= 20, "the flood gate admits at most 20 requests a minute, got {}", flood_jobs.len());
     let mut events: Vec<(u64, i32)> = Vec::new();
     // Matched by fal's request id, not by prompt: other users send the same captions.
-    let flood_requests: HashSet<String> = sqlx::query_scalar::<_, String>(
-        "SELECT e.request_id FROM job_events e JOIN jobs j ON j.id = e.job_id \
-         WHERE j.user_id = $1 AND e.request_id IS NOT NULL \
-         UNION SELECT request_id FROM jobs WHERE user_id = $1 AND request_id IS NOT NULL",
-    )
-    .bind(flooder.id)
-    .fetch_all(stack.db.pool())
-    .await
-    .unwrap()
-    .into_iter()
-    .collect();
+    let sql = "SELECT e.request_id FROM job_events e JOIN jobs j ON j.id = e.job_id \
+               WHERE j.user_id = $1 AND e.request_id IS NOT NULL \
+               UNION SELECT request_id FROM jobs WHERE user_id = $1 AND request_id IS NOT NULL";
+    let flood_requests: HashSet<String> =
+        with_pool!(stack.db, |pool| sqlx::query_scalar::<_, String>(sql).bind(flooder.id).fetch_all(pool).await)
+            .unwrap()
+            .into_iter()
+            .collect();
     for request in stack.fal.handle().requests() {
         if !flood_requests.contains(&request.request_id) {
             continue;

@@ -8,7 +8,7 @@
 
 mod reliability;
 
-use mediagen_e2e::{BotProcess, FalAccount, Parts, Stack, StackOptions};
+use mediagen_e2e::{BotProcess, FalAccount, Parts, Stack, StackOptions, with_pool};
 use mediagen_fal_sim::FaultKind;
 use mediagen_telegram_fake::SimUser;
 use reliability::{ROOMY_PLANS, fal_audit, photos_to, settle_down, tally};
@@ -58,10 +58,8 @@ async fn a_container_restart_with_the_same_host_and_pid_loses_nothing() {
     // ... and the bot has recorded both as submitted (their handles stored).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let at_fal: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state IN ('submitted', 'running')")
-            .fetch_one(parts.db.pool())
-            .await
-            .unwrap();
+        let sql = "SELECT count(*) FROM jobs WHERE state IN ('submitted', 'running')";
+        let at_fal: i64 = with_pool!(parts.db, |pool| sqlx::query_scalar(sql).fetch_one(pool).await).unwrap();
         if at_fal >= 2 {
             break;
         }
@@ -85,11 +83,9 @@ async fn a_container_restart_with_the_same_host_and_pid_loses_nothing() {
     );
     assert!(settled, "not every job ended; the restarted bot's log:\n{}", last.log_tail(60));
     assert_eq!(found.jobs, 12, "every request sent was accepted");
+    let sql = "SELECT id, CAST(failure AS TEXT) FROM jobs WHERE state <> 'succeeded' ORDER BY id";
     let failures: Vec<(i64, Option<String>)> =
-        sqlx::query_as("SELECT id, failure::text FROM jobs WHERE state <> 'succeeded' ORDER BY id")
-            .fetch_all(parts.db.pool())
-            .await
-            .unwrap();
+        with_pool!(parts.db, |pool| sqlx::query_as(sql).fetch_all(pool).await).unwrap();
     // The kill may land in the middle of one submit (fal answered, the answer was never
     // stored): that job ends refunded, never submitted twice. Every other one succeeds.
     let interrupted =
@@ -165,10 +161,8 @@ async fn a_revoked_key_and_a_removed_account_cost_no_job() {
     };
     let parts = Parts::start(options).await;
     // An earlier configuration had an account `gone`: it is still in the database.
-    let store = parts.db.store().await;
-    mediagen_ports::AccountStore::upsert_account(&store, &mediagen_domain::AccountId::new("gone"), &["k".into()])
-        .await
-        .unwrap();
+    let storage = parts.db.storage().await;
+    storage.accounts.upsert_account(&mediagen_domain::AccountId::new("gone"), &["k".into()]).await.unwrap();
     let bot = BotProcess::spawn(&parts, &[], "bot");
     let people = users(&parts.telegram, 3, 9_300);
     for n in 0..9 {
@@ -180,15 +174,10 @@ async fn a_revoked_key_and_a_removed_account_cost_no_job() {
     let audit = fal_audit(&parts.db, &parts.fal).await;
     let sim = parts.fal.handle();
     let refusals = sim.unauthorized_for_key("revoked-main-bad1:secret");
-    let on_gone: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM job_events WHERE event = 'claimed' AND account_id = 'gone'")
-            .fetch_one(parts.db.pool())
-            .await
-            .unwrap();
-    let retired: bool = sqlx::query_scalar("SELECT retired_at IS NOT NULL FROM accounts WHERE id = 'gone'")
-        .fetch_one(parts.db.pool())
-        .await
-        .unwrap();
+    let sql = "SELECT count(*) FROM job_events WHERE event = 'claimed' AND account_id = 'gone'";
+    let on_gone: i64 = with_pool!(parts.db, |pool| sqlx::query_scalar(sql).fetch_one(pool).await).unwrap();
+    let sql = "SELECT retired_at IS NOT NULL FROM accounts WHERE id = 'gone'";
+    let retired: bool = with_pool!(parts.db, |pool| sqlx::query_scalar(sql).fetch_one(pool).await).unwrap();
     println!(
         "revoked key and removed account: jobs {}, {}; 401s for the revoked key {refusals}; claims on the removed \
          account {on_gone}",

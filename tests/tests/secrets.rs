@@ -4,7 +4,7 @@
 //!
 //! One test in its own binary, because it installs the process-wide log subscriber.
 
-use mediagen_e2e::{FAL_KEY, Stack, StackOptions};
+use mediagen_e2e::{Database, FAL_KEY, Stack, StackOptions, with_pool};
 use mediagen_telegram_fake::SimUser;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -34,7 +34,8 @@ async fn no_secret_reaches_the_logs_or_fal_and_non_admins_change_nothing() {
 
     // Local PostgreSQL trusts loopback, so a password in the URL is accepted and ignored:
     // exactly what is needed to see whether it leaks.
-    let mut stack = Stack::start(StackOptions::default()).await;
+    // PostgreSQL: its URL carries a password that must not leak.
+    let mut stack = Stack::start(StackOptions { database: Database::Postgres, ..StackOptions::default() }).await;
     let url_with_password =
         stack.db.url().replacen("postgres://postgres@", &format!("postgres://postgres:{DB_PASSWORD}@"), 1);
     assert!(url_with_password.contains(DB_PASSWORD), "the test database URL has the expected shape");
@@ -67,13 +68,10 @@ async fn no_secret_reaches_the_logs_or_fal_and_non_admins_change_nothing() {
         .await;
     assert!(answered.is_ok(), "six refusals and two pictures: {:#?}", stack.telegram.messages_to(mallory.id));
 
-    let (purchases, plan, blocked): (i64, String, bool) = sqlx::query_as(
-        "SELECT (SELECT COUNT(*) FROM credit_purchases), (SELECT plan FROM users WHERE id = 4001), \
-         (SELECT COALESCE(bool_or(blocked), false) FROM users)",
-    )
-    .fetch_one(stack.db.pool())
-    .await
-    .unwrap();
+    let sql = "SELECT (SELECT COUNT(*) FROM credit_purchases), (SELECT plan FROM users WHERE id = 4001), \
+               (SELECT COALESCE(bool_or(blocked), false) FROM users)";
+    let (purchases, plan, blocked): (i64, String, bool) =
+        with_pool!(stack.db, |pool| sqlx::query_as(sql).fetch_one(pool).await).unwrap();
     assert_eq!((purchases, plan.as_str(), blocked), (0, "free", false), "non-admin commands changed nothing");
     let broadcasts =
         stack.telegram.calls_of("sendMessage").iter().filter(|c| c.text.as_deref() == Some("buy crypto")).count();

@@ -7,7 +7,7 @@
 
 mod reliability;
 
-use mediagen_e2e::{Stack, StackOptions};
+use mediagen_e2e::{Stack, StackOptions, with_pool};
 use mediagen_telegram_fake::{FaultRule, SimUser};
 use reliability::{ROOMY_PLANS, env_number, photos_to, settle_down, tally};
 use std::time::{Duration, Instant};
@@ -52,11 +52,9 @@ async fn bot_api_faults_delay_messages_but_lose_and_repeat_none() {
     let mut missing = Vec::new();
     let mut repeated = Vec::new();
     for user in &users {
-        let expected: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE user_id = $1 AND state = 'succeeded'")
-            .bind(user.id)
-            .fetch_one(stack.db.pool())
-            .await
-            .unwrap();
+        let sql = "SELECT count(*) FROM jobs WHERE user_id = $1 AND state = 'succeeded'";
+        let expected: i64 =
+            with_pool!(stack.db, |pool| sqlx::query_scalar(sql).bind(user.id).fetch_one(pool).await).unwrap();
         let got = photos_to(telegram, user.id) as i64;
         if got < expected {
             missing.push((user.id, expected, got));

@@ -2,8 +2,8 @@
 //! and the fal simulator: every accepted job ended once, was told once, paid once.
 #![allow(dead_code)] // Each scenario file uses its own share of these helpers.
 
+use mediagen_e2e::{TestDb, with_pool};
 use mediagen_fal_sim::RunningSim;
-use mediagen_postgres::testing::TestDb;
 use mediagen_telegram_fake::{ChatMessage, Content, FakeTelegram};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -43,12 +43,10 @@ pub struct JobRow {
 
 /// Every job in the database.
 pub async fn jobs(db: &TestDb) -> Vec<JobRow> {
-    let rows: Vec<(i64, i64, String, String, Option<String>, bool)> = sqlx::query_as(
-        "SELECT id, user_id, state, spec->>'prompt', failure::text, delivered_at IS NOT NULL FROM jobs ORDER BY id",
-    )
-    .fetch_all(db.pool())
-    .await
-    .expect("jobs");
+    let sql = "SELECT id, user_id, state, spec->>'prompt', CAST(failure AS TEXT), delivered_at IS NOT NULL
+               FROM jobs ORDER BY id";
+    let rows: Vec<(i64, i64, String, String, Option<String>, bool)> =
+        with_pool!(db, |pool| sqlx::query_as(sql).fetch_all(pool).await).expect("jobs");
     rows.into_iter()
         .map(|(id, user, state, prompt, failure, delivered)| JobRow { id, user, state, prompt, failure, delivered })
         .collect()
@@ -59,11 +57,9 @@ pub async fn jobs(db: &TestDb) -> Vec<JobRow> {
 pub async fn settle_down(db: &TestDb, expected: u64, limit: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
+        let sql = "SELECT count(*), count(*) FILTER (WHERE delivered_at IS NULL) FROM jobs";
         let (all, open): (i64, i64) =
-            sqlx::query_as("SELECT count(*), count(*) FILTER (WHERE delivered_at IS NULL) FROM jobs")
-                .fetch_one(db.pool())
-                .await
-                .expect("open jobs");
+            with_pool!(db, |pool| sqlx::query_as(sql).fetch_one(pool).await).expect("open jobs");
         if open == 0 && all as u64 >= expected {
             return true;
         }
@@ -188,17 +184,14 @@ pub async fn tally(db: &TestDb, telegram: &FakeTelegram, fal: &RunningSim) -> Ta
 
     // The ledger: one hold; once finished one charge, one refund, splitting the hold; a charge
     // only for a success.
-    let rows: Vec<(i64, String, i64, i64, i64)> = sqlx::query_as(
-        "SELECT j.id, j.state,
+    let sql = "SELECT j.id, j.state,
                 count(*) FILTER (WHERE l.kind = 'charge'),
-                coalesce(sum(l.amount_micros) FILTER (WHERE l.kind IN ('charge', 'refund')), 0)::int8
-                    - coalesce(sum(l.amount_micros) FILTER (WHERE l.kind = 'hold'), 0)::int8,
-                coalesce(sum(l.amount_micros) FILTER (WHERE l.kind = 'charge'), 0)::int8
-         FROM jobs j LEFT JOIN ledger l ON l.job_id = j.id GROUP BY j.id, j.state ORDER BY j.id",
-    )
-    .fetch_all(db.pool())
-    .await
-    .expect("ledger");
+                CAST(coalesce(sum(l.amount_micros) FILTER (WHERE l.kind IN ('charge', 'refund')), 0) AS BIGINT)
+                    - CAST(coalesce(sum(l.amount_micros) FILTER (WHERE l.kind = 'hold'), 0) AS BIGINT),
+                CAST(coalesce(sum(l.amount_micros) FILTER (WHERE l.kind = 'charge'), 0) AS BIGINT)
+         FROM jobs j LEFT JOIN ledger l ON l.job_id = j.id GROUP BY j.id, j.state ORDER BY j.id";
+    let rows: Vec<(i64, String, i64, i64, i64)> =
+        with_pool!(db, |pool| sqlx::query_as(sql).fetch_all(pool).await).expect("ledger");
     for (id, state, charges, imbalance, charged) in rows {
         if charges > 1 || (state != "succeeded" && charged > 0) {
             tally.double_charges += 1;
@@ -270,14 +263,12 @@ pub struct FalAudit {
 
 /// Compares fal's records (the simulator's run and billing counts per prompt) with ours.
 pub async fn fal_audit(db: &TestDb, fal: &RunningSim) -> FalAudit {
-    let rows: Vec<(i64, String, Option<i64>, bool)> = sqlx::query_as(
-        "SELECT j.id, j.spec->>'prompt', (SELECT l.amount_micros FROM ledger l WHERE l.job_id = j.id AND l.kind = 'fal_cost'),
-                coalesce(j.failure::text LIKE '%submit outcome unknown%', false)
-         FROM jobs j ORDER BY j.id",
-    )
-    .fetch_all(db.pool())
-    .await
-    .expect("fal costs");
+    let sql = "SELECT j.id, j.spec->>'prompt',
+                (SELECT l.amount_micros FROM ledger l WHERE l.job_id = j.id AND l.kind = 'fal_cost'),
+                coalesce(CAST(j.failure AS TEXT) LIKE '%submit outcome unknown%', false)
+         FROM jobs j ORDER BY j.id";
+    let rows: Vec<(i64, String, Option<i64>, bool)> =
+        with_pool!(db, |pool| sqlx::query_as(sql).fetch_all(pool).await).expect("fal costs");
     let sim = fal.handle();
     let mut audit = FalAudit::default();
     for (job, prompt, ours, unknown) in rows {
