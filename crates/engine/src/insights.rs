@@ -13,7 +13,7 @@ use mediagen_domain::insights::{
 use mediagen_domain::planner::{CurrentCapacity, Occupancy, PlannerJob, PlannerSettings, Span, wait_stats};
 use mediagen_domain::quota::{month_start, next_month_start};
 use mediagen_domain::{AccountId, Money, Timestamp};
-use mediagen_ports::{AccountStore, JobQueue, ReportStore, SlotInterval, StorageError};
+use mediagen_ports::{AccountStore, DayCount, JobQueue, ReportStore, SlotInterval, StorageError};
 use std::collections::{BTreeMap, HashMap};
 
 /// The ports reports read.
@@ -117,6 +117,19 @@ pub async fn saturation(
     Ok(saturation_of(&timings, &slots, capacity, from, to))
 }
 
+/// Requests per day from the start of `from`'s month to the end of `period`'s last month
+/// (to `now` for the month under way): what each month's volume tier is counted from.
+async fn requests_of_months(
+    sources: &Sources<'_>,
+    from: Timestamp,
+    period: Period,
+    now: Timestamp,
+) -> Result<Vec<DayCount>, StorageError> {
+    let months_end =
+        if period.to >= now { now } else { next_month_start(period.to - TimeDelta::nanoseconds(1)).min(now) };
+    sources.reports.requests_by_day(month_start(from), months_end.max(period.to)).await
+}
+
 /// Assembles the report of `period`.
 ///
 /// # Errors
@@ -140,10 +153,7 @@ pub async fn report(
     let trend_from = trend_days.first().map_or(period.from, |d| midnight(*d)).min(period.from);
 
     let rows = sources.reports.usage_rows(trend_from, period.to).await?;
-    let months_from = month_start(trend_from);
-    let months_to =
-        if period.to >= now { now } else { next_month_start(period.to - TimeDelta::nanoseconds(1)).min(now) };
-    let requests = sources.reports.requests_by_day(months_from, months_to.max(period.to)).await?;
+    let requests = requests_of_months(sources, trend_from, period, now).await?;
     let tiers = MonthTiers::new(&requests, rules.discounts);
 
     let in_period: Vec<_> = rows.iter().filter(|r| period_days.contains(&r.day)).cloned().collect();
@@ -228,9 +238,7 @@ pub async fn cost_allocation(
     now: Timestamp,
 ) -> Result<CostAllocation, StorageError> {
     let rows = sources.reports.usage_rows(period.from, period.to).await?;
-    let months_to =
-        if period.to >= now { now } else { next_month_start(period.to - TimeDelta::nanoseconds(1)).min(now) };
-    let requests = sources.reports.requests_by_day(month_start(period.from), months_to.max(period.to)).await?;
+    let requests = requests_of_months(sources, period.from, period, now).await?;
     Ok(CostAllocation { period, tiers: MonthTiers::new(&requests, rules.discounts), rows })
 }
 

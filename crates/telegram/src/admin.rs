@@ -14,7 +14,7 @@ const TEXT_LIMIT: usize = 4000;
 const CAPTION_LIMIT: usize = 1000;
 
 /// What an operator command answers: text, and a file for reports (a chart or a CSV).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct AdminReply {
     pub(crate) text: String,
     pub(crate) file: Option<(MediaBytes, String)>,

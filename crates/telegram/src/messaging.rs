@@ -39,6 +39,26 @@ impl TelegramMessaging {
     pub fn new(bot: Bot, operator_chats: Vec<ChatId>) -> Self {
         Self { bot, operator_chats }
     }
+
+    /// Sends `reply` to every operator chat; an error only when none was reached.
+    async fn to_operators(&self, reply: &crate::admin::AdminReply, what: &str) -> Result<(), MessagingError> {
+        let mut reached = 0;
+        let mut last_error = None;
+        for chat in &self.operator_chats {
+            match crate::admin::send(&self.bot, *chat, reply.clone()).await {
+                Ok(()) => reached += 1,
+                Err(error) => {
+                    tracing::warn!(chat = %chat, error = %error, "{what} not delivered");
+                    last_error = Some(error);
+                }
+            }
+        }
+        match (reached, last_error) {
+            (0, Some(error)) => Err(classify(error)),
+            (0, None) => Err(MessagingError::Other(anyhow::anyhow!("no operator chat is configured"))),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The buttons under a delivered result.
@@ -263,22 +283,7 @@ impl Messaging for TelegramMessaging {
 
     async fn notify_operators(&self, alert: &OperatorAlert) -> Result<(), MessagingError> {
         let text = format!("{} {}\n\n{}", severity_icon(alert.severity), alert.title, alert.body);
-        let mut reached = 0;
-        let mut last_error = None;
-        for chat in &self.operator_chats {
-            match self.bot.send_message(teloxide::types::ChatId(chat.0), text.clone()).await {
-                Ok(_) => reached += 1,
-                Err(error) => {
-                    tracing::warn!(chat = %chat, error = %error, "operator alert not delivered");
-                    last_error = Some(error);
-                }
-            }
-        }
-        match (reached, last_error) {
-            (0, Some(error)) => Err(classify(error)),
-            (0, None) => Err(MessagingError::Other(anyhow::anyhow!("no operator chat is configured"))),
-            _ => Ok(()),
-        }
+        self.to_operators(&crate::admin::AdminReply { text, file: None }, "operator alert").await
     }
 
     async fn notify_operators_summary(&self, summary: &OperatorSummary) -> Result<(), MessagingError> {
@@ -290,23 +295,7 @@ impl Messaging for TelegramMessaging {
         }
         let text = format!("{} {}\n\n{}", severity_icon(Severity::Info), summary.title, rendered.text);
         let file = rendered.file.map(|(file, _)| (file, summary.title.clone()));
-        let mut reached = 0;
-        let mut last_error = None;
-        for chat in &self.operator_chats {
-            let reply = crate::admin::AdminReply { text: text.clone(), file: file.clone() };
-            match crate::admin::send(&self.bot, *chat, reply).await {
-                Ok(()) => reached += 1,
-                Err(error) => {
-                    tracing::warn!(chat = %chat, error = %error, "operator report not delivered");
-                    last_error = Some(error);
-                }
-            }
-        }
-        match (reached, last_error) {
-            (0, Some(error)) => Err(classify(error)),
-            (0, None) => Err(MessagingError::Other(anyhow::anyhow!("no operator chat is configured"))),
-            _ => Ok(()),
-        }
+        self.to_operators(&crate::admin::AdminReply { text, file }, "operator report").await
     }
 
     async fn fetch_input(&self, media: &MediaRef, max_bytes: u64) -> Result<MediaBytes, MessagingError> {

@@ -1,25 +1,18 @@
 //! Operator events: each fires once per period, across restarts.
 
-use crate::support::{Harness, advance};
+use crate::support::Harness;
 use chrono::TimeDelta;
 use mediagen_domain::Money;
 use mediagen_domain::credit::CreditPurchase;
 use mediagen_ports::Severity;
-
-async fn run_once(h: &Harness) {
-    let engine = h.engine();
-    let running = h.start(&engine);
-    advance(2).await;
-    running.shutdown().await;
-}
 
 #[tokio::test(start_paused = true)]
 async fn budget_thresholds_alert_once_per_month_across_restarts() {
     let mut h = Harness::new();
     h.config.budget.monthly_budget = Some(Money::from_dollars(100));
     h.world().fal_cost_this_month = Money::from_dollars(85);
-    run_once(&h).await;
-    run_once(&h).await;
+    h.run_for(2).await;
+    h.run_for(2).await;
 
     let w = h.world();
     let titles: Vec<&str> = w.operator_alerts.iter().map(|a| a.title.as_str()).collect();
@@ -39,8 +32,8 @@ async fn a_coming_limit_drop_is_announced_with_the_top_up_that_keeps_it() {
         let purchase = CreditPurchase { amount: Money::from_dollars(10), purchased_at: w.now - TimeDelta::days(27) };
         w.purchases.insert(account, vec![purchase]);
     }
-    run_once(&h).await;
-    run_once(&h).await;
+    h.run_for(2).await;
+    h.run_for(2).await;
 
     let w = h.world();
     assert_eq!(w.operator_alerts.len(), 1, "{:?}", w.operator_alerts);
@@ -54,8 +47,8 @@ async fn a_coming_limit_drop_is_announced_with_the_top_up_that_keeps_it() {
 async fn reaching_a_volume_discount_tier_is_announced_once() {
     let h = Harness::new();
     h.world().requests_this_month = 1200;
-    run_once(&h).await;
-    run_once(&h).await;
+    h.run_for(2).await;
+    h.run_for(2).await;
     let w = h.world();
     assert_eq!(w.operator_alerts.len(), 1);
     assert!(w.operator_alerts[0].title.contains("volume"), "{}", w.operator_alerts[0].title);

@@ -33,10 +33,7 @@ async fn the_engine_never_asks_for_more_than_the_free_capacity() {
         }
         (a, b, c)
     };
-    let engine = h.engine();
-    let running = h.start(&engine);
-    advance(3).await;
-    running.shutdown().await;
+    h.run_for(3).await;
 
     let w = h.world();
     let first = &w.claims[0];
@@ -71,10 +68,7 @@ async fn a_full_account_is_not_asked_at_all() {
         }
         w.queued_job(1, one_image());
     }
-    let engine = h.engine();
-    let running = h.start(&engine);
-    advance(3).await;
-    running.shutdown().await;
+    h.run_for(3).await;
     assert!(h.world().claims.is_empty(), "2 + overhang 1 are in flight: no claim");
 }
 
@@ -147,10 +141,7 @@ async fn results_go_as_files_when_the_user_prefers_and_only_what_was_produced_is
         w.jobs.get_mut(&job).unwrap().spec.num_images = 3;
         job
     };
-    let engine = h.engine();
-    let running = h.start(&engine);
-    advance(5).await;
-    running.shutdown().await;
+    h.run_for(5).await;
 
     let w = h.world();
     assert_eq!(w.results.len(), 1);

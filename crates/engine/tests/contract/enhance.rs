@@ -1,6 +1,6 @@
 //! Prompt enhancement: the cache, the `/enhance` command and the fallback in a job.
 
-use crate::support::{Answer, Harness, LLM_USAGE, advance, one_image};
+use crate::support::{Answer, Harness, LLM_USAGE, one_image};
 use mediagen_domain::catalog::PriceRequest;
 use mediagen_domain::quota::QuotaRefusal;
 use mediagen_domain::{ChatId, IdempotencyKey, JobState, Language, Money, Prompt, UserId};
@@ -147,10 +147,7 @@ async fn a_job_runs_with_the_rewrite_and_pays_for_the_llm_call() {
         w.jobs.get_mut(&job).unwrap().hold = hold;
         job
     };
-    let engine = h.engine();
-    let running = h.start(&engine);
-    advance(5).await;
-    running.shutdown().await;
+    h.run_for(5).await;
 
     let w = h.world();
     let submits = w.job_submits();
@@ -175,10 +172,7 @@ async fn a_failed_enhancement_falls_back_to_the_original_prompt() {
         w.jobs.get_mut(&job).unwrap().spec.enhance_prompt = true;
         job
     };
-    let engine = h.engine();
-    let running = h.start(&engine);
-    advance(5).await;
-    running.shutdown().await;
+    let engine = h.run_for(5).await;
 
     let w = h.world();
     assert_eq!(w.job_submits()[0].1.prompt, "a red fox in the snow");

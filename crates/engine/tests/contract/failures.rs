@@ -20,10 +20,7 @@ async fn a_5xx_then_success_is_retried_with_backoff_and_charged_once() {
     let h = Harness::new();
     let job = scene(&h, &["main"]);
     h.world().wait_answers.extend([Answer::Retryable, Answer::Ok]);
-    let engine = h.engine();
-    let running = h.start(&engine);
-    advance(10).await;
-    running.shutdown().await;
+    let engine = h.run_for(10).await;
 
     let w = h.world();
     assert_eq!(w.job_submits().len(), 2, "tried twice");
@@ -44,10 +41,7 @@ async fn retries_run_out_and_the_job_fails_without_charging_the_user() {
     let h = Harness::new();
     let job = scene(&h, &["main"]);
     h.world().wait_answers.extend([Answer::Retryable, Answer::Retryable, Answer::Retryable, Answer::Ok]);
-    let engine = h.engine();
-    let running = h.start(&engine);
-    advance(30).await;
-    running.shutdown().await;
+    h.run_for(30).await;
 
     let w = h.world();
     assert_eq!(w.job_submits().len(), 3, "max_attempts = 3");
@@ -75,10 +69,7 @@ async fn a_content_policy_refusal_is_never_retried_and_the_user_is_not_charged()
         } else {
             h.world().wait_answers.push_back(Answer::ContentPolicy);
         }
-        let engine = h.engine();
-        let running = h.start(&engine);
-        advance(10).await;
-        running.shutdown().await;
+        h.run_for(10).await;
 
         let w = h.world();
         assert_eq!(w.job_submits().len(), 1, "never retried (at submit: {at_submit})");
@@ -108,10 +99,7 @@ async fn a_locked_account_moves_work_to_another_and_alerts_once() {
         w.submit_answers.extend([Answer::Locked, Answer::Locked]);
         (first, second)
     };
-    let engine = h.engine();
-    let running = h.start(&engine);
-    advance(10).await;
-    running.shutdown().await;
+    h.run_for(10).await;
 
     let w = h.world();
     let a = AccountId::new("a");
@@ -179,10 +167,7 @@ async fn a_lost_submit_answer_fails_the_job_without_resubmitting_or_charging() {
     let h = Harness::new();
     let job = scene(&h, &["main"]);
     h.world().submit_answers.push_back(Answer::OutcomeUnknown);
-    let engine = h.engine();
-    let running = h.start(&engine);
-    advance(10).await;
-    running.shutdown().await;
+    h.run_for(10).await;
 
     let w = h.world();
     assert_eq!(w.job_submits().len(), 1, "a resubmit could run it twice");
@@ -197,10 +182,7 @@ async fn a_redelivered_completion_is_not_delivered_or_charged_twice() {
     let h = Harness::new();
     scene(&h, &["main"]);
     h.world().already_finished = true;
-    let engine = h.engine();
-    let running = h.start(&engine);
-    advance(5).await;
-    running.shutdown().await;
+    let engine = h.run_for(5).await;
 
     let w = h.world();
     assert_eq!(w.waits.len(), 1, "the result came in");
@@ -218,10 +200,7 @@ async fn consecutive_failures_open_the_breaker_pause_the_account_and_alert_once(
     h.config.retry.max_attempts = 10;
     let job = scene(&h, &["a", "b"]);
     h.world().submit_answers.extend([Answer::Retryable, Answer::Retryable]);
-    let engine = h.engine();
-    let running = h.start(&engine);
-    advance(20).await;
-    running.shutdown().await;
+    let engine = h.run_for(20).await;
 
     let w = h.world();
     let accounts: Vec<&str> = w.job_submits().iter().map(|(a, _)| a.as_str()).collect();
@@ -241,10 +220,7 @@ async fn a_timeout_cancels_at_fal_and_refunds() {
     let h = Harness::new();
     let job = scene(&h, &["main"]);
     h.world().wait_answers.push_back(Answer::Timeout);
-    let engine = h.engine();
-    let running = h.start(&engine);
-    advance(5).await;
-    running.shutdown().await;
+    h.run_for(5).await;
 
     let w = h.world();
     assert_eq!(w.remote_cancels.len(), 1);
@@ -258,10 +234,7 @@ async fn an_input_fal_rejects_fails_at_once_refunded_and_recorded_as_billable() 
     let h = Harness::new();
     let job = scene(&h, &["main"]);
     h.world().wait_answers.push_back(Answer::InvalidInput);
-    let engine = h.engine();
-    let running = h.start(&engine);
-    advance(5).await;
-    running.shutdown().await;
+    h.run_for(5).await;
 
     let w = h.world();
     assert_eq!(w.job_submits().len(), 1, "a 422 is not retried");
@@ -276,10 +249,7 @@ async fn a_submission_whose_job_was_canceled_meanwhile_is_withdrawn_at_fal() {
     let h = Harness::new();
     let job = scene(&h, &["main"]);
     h.world().mark_submitted_fails = Some("conflict");
-    let engine = h.engine();
-    let running = h.start(&engine);
-    advance(10).await;
-    running.shutdown().await;
+    h.run_for(10).await;
 
     let w = h.world();
     assert_eq!(w.job_submits().len(), 1);
@@ -357,10 +327,7 @@ async fn fal_cost_is_recorded_for_every_run_fal_bills() {
         h.config.retry.max_attempts = 1;
         let job = scene(&h, &["main"]);
         h.world().wait_answers.push_back(answer.clone());
-        let engine = h.engine();
-        let running = h.start(&engine);
-        advance(10).await;
-        running.shutdown().await;
+        h.run_for(10).await;
         let w = h.world();
         let finish = w.finishes_of(job)[0].clone();
         let expected = if billed { one_image() } else { Money::ZERO };
@@ -371,10 +338,7 @@ async fn fal_cost_is_recorded_for_every_run_fal_bills() {
     let h = Harness::new();
     let job = scene(&h, &["main"]);
     h.world().download_fails = true;
-    let engine = h.engine();
-    let running = h.start(&engine);
-    advance(30).await;
-    running.shutdown().await;
+    h.run_for(30).await;
     let w = h.world();
     let finish = w.finishes_of(job)[0].clone();
     assert!(matches!(finish.state, JobState::Failed { .. }));

@@ -1,19 +1,12 @@
 //! Operator intelligence in the engine: credit and capacity alerts (once per period, across
 //! restarts), scheduled summaries with their chart, and the on-demand reports.
 
-use crate::support::{Harness, advance};
+use crate::support::Harness;
 use chrono::{NaiveDate, NaiveTime, TimeDelta, Weekday};
 use mediagen_domain::credit::CreditPurchase;
 use mediagen_domain::insights::{Period, ReportKind};
 use mediagen_domain::{AccountId, JobId, ModelId, Money, Timestamp, UserId};
 use mediagen_ports::{DayCount, JobTiming, Severity, SlotInterval, UsageRow};
-
-async fn run_once(h: &Harness) {
-    let engine = h.engine();
-    let running = h.start(&engine);
-    advance(2).await;
-    running.shutdown().await;
-}
 
 /// An account whose limit comes from its purchases (no override).
 fn bought(h: &Harness, purchases: &[(i64, i64)]) -> AccountId {
@@ -38,8 +31,8 @@ async fn credit_running_out_at_the_recent_burn_is_announced_once_per_purchase() 
     let id = bought(&h, &[(20, 10)]);
     // $14 spent in the last week: $2 a day against the $6 left, so it is gone in 3 days.
     h.world().spend.insert(id.clone(), Money::from_dollars(14));
-    run_once(&h).await;
-    run_once(&h).await;
+    h.run_for(2).await;
+    h.run_for(2).await;
     {
         let w = h.world();
         let runouts: Vec<_> = w.operator_alerts.iter().filter(|a| a.title.contains("credit runs out")).collect();
@@ -56,8 +49,8 @@ async fn credit_running_out_at_the_recent_burn_is_announced_once_per_purchase() 
         let now = w.now;
         w.purchases.get_mut(&id).unwrap().push(CreditPurchase { amount: Money::from_dollars(1), purchased_at: now });
     }
-    run_once(&h).await;
-    run_once(&h).await;
+    h.run_for(2).await;
+    h.run_for(2).await;
     let w = h.world();
     assert_eq!(w.operator_alerts.iter().filter(|a| a.title.contains("credit runs out")).count(), 2);
 }
@@ -67,8 +60,8 @@ async fn unspent_credit_about_to_expire_is_announced_once() {
     let h = Harness::new();
     // $50 bought 350 days ago, never spent: it expires in 15 days.
     bought(&h, &[(50, 350)]);
-    run_once(&h).await;
-    run_once(&h).await;
+    h.run_for(2).await;
+    h.run_for(2).await;
     let w = h.world();
     assert_eq!(w.operator_alerts.len(), 1, "{:?}", w.operator_alerts);
     let alert = &w.operator_alerts[0];
@@ -110,8 +103,8 @@ fn busy_morning(h: &Harness) {
 async fn full_capacity_with_a_backlog_for_much_of_the_day_raises_the_rate_limit_alert_once() {
     let h = Harness::new();
     busy_morning(&h);
-    run_once(&h).await;
-    run_once(&h).await;
+    h.run_for(2).await;
+    h.run_for(2).await;
     let w = h.world();
     assert_eq!(w.operator_alerts.len(), 1, "{:?}", w.operator_alerts);
     let alert = &w.operator_alerts[0];
@@ -129,13 +122,13 @@ async fn a_short_busy_day_or_a_low_share_stays_silent() {
     let mut h = Harness::new();
     h.config.insights.saturation_min_busy = TimeDelta::hours(1);
     busy_morning(&h);
-    run_once(&h).await;
+    h.run_for(2).await;
     assert!(h.world().operator_alerts.is_empty(), "40 minutes of busy time is below the hour asked for");
 
     let mut h = Harness::new();
     h.config.insights.saturation_percent = 60.0;
     busy_morning(&h);
-    run_once(&h).await;
+    h.run_for(2).await;
     assert!(h.world().operator_alerts.is_empty(), "50 % is below 60 %");
 }
 
@@ -168,8 +161,8 @@ async fn the_daily_and_weekly_summaries_go_out_once_with_their_chart_across_rest
         w.usage_rows = vec![usage(20, 1, 4, 156_000), usage(24, 1, 3, 117_000), usage(24, 2, 1, 39_000)];
         w.requests_by_day = vec![DayCount { day: NaiveDate::from_ymd_opt(2026, 11, 24).unwrap(), count: 4 }];
     }
-    run_once(&h).await;
-    run_once(&h).await;
+    h.run_for(2).await;
+    h.run_for(2).await;
 
     let w = h.world();
     assert_eq!(w.operator_summaries.len(), 2, "one daily and one weekly summary, each sent once");
@@ -198,7 +191,7 @@ async fn before_the_configured_time_no_summary_goes_out() {
     let mut h = Harness::new();
     h.config.insights.daily_report_at = Some(NaiveTime::from_hms_opt(12, 0, 1).unwrap());
     h.world().account("main", 10);
-    run_once(&h).await;
+    h.run_for(2).await;
     assert!(h.world().operator_summaries.is_empty());
 }
 

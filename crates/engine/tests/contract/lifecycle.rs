@@ -16,10 +16,7 @@ async fn a_rescued_job_at_fal_is_followed_and_never_resubmitted() {
         w.left_at_fal_by_a_dead_process(job, &account);
         job
     };
-    let engine = h.engine();
-    let running = h.start(&engine);
-    advance(5).await;
-    running.shutdown().await;
+    h.run_for(5).await;
 
     let w = h.world();
     assert!(w.job_submits().is_empty(), "never resubmitted");
@@ -46,10 +43,7 @@ async fn a_rescued_job_is_charged_what_its_prompt_rewrite_cost_before_the_restar
         w.left_at_fal_by_a_dead_process(job, &account);
         job
     };
-    let engine = h.engine();
-    let running = h.start(&engine);
-    advance(5).await;
-    running.shutdown().await;
+    h.run_for(5).await;
 
     let w = h.world();
     assert_eq!(w.llm_calls, 0, "the rewrite is not made again");
@@ -114,10 +108,7 @@ async fn status_polling_records_when_fal_starts_the_job() {
             .extend([RemoteStatus::InQueue { position: Some(1) }, RemoteStatus::InQueue { position: Some(0) }]);
         w.queued_job(1, one_image())
     };
-    let engine = h.engine();
-    let running = h.start(&engine);
-    advance(10).await;
-    running.shutdown().await;
+    h.run_for(10).await;
     let w = h.world();
     assert_eq!(w.marked_running, vec![job]);
     assert_eq!(w.job(job).state, JobState::Succeeded);
@@ -132,10 +123,7 @@ async fn shutdown_stops_claiming_and_run_returns() {
         w.account("main", 2);
         w.queued_job(1, one_image());
     }
-    let engine = h.engine();
-    let running = h.start(&engine);
-    advance(3).await;
-    running.shutdown().await;
+    h.run_for(3).await;
 
     let (claims, late) = {
         let mut w = h.world();
@@ -201,10 +189,7 @@ async fn the_submit_is_recorded_before_it_goes_out_and_the_delivery_after_the_us
         w.account("main", 2);
         w.queued_job(1, one_image())
     };
-    let engine = h.engine();
-    let running = h.start(&engine);
-    advance(10).await;
-    running.shutdown().await;
+    h.run_for(10).await;
 
     let w = h.world();
     assert_eq!(w.submitting, vec![job], "marked as submitting once, before the submit");
@@ -227,10 +212,7 @@ async fn a_job_rescued_in_the_middle_of_its_submit_is_failed_refunded_and_never_
         w.rescue.push(Rescued::SubmitUnknown(rescued.clone()));
         (job, rescued.hold)
     };
-    let engine = h.engine();
-    let running = h.start(&engine);
-    advance(5).await;
-    running.shutdown().await;
+    h.run_for(5).await;
 
     let w = h.world();
     assert!(w.job_submits().is_empty(), "fal may have it already: never resubmitted");
@@ -269,10 +251,7 @@ async fn a_finished_job_whose_delivery_was_lost_is_delivered_again_once() {
         w.rescue.push(Rescued::Redeliver(b, settlement));
         (lost, half)
     };
-    let engine = h.engine();
-    let running = h.start(&engine);
-    advance(5).await;
-    running.shutdown().await;
+    h.run_for(5).await;
 
     let w = h.world();
     assert!(w.job_submits().is_empty() && w.finishes.is_empty(), "nothing run or settled again");

@@ -429,6 +429,16 @@ impl Harness {
     }
 
     /// Starts `run`; the returned closure-like handle stops it.
+    /// A fresh engine run for `secs` of paused time, then shut down: one stretch of a
+    /// process's life. Returns the engine, for its counters.
+    pub async fn run_for(&self, secs: u64) -> Engine {
+        let engine = self.engine();
+        let running = self.start(&engine);
+        advance(secs).await;
+        running.shutdown().await;
+        engine
+    }
+
     pub fn start(&self, engine: &Engine) -> Running {
         let (stop, signal) = watch::channel(false);
         let engine = engine.clone();
