@@ -253,7 +253,7 @@ impl Parts {
         if let Some(plans) = &options.plans {
             let path = scratch.join("plans.toml");
             std::fs::write(&path, plans).expect("write plans");
-            set("MEDIAGEN__PLANS_FILE", format!("\"{}\"", path.display()));
+            set("MEDIAGEN__PLANS_FILE", path.display().to_string());
         }
         for (k, v) in &options.env {
             set(k, v.clone());

@@ -12,7 +12,7 @@ async fn webhook_mode_checks_telegrams_secret_token(database: Database) {
     let url = format!("http://127.0.0.1:{port}/telegram");
     let env = vec![
         ("MEDIAGEN__TELEGRAM__WEBHOOK_URL".to_owned(), url.clone()),
-        ("MEDIAGEN__TELEGRAM__WEBHOOK_LISTEN".to_owned(), format!("\"127.0.0.1:{port}\"")),
+        ("MEDIAGEN__TELEGRAM__WEBHOOK_LISTEN".to_owned(), format!("127.0.0.1:{port}")),
     ];
     let stack = Stack::start(StackOptions { database, env, ..StackOptions::default() }).await;
     let sam = SimUser::new(5_001, "Sam").with_language("en");

@@ -113,7 +113,6 @@ pub fn bot_settings(options: &Options, fakes: &Fakes, db: &Database) -> anyhow::
     set("MEDIAGEN__FAL__QUEUE_URL", fal_base.clone());
     set("MEDIAGEN__FAL__REST_URL", fal_base.clone());
     set("MEDIAGEN__FAL__CDN_URL", format!("{fal_base}/"));
-    set("MEDIAGEN__FAL__ACCOUNTS", format!("[{}]", accounts.join(", ")));
     for account in ACCOUNTS {
         set(&key_variable(account.name, "primary"), account.key.to_owned());
     }
@@ -128,8 +127,14 @@ pub fn bot_settings(options: &Options, fakes: &Fakes, db: &Database) -> anyhow::
     set("MEDIAGEN__TELEGRAM__ALBUM_WAIT_MS", "300".to_owned());
     set("MEDIAGEN__ENGINE__MEAN_SERVICE_SECS", "1".to_owned());
     set("MEDIAGEN__ENGINE__SHUTDOWN_GRACE_SECS", "5".to_owned());
-    let settings = Settings::load(&options.home, None, &vars)
-        .with_context(|| format!("loading the bot's configuration from {}/config", options.home.display()))?;
+    // The accounts are an array of tables: an operator's file says that, read once and removed.
+    let overlay = std::env::temp_dir().join(format!("mediagen-demo-accounts-{}.toml", std::process::id()));
+    std::fs::write(&overlay, format!("[fal]\naccounts = [{}]\n", accounts.join(", ")))
+        .with_context(|| format!("cannot write {}", overlay.display()))?;
+    let loaded = Settings::load(&options.home, Some(&overlay), &vars);
+    let _ = std::fs::remove_file(&overlay);
+    let settings =
+        loaded.with_context(|| format!("loading the bot's configuration from {}/config", options.home.display()))?;
     settings.require_fal_keys()?;
     Ok(settings)
 }

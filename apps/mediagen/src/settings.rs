@@ -293,50 +293,26 @@ struct AccountSettings {
     keys: Vec<String>,
 }
 
-/// Merges `overlay` into `base`, table by table; other values are replaced.
-pub fn merge(base: &mut toml::Table, overlay: toml::Table) {
-    for (key, value) in overlay {
-        match (base.get_mut(&key), value) {
-            (Some(toml::Value::Table(base_table)), toml::Value::Table(overlay_table)) => {
-                merge(base_table, overlay_table);
-            }
-            (_, value) => {
-                base.insert(key, value);
-            }
-        }
+/// The three layers through the `config` crate: the shipped file, the operator's file,
+/// then `MEDIAGEN__SECTION__KEY` variables (numbers and booleans read as such, the rest as
+/// text). Secrets are not read here: they come from their own variables only.
+fn layers(base_dir: &Path, overlay: Option<&Path>, vars: &HashMap<String, String>) -> anyhow::Result<FileSettings> {
+    let file = |path: &Path| config::File::new(&path.to_string_lossy(), config::FileFormat::Toml);
+    let mut builder = config::Config::builder().add_source(file(&base_dir.join("config/default.toml")));
+    if let Some(path) = overlay {
+        builder = builder.add_source(file(path));
     }
-}
-
-/// `MEDIAGEN__SECTION__KEY=value` variables as a table to merge. A value that reads as a
-/// TOML value (a number, a boolean, an array) is taken as one; anything else is text.
-fn env_layer(vars: &HashMap<String, String>) -> toml::Table {
-    let mut layer = toml::Table::new();
-    for (name, value) in vars {
-        let Some(path) = name.strip_prefix("MEDIAGEN__") else { continue };
-        let keys: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
-        let Some((last, sections)) = keys.split_last() else { continue };
-        let parsed = format!("v = {value}")
-            .parse::<toml::Table>()
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or_else(|| toml::Value::String(value.clone()));
-        insert_path(&mut layer, sections, last.clone(), parsed);
-    }
-    layer
-}
-
-fn insert_path(table: &mut toml::Table, sections: &[String], key: String, value: toml::Value) {
-    match sections.split_first() {
-        None => {
-            table.insert(key, value);
-        }
-        Some((section, rest)) => {
-            let entry = table.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            if let toml::Value::Table(next) = entry {
-                insert_path(next, rest, key, value);
-            }
-        }
-    }
+    let environment = config::Environment::with_prefix("MEDIAGEN")
+        .prefix_separator("__")
+        .separator("__")
+        .try_parsing(true)
+        .source(Some(vars.iter().map(|(name, value)| (name.clone(), value.clone())).collect()));
+    builder
+        .add_source(environment)
+        .build()
+        .context("cannot read the configuration")?
+        .try_deserialize()
+        .context("configuration has a wrong or unknown setting")
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {
@@ -367,17 +343,7 @@ impl Settings {
     /// A readable message naming the file, setting or variable at fault.
     pub fn load(base_dir: &Path, overlay: Option<&Path>, vars: &HashMap<String, String>) -> anyhow::Result<Settings> {
         let env = |name: &str| vars.get(name).filter(|v| !v.is_empty()).cloned();
-        let base_path = base_dir.join("config/default.toml");
-        let mut table: toml::Table =
-            read(&base_path)?.parse().with_context(|| format!("{} is not valid TOML", base_path.display()))?;
-        if let Some(path) = overlay {
-            let extra: toml::Table =
-                read(path)?.parse().with_context(|| format!("{} is not valid TOML", path.display()))?;
-            merge(&mut table, extra);
-        }
-        merge(&mut table, env_layer(vars));
-        let file: FileSettings =
-            toml::Value::Table(table).try_into().context("configuration has a wrong or unknown setting")?;
+        let file = layers(base_dir, overlay, vars)?;
 
         let mut layers = vec![BUILTIN_TOML.to_owned()];
         for path in &file.catalog_overrides {
@@ -508,6 +474,8 @@ mod tests {
             ("MEDIAGEN__FAL__CDN_URL", "http://127.0.0.1:9002/"),
             ("MEDIAGEN__ADMIN__IDS", "111, 222"),
             ("MEDIAGEN__ENGINE__OVERHANG", "2"),
+            ("MEDIAGEN__FAL__POLL__INITIAL_INTERVAL_MS", "20"),
+            ("MEDIAGEN__FAL__POLL__MULTIPLIER", "2.5"),
         ]);
         let settings = Settings::load(&workspace(), None, &env).unwrap();
         assert_eq!(settings.telegram.api_url, "http://127.0.0.1:8081");
@@ -516,6 +484,8 @@ mod tests {
         assert_eq!(settings.fal.cdn_bases, ["http://127.0.0.1:9002/"]);
         assert_eq!(settings.admins, [111, 222]);
         assert_eq!(settings.engine.overhang, 2);
+        assert_eq!((settings.fal.poll.initial_interval_ms, settings.fal.poll.multiplier), (20, 2.5));
+        assert_eq!(settings.fal.poll.max_interval_ms, 5_000, "a sibling the variables leave alone");
         let one =
             Settings::load(&workspace(), None, &env_of(&[("FAL_KEY", "k"), ("MEDIAGEN__ADMIN__IDS", "42")])).unwrap();
         assert_eq!(one.admins, [42]);
