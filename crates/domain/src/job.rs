@@ -154,6 +154,16 @@ impl JobState {
         matches!(self, JobState::Succeeded | JobState::Failed { .. } | JobState::Canceled)
     }
 
+    /// The event that takes a job into this state when it is terminal; `None` for a live state.
+    pub fn terminal_event(&self) -> Option<JobEvent> {
+        match self {
+            JobState::Succeeded => Some(JobEvent::Succeeded),
+            JobState::Failed { reason } => Some(JobEvent::Failed(reason.clone())),
+            JobState::Canceled => Some(JobEvent::Canceled),
+            _ => None,
+        }
+    }
+
     /// True while the job occupies (or is about to occupy) a slot of an account.
     pub fn is_in_flight(&self) -> bool {
         matches!(self, JobState::Dispatching { .. } | JobState::Submitted { .. } | JobState::Running { .. })
@@ -302,6 +312,15 @@ pub struct Settlement {
     pub fal_cost: Money,
 }
 
+impl Settlement {
+    /// True when it splits `hold` exactly into charge and refund, with nothing negative:
+    /// the only settlement storage may write.
+    pub fn splits(&self, hold: Money) -> bool {
+        let negative = self.user_charge.is_negative() || self.user_refund.is_negative() || self.fal_cost.is_negative();
+        !negative && self.user_charge.checked_add(self.user_refund).is_ok_and(|sum| sum == hold)
+    }
+}
+
 /// The settlement of a job that reached `terminal` with `hold` taken at enqueue and
 /// `price` the list price of what was produced.
 ///
@@ -348,6 +367,28 @@ pub fn settle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_terminal_states_finish() {
+        assert_eq!(JobState::Succeeded.terminal_event(), Some(JobEvent::Succeeded));
+        assert_eq!(
+            JobState::Failed { reason: FailureReason::Timeout }.terminal_event(),
+            Some(JobEvent::Failed(FailureReason::Timeout))
+        );
+        assert_eq!(JobState::Canceled.terminal_event(), Some(JobEvent::Canceled));
+        assert_eq!(JobState::Queued.terminal_event(), None);
+    }
+
+    #[test]
+    fn a_settlement_splits_the_hold_exactly_with_nothing_negative() {
+        let hold = Money::from_cents(5);
+        let ok = Settlement { user_charge: Money::from_cents(4), user_refund: Money::from_cents(1), fal_cost: hold };
+        assert!(ok.splits(hold));
+        assert!(!Settlement { user_refund: Money::ZERO, ..ok }.splits(hold), "short of the hold");
+        assert!(!Settlement { fal_cost: Money::from_cents(-1), ..ok }.splits(hold), "a negative fal cost");
+        let negative = Settlement { user_charge: Money::from_cents(6), user_refund: Money::from_cents(-1), ..ok };
+        assert!(!negative.splits(hold), "a negative refund");
+    }
 
     fn acct() -> AccountId {
         AccountId::new("main")

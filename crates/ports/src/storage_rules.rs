@@ -1,41 +1,28 @@
-//! Rules every storage adapter enforces the same way, written once: which state a finish
-//! reaches, how a settlement must split a hold, and which lease may write a job.
+//! Rules every storage adapter enforces the same way, written once: how a settlement must
+//! split a hold (the domain's `Settlement::splits`), how the ledger folds back into a
+//! settlement, and which lease may write a job; each as the port's `StorageError`.
 //!
 //! Pure functions over domain values; an adapter reads its row, asks here, then writes.
 
 use crate::storage::{Finish, StorageError};
-use mediagen_domain::{JobEvent, JobId, JobState, Lease, Money, Settlement};
+use mediagen_domain::{JobId, JobState, Lease, Money, Settlement};
 
 /// An illegal transition or a stale writer: the caller's view of the job is out of date.
 pub fn conflict(job: JobId, error: impl std::fmt::Display) -> StorageError {
     StorageError::Conflict(format!("job {job}: {error}"))
 }
 
-/// The event that takes a job into the terminal `state`, or `None` for a live state.
-pub fn terminal_event(state: &JobState) -> Option<JobEvent> {
-    match state {
-        JobState::Succeeded => Some(JobEvent::Succeeded),
-        JobState::Failed { reason } => Some(JobEvent::Failed(reason.clone())),
-        JobState::Canceled => Some(JobEvent::Canceled),
-        _ => None,
-    }
-}
-
-/// A settlement must split the hold exactly into charge and refund, with nothing negative.
+/// A settlement must split the hold exactly into charge and refund, with nothing negative
+/// (`Settlement::splits`).
 ///
 /// # Errors
 /// `Conflict` when it does not.
 pub fn check_settlement(job: JobId, hold: Money, settlement: &Settlement) -> Result<(), StorageError> {
-    let Settlement { user_charge, user_refund, fal_cost } = *settlement;
-    let negative = user_charge.is_negative() || user_refund.is_negative() || fal_cost.is_negative();
-    let splits_hold = user_charge.checked_add(user_refund).is_ok_and(|sum| sum == hold);
-    if negative || !splits_hold {
-        return Err(conflict(
-            job,
-            format!("settlement charge {user_charge} + refund {user_refund} does not split the hold {hold}"),
-        ));
+    if settlement.splits(hold) {
+        return Ok(());
     }
-    Ok(())
+    let Settlement { user_charge, user_refund, .. } = *settlement;
+    Err(conflict(job, format!("settlement charge {user_charge} + refund {user_refund} does not split the hold {hold}")))
 }
 
 /// The settlement a job's ledger rows record: `(kind, micros)` of its charge, refund and
@@ -97,7 +84,6 @@ pub fn check_finisher(job: JobId, current: Option<&Lease>, finish: &Finish) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mediagen_domain::FailureReason;
 
     fn lease(owner: &str, epoch: u64) -> Lease {
         Lease { owner: owner.into(), epoch }
@@ -112,16 +98,6 @@ mod tests {
         assert!(matches!(check_settlement(JobId(1), hold, &short), Err(StorageError::Conflict(_))));
         let negative = Settlement { user_charge: Money::from_cents(6), user_refund: Money::from_cents(-1), ..ok };
         assert!(matches!(check_settlement(JobId(1), hold, &negative), Err(StorageError::Conflict(_))));
-    }
-
-    #[test]
-    fn only_terminal_states_finish() {
-        assert_eq!(terminal_event(&JobState::Succeeded), Some(JobEvent::Succeeded));
-        assert_eq!(
-            terminal_event(&JobState::Failed { reason: FailureReason::Timeout }),
-            Some(JobEvent::Failed(FailureReason::Timeout))
-        );
-        assert_eq!(terminal_event(&JobState::Queued), None);
     }
 
     #[test]

@@ -17,9 +17,7 @@ use mediagen_domain::{
     AccountId, IdempotencyKey, Job, JobEvent, JobId, JobState, Lease, Money, Settlement, SettlementPolicy, Timestamp,
     UserId,
 };
-use mediagen_ports::storage_rules::{
-    self, check_dispatching, check_finisher, check_held, check_settlement, conflict, terminal_event,
-};
+use mediagen_ports::storage_rules::{self, check_dispatching, check_finisher, check_held, check_settlement, conflict};
 use mediagen_ports::{
     CancelResult, ClaimRequest, ClaimedJob, EnqueueOutcome, EnqueueRequest, Finish, FinishOutcome, JobQueue,
     MediaRecord, QueuePosition, RemoteHandle, Rescued, StorageError,
@@ -557,7 +555,7 @@ impl JobQueue for SqliteStore {
         let mut tx = self.begin().await?;
         let result = async {
             let row = read_job(&mut tx, job).await?;
-            let Some(event) = terminal_event(&finish.state) else {
+            let Some(event) = finish.state.terminal_event() else {
                 return Err(conflict(job, format!("{} is not a terminal state", finish.state)));
             };
             check_finisher(job, row.lease().as_ref(), finish)?;
