@@ -54,7 +54,7 @@ pub fn of_engine(engine: mediagen_engine::Engine) -> Render {
             engine
                 .metrics()
                 .await
-                .map(|metrics| mediagen_reports::prometheus::render(&metrics.live, &metrics.counters))
+                .map(|metrics| mediagen_reports::prometheus::render_metrics(&metrics))
                 .map_err(|error| error.to_string())
         })
     })

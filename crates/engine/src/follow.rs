@@ -172,7 +172,7 @@ impl Engine {
         if !self.finish(job, &finish).await {
             return;
         }
-        bump(&self.inner.counters.succeeded);
+        self.count_success(job, finish.now);
 
         let (language, as_file) = self.delivery_settings(job).await;
         let recipient = Recipient { chat: job.chat, language };
@@ -212,7 +212,7 @@ impl Engine {
         if !self.finish(job, &finish).await {
             return;
         }
-        bump(&self.inner.counters.succeeded);
+        self.count_success(job, finish.now);
         let (language, _) = self.delivery_settings(job).await;
         let notice = UserNotice::EnhancedPrompt { original: job.spec.prompt.as_str().to_owned(), enhanced: text };
         self.report_final(job, language, notice).await;
@@ -455,6 +455,15 @@ impl Engine {
                 }
             }
             attempt += 1;
+        }
+    }
+
+    /// Counts a success, and its times when it ran at fal.
+    fn count_success(&self, job: &Job, done: Timestamp) {
+        let counters = &self.inner.counters;
+        bump(&counters.succeeded);
+        if let (Some(account), Some(submitted)) = (job.state.account(), job.submitted_at) {
+            counters.observe_job(&job.spec.model, account, job.created_at, submitted, done);
         }
     }
 

@@ -129,7 +129,7 @@ impl Engine {
                 value: stats.breaker_trips,
             },
         ];
-        Ok(Metrics { live: self.live().await?, counters })
+        Ok(Metrics { live: self.live().await?, counters, job_times: self.inner.counters.job_times() })
     }
 
     /// Sends the daily and weekly summaries that are due and not yet sent.

@@ -1,5 +1,9 @@
 //! Counters of what the engine did since start, for `/stats` and logs.
 
+use mediagen_domain::insights::JobTimes;
+use mediagen_domain::{AccountId, ModelId, Timestamp};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A snapshot of the engine's counters.
@@ -43,6 +47,8 @@ pub(crate) struct Counters {
     pub(crate) canceled: AtomicU64,
     pub(crate) retried: AtomicU64,
     pub(crate) breaker_trips: AtomicU64,
+    /// Job times of the successes this process finished, per model and account.
+    pub(crate) job_times: Mutex<BTreeMap<(ModelId, AccountId), JobTimes>>,
 }
 
 /// Adds one to a counter.
@@ -51,6 +57,28 @@ pub(crate) fn bump(counter: &AtomicU64) {
 }
 
 impl Counters {
+    /// Counts a success: enqueued at `enqueued`, accepted by fal at `submitted`, its
+    /// result ready at `done`.
+    pub(crate) fn observe_job(
+        &self,
+        model: &ModelId,
+        account: &AccountId,
+        enqueued: Timestamp,
+        submitted: Timestamp,
+        done: Timestamp,
+    ) {
+        let mut times = self.job_times.lock().unwrap();
+        times
+            .entry((model.clone(), account.clone()))
+            .or_insert_with(|| JobTimes::new(model.clone(), account.clone()))
+            .observe(enqueued, submitted, done);
+    }
+
+    /// The job times so far, ordered by model then account.
+    pub(crate) fn job_times(&self) -> Vec<JobTimes> {
+        self.job_times.lock().unwrap().values().cloned().collect()
+    }
+
     pub(crate) fn snapshot(&self) -> EngineStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         EngineStats {

@@ -8,7 +8,7 @@ use super::usage::{Breakdown, MonthTiers};
 use crate::credit::AccountCredit;
 use crate::discount::DiscountTier;
 use crate::planner::{CapacityPlan, Occupancy, Span, WaitStats, saturated_time};
-use crate::{AccountId, Money, Timestamp};
+use crate::{AccountId, ModelId, Money, Timestamp};
 use chrono::{NaiveDate, TimeDelta};
 
 /// One fal account now.
@@ -191,6 +191,8 @@ pub struct Metrics {
     pub live: Live,
     /// This process's own.
     pub counters: Vec<Counter>,
+    /// This process's job times per model and account, ordered by model then account.
+    pub job_times: Vec<JobTimes>,
 }
 
 /// Who spent what on which model over a period: the ledger rows and the volume tier of each
@@ -212,4 +214,74 @@ pub struct OperatorSummary {
     pub title: String,
     /// The figures.
     pub report: Report,
+}
+
+/// Upper bounds, in seconds, of the buckets of every job-time histogram: from a fast
+/// image (under a second) to a long one held up in a queue (half an hour).
+pub const JOB_TIME_BUCKETS_SECS: [f64; 12] = [0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0];
+
+/// Observations of one duration in [`JOB_TIME_BUCKETS_SECS`] buckets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Histogram {
+    /// Observations per bucket (not cumulative); the last counts those above every bound.
+    pub counts: [u64; JOB_TIME_BUCKETS_SECS.len() + 1],
+    /// Sum of the observations, in seconds.
+    pub sum_secs: f64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram { counts: [0; JOB_TIME_BUCKETS_SECS.len() + 1], sum_secs: 0.0 }
+    }
+}
+
+impl Histogram {
+    /// Counts one duration (negative ones as zero).
+    pub fn observe(&mut self, duration: TimeDelta) {
+        let secs = duration.num_milliseconds().max(0) as f64 / 1000.0;
+        let bucket =
+            JOB_TIME_BUCKETS_SECS.iter().position(|bound| secs <= *bound).unwrap_or(JOB_TIME_BUCKETS_SECS.len());
+        self.counts[bucket] += 1;
+        self.sum_secs += secs;
+    }
+
+    /// Observations in total.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// `(upper bound, observations in that bucket)` for the bounded buckets; those above
+    /// every bound are `count()` minus their sum.
+    pub fn buckets(&self) -> Vec<(f64, u64)> {
+        JOB_TIME_BUCKETS_SECS.iter().copied().zip(self.counts.iter().copied()).collect()
+    }
+}
+
+/// How long the jobs of one model on one account took, as this process saw them finish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobTimes {
+    /// The model.
+    pub model: ModelId,
+    /// The fal account they ran on.
+    pub account: AccountId,
+    /// Our queue: from enqueue to fal accepting the request.
+    pub wait: Histogram,
+    /// fal: from its accepting the request to the result being ready.
+    pub fal: Histogram,
+    /// The whole job: from enqueue to the result being ready.
+    pub total: Histogram,
+}
+
+impl JobTimes {
+    /// No observations yet for `model` on `account`.
+    pub fn new(model: ModelId, account: AccountId) -> Self {
+        JobTimes { model, account, wait: Histogram::default(), fal: Histogram::default(), total: Histogram::default() }
+    }
+
+    /// Counts a job enqueued at `enqueued`, accepted by fal at `submitted`, done at `done`.
+    pub fn observe(&mut self, enqueued: Timestamp, submitted: Timestamp, done: Timestamp) {
+        self.wait.observe(submitted - enqueued);
+        self.fal.observe(done - submitted);
+        self.total.observe(done - enqueued);
+    }
 }

@@ -236,3 +236,28 @@ async fn operators_can_ask_for_reports_costs_the_plan_and_metrics() {
     assert_eq!(cache_hits.value, 0);
     assert_eq!(metrics.live.today.user_charged, Money::from_micros(39_000));
 }
+
+/// The metrics carry how long each finished job waited, ran at fal and took in all, per
+/// model and account; a job that never ran records nothing.
+#[tokio::test(start_paused = true)]
+async fn a_finished_job_is_counted_in_the_job_time_histograms() {
+    let h = Harness::new();
+    {
+        let mut w = h.world();
+        w.user(1);
+        w.account("main", 2);
+        w.queued_job(1, crate::support::one_image());
+    }
+    let before = h.engine().metrics().await.unwrap();
+    assert!(before.job_times.is_empty(), "nothing finished yet");
+
+    let engine = h.run_for(5).await;
+    let job = h.world().jobs.values().next().expect("the job").clone();
+    assert_eq!(job.state, mediagen_domain::JobState::Succeeded);
+    let metrics = engine.metrics().await.unwrap();
+    assert_eq!(metrics.job_times.len(), 1, "{:?}", metrics.job_times);
+    let times = &metrics.job_times[0];
+    assert_eq!((times.model.as_str(), times.account.as_str()), (job.spec.model.as_str(), "main"));
+    assert_eq!((times.wait.count(), times.fal.count(), times.total.count()), (1, 1, 1));
+    assert!(times.total.sum_secs >= times.fal.sum_secs && times.total.sum_secs >= times.wait.sum_secs);
+}
