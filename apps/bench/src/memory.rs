@@ -115,7 +115,7 @@ pub fn probe(jobs: usize, fal_url: &str) -> anyhow::Result<MemoryFigures> {
                         num_images: 1,
                     };
                     let request = crate::ours::intake_request("probe", &arrival);
-                    if matches!(engine.submit(request).await, IntakeOutcome::Queued { .. }) {
+                    if matches!(engine.intake.submit(request).await, IntakeOutcome::Queued { .. }) {
                         accepted += 1;
                     }
                 }

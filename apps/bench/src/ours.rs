@@ -168,7 +168,7 @@ pub async fn run(
         let request = intake_request(workload.key, &arrival);
         submits.spawn(async move {
             let arrived = Instant::now();
-            let outcome = engine.submit(request).await;
+            let outcome = engine.intake.submit(request).await;
             (arrival.index, arrived, outcome)
         });
     }

@@ -52,6 +52,7 @@ pub fn of_engine(engine: mediagen_engine::Engine) -> Render {
         let engine = engine.clone();
         Box::pin(async move {
             engine
+                .insights
                 .metrics()
                 .await
                 .map(|metrics| mediagen_reports::prometheus::render_metrics(&metrics))

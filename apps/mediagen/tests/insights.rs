@@ -221,7 +221,7 @@ async fn fired(store: &PgStore) -> Vec<(String, String)> {
 async fn alerts_and_the_daily_summary_fire_once_and_a_second_engine_repeats_none() {
     let (db, store, _) = history().await;
     let first = Arc::new(Recorder::default());
-    engine(&store, first.clone()).run_operator_checks().await;
+    engine(&store, first.clone()).operator.run_checks().await;
 
     let titles: Vec<String> = first.alerts.lock().unwrap().iter().map(|a| a.title.clone()).collect();
     assert_eq!(
@@ -255,10 +255,10 @@ async fn alerts_and_the_daily_summary_fire_once_and_a_second_engine_repeats_none
     );
 
     // The same engine again, and a second engine on its own connection: nothing new.
-    engine(&store, first.clone()).run_operator_checks().await;
+    engine(&store, first.clone()).operator.run_checks().await;
     let second = Arc::new(Recorder::default());
     let other_process = db.separate_store(2).await;
-    engine(&other_process, second.clone()).run_operator_checks().await;
+    engine(&other_process, second.clone()).operator.run_checks().await;
     assert_eq!(first.alerts.lock().unwrap().len(), 3);
     assert_eq!(first.files.lock().unwrap().len(), 1);
     assert!(second.alerts.lock().unwrap().is_empty(), "{:?}", second.alerts.lock().unwrap());

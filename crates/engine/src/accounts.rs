@@ -1,8 +1,10 @@
 //! fal accounts as the dispatcher sees them: each one's concurrency limit from its credit
 //! window (or an override), and whether it may take work now.
 
-use crate::Engine;
-use crate::alerts::Alert;
+use crate::Operator;
+use crate::alerts::{Alert, day_key};
+use crate::breaker::Trip;
+use crate::stats::bump;
 use mediagen_domain::credit::AccountCredit;
 use mediagen_domain::scheduler::{AccountSlots, total_capacity};
 use mediagen_domain::{AccountId, Timestamp};
@@ -41,7 +43,7 @@ impl AccountView {
     }
 }
 
-impl Engine {
+impl Operator {
     /// Every account with its limit, from the cache when it is fresh.
     ///
     /// # Errors
@@ -192,5 +194,32 @@ impl Engine {
             };
             self.alert_once(alert).await;
         }
+    }
+
+    /// Counts an upstream failure against the account's breaker; alerts when it opens.
+    pub(crate) async fn upstream_failure(&self, account: &AccountId) {
+        if self.inner.breakers.record_failure(account) != Trip::Opened {
+            return;
+        }
+        bump(&self.inner.counters.breaker_trips);
+        self.inner.wake.notify_one();
+        let breaker = self.inner.config.breaker;
+        let now = self.inner.ports.clock.now();
+        let alert = Alert {
+            key: format!("breaker:{account}"),
+            period: day_key(now),
+            severity: Severity::Warning,
+            title: format!("fal account {account} paused after {} failures in a row", breaker.failure_threshold),
+            body: format!(
+                "Upstream failures on account {account}: it takes no work for {} s, then gets one trial.",
+                breaker.cool_down.as_secs()
+            ),
+        };
+        self.alert_once(alert).await;
+    }
+
+    /// fal answered on `account`: a success closes its breaker.
+    pub(crate) fn record_success(&self, account: &AccountId) {
+        self.inner.breakers.record_success(account);
     }
 }

@@ -13,7 +13,7 @@
 //!
 //! Scheduled summaries use the same log (`report-daily`, `report-weekly`; see `reports`).
 
-use crate::Engine;
+use crate::Operator;
 use mediagen_domain::budget::period_key;
 use mediagen_domain::discount::DiscountTier;
 use mediagen_domain::insights::duration_text as duration;
@@ -36,7 +36,7 @@ pub(crate) fn day_key(now: Timestamp) -> String {
     now.format("%Y-%m-%d").to_string()
 }
 
-impl Engine {
+impl Operator {
     /// Sends `alert` unless it already fired in its period; true when it was sent.
     ///
     /// When storage cannot say whether it fired, it is sent anyway: a repeated alert is
@@ -62,7 +62,7 @@ impl Engine {
     ///
     /// The engine runs these on its own timers; calling them directly (a test, a second
     /// process) fires nothing twice, since every alert goes through the alert log.
-    pub async fn run_operator_checks(&self) {
+    pub async fn run_checks(&self) {
         self.operator_checks().await;
         self.scheduled_reports().await;
     }

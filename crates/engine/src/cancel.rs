@@ -1,6 +1,6 @@
 //! Cancellation on the user's request: free while queued, at fal when already there.
 
-use crate::Engine;
+use crate::Intake;
 use crate::follow::cancel_settlement;
 use crate::stats::bump;
 use mediagen_domain::{JobId, JobState, Money, UserId};
@@ -28,7 +28,7 @@ pub enum CancelOutcome {
     Unavailable,
 }
 
-impl Engine {
+impl Intake {
     /// Cancels `job` for `user`.
     ///
     /// A queued job is canceled by storage at no cost. A job already at fal is canceled
@@ -44,8 +44,8 @@ impl Engine {
             Ok(CancelResult::Canceled(job)) => {
                 bump(&self.inner.counters.canceled);
                 let refunded = job.hold;
-                let (language, _) = self.delivery_settings(&job).await;
-                self.report_final(&job, language, UserNotice::Canceled { job: job.id, refunded }).await;
+                let (language, _) = self.inner.follower.delivery_settings(&job).await;
+                self.inner.follower.report_final(&job, language, UserNotice::Canceled { job: job.id, refunded }).await;
                 self.inner.wake.notify_one();
                 return CancelOutcome::Canceled { job: job.id, refunded };
             }
@@ -74,13 +74,13 @@ impl Engine {
         // The user's cancel may end the job whoever follows it: no lease.
         let finish =
             Finish { lease: None, state: JobState::Canceled, settlement, media: Vec::new(), now: ports.clock.now() };
-        if !self.finish(&job, &finish).await {
+        if !self.inner.follower.finish(&job, &finish).await {
             return CancelOutcome::TooLate { job: job.id };
         }
         bump(&self.inner.counters.canceled);
         let refunded = settlement.user_refund;
-        let (language, _) = self.delivery_settings(&job).await;
-        self.report_final(&job, language, UserNotice::Canceled { job: job.id, refunded }).await;
+        let (language, _) = self.inner.follower.delivery_settings(&job).await;
+        self.inner.follower.report_final(&job, language, UserNotice::Canceled { job: job.id, refunded }).await;
         CancelOutcome::Canceled { job: job.id, refunded }
     }
 }

@@ -1,17 +1,20 @@
 //! The loops: dispatch (claim → upload → enhance → submit → follow), lease heartbeat,
 //! rescue of expired leases, operator checks, and the shutdown that ends them.
 
-use crate::Engine;
 use crate::alerts::{Alert, day_key};
-use crate::breaker::Trip;
 use crate::stats::bump;
+use crate::stored::stored;
+use crate::tasks::TaskCounter;
+use crate::{EngineConfig, Follower, Operator, Prompts, Shared};
 use mediagen_domain::{AccountId, FailureReason, Job, Lease, ModelKind, Timestamp};
 use mediagen_ports::{
-    AccountCapacity, ClaimRequest, ClaimedJob, GenerationError, GenerationRequest, MessagingError, Rescued, Severity,
-    StorageError, UserNotice,
+    AccountCapacity, ClaimRequest, ClaimedJob, Clock, Generation, GenerationError, GenerationRequest, JobQueue,
+    Messaging, MessagingError, Rescued, Severity, StorageError, UserNotice,
 };
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -37,9 +40,87 @@ pub(crate) fn deadline(now: Timestamp, after: Duration) -> Timestamp {
     chrono::TimeDelta::from_std(after).ok().and_then(|d| now.checked_add_signed(d)).unwrap_or(now)
 }
 
-impl Engine {
-    /// Runs the dispatcher, the lease heartbeat, the rescue of expired leases and the
-    /// operator checks until `shutdown` turns true (a dropped sender counts as true).
+/// The ports dispatch needs.
+#[derive(Clone)]
+pub struct DispatcherPorts {
+    /// Claims, submit markers, requeues, leases and the rescue.
+    pub queue: Arc<dyn JobQueue>,
+    /// Users' input files, fetched as bytes.
+    pub messaging: Arc<dyn Messaging>,
+    /// Uploads and submits at fal.
+    pub generation: Arc<dyn Generation>,
+    /// The instant of every write.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Takes queued jobs to fal: claims as slots free up, uploads inputs, submits, hands each
+/// accepted job to the [`Follower`]; renews its tasks' leases, rescues expired ones, and
+/// drains at shutdown. Owns its tasks, their leases and the draining flag.
+#[derive(Clone)]
+pub struct Dispatcher {
+    pub(crate) inner: Arc<DispatcherInner>,
+}
+
+pub(crate) struct DispatcherInner {
+    ports: DispatcherPorts,
+    config: Arc<EngineConfig>,
+    counters: Arc<crate::stats::Counters>,
+    wake: Arc<tokio::sync::Notify>,
+    follower: Follower,
+    operator: Operator,
+    prompts: Prompts,
+    /// Dispatches and followers in flight.
+    tasks: TaskCounter,
+    /// Set when the shutdown grace is over: background work stops where it is.
+    stop: watch::Sender<bool>,
+    /// Set on a shutdown signal: no more claims or rescues.
+    draining: AtomicBool,
+    /// The leases this process's tasks hold: the only ones the heartbeat renews.
+    pub(crate) leases: crate::leases::LiveLeases,
+}
+
+impl Dispatcher {
+    pub(crate) fn new(
+        ports: DispatcherPorts,
+        shared: Shared,
+        follower: Follower,
+        operator: Operator,
+        prompts: Prompts,
+    ) -> Self {
+        let inner = DispatcherInner {
+            ports,
+            config: shared.config,
+            counters: shared.counters,
+            wake: shared.wake,
+            follower,
+            operator,
+            prompts,
+            tasks: TaskCounter::default(),
+            stop: watch::Sender::new(false),
+            draining: AtomicBool::new(false),
+            leases: crate::leases::LiveLeases::default(),
+        };
+        Self { inner: Arc::new(inner) }
+    }
+
+    /// Runs `work` in the background, counted for shutdown and stopped when the grace ends.
+    fn spawn_tracked<F>(&self, work: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let guard = self.inner.tasks.enter();
+        let mut stop = self.inner.stop.subscribe();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = work => {}
+                _ = stop.wait_for(|stopped| *stopped) => {}
+            }
+            drop(guard);
+        });
+    }
+
+    /// Runs the dispatcher, the lease heartbeat and the rescue of expired leases until
+    /// `shutdown` turns true (a dropped sender counts as true).
     ///
     /// Then it stops claiming and rescuing, keeps following jobs already at fal for up
     /// to `shutdown_grace` (renewing their leases), and returns. Whatever is still in
@@ -60,7 +141,7 @@ impl Engine {
         self.inner.stop.send_replace(true);
         background.abort();
         // Final progress edits still waiting for their chat's turn get a moment to go out.
-        let _ = tokio::time::timeout(config.progress_interval * 2, self.inner.throttle.idle()).await;
+        let _ = tokio::time::timeout(config.progress_interval * 2, self.inner.follower.progress_idle()).await;
         tracing::info!("engine stopped");
     }
 
@@ -104,14 +185,14 @@ impl Engine {
         }
         let config = &inner.config;
         let ports = &inner.ports;
-        let accounts = match self.accounts().await {
+        let accounts = match self.inner.operator.accounts().await {
             Ok(accounts) => accounts,
             Err(error) => {
                 tracing::warn!(%error, "accounts unavailable; no claim");
                 return false;
             }
         };
-        let capacities = self.capacities(&accounts);
+        let capacities = self.inner.operator.capacities(&accounts);
         let in_flight: HashMap<AccountId, u32> = match ports.queue.in_flight_by_account().await {
             Ok(rows) => rows.into_iter().collect(),
             Err(error) => {
@@ -171,9 +252,11 @@ impl Engine {
                 Ok(bytes) => bytes,
                 Err(MessagingError::TooLarge(size)) => {
                     let reason = format!("an input file is {size} bytes; the limit is {max_bytes}");
-                    return self.end_failed(&job, FailureReason::InvalidInput(reason)).await;
+                    return self.inner.follower.end_failed(&job, FailureReason::InvalidInput(reason)).await;
                 }
-                Err(error) => return self.retry_or_fail(&job, format!("input file unavailable: {error}")).await,
+                Err(error) => {
+                    return self.inner.follower.retry_or_fail(&job, format!("input file unavailable: {error}")).await;
+                }
             };
             match ports.generation.upload(&account, bytes).await {
                 Ok(url) => input_image_urls.push(url),
@@ -182,14 +265,14 @@ impl Engine {
         }
 
         let (prompt, llm_cost) = if job.spec.enhance_prompt {
-            self.prompt_for_job(&job.spec.prompt, &account).await
+            self.inner.prompts.prompt_for_job(&job.spec.prompt, &account).await
         } else {
             (job.spec.prompt.as_str().to_owned(), mediagen_domain::Money::ZERO)
         };
         if llm_cost > mediagen_domain::Money::ZERO {
             // Kept with the job: whichever process finishes it charges the rewrite too.
             let add = || ports.queue.add_helper_cost(job.id, &lease, llm_cost, ports.clock.now());
-            match self.stored("add_helper_cost", add).await {
+            match stored(&self.inner.config.retry, "add_helper_cost", add).await {
                 Ok(()) => {}
                 Err(StorageError::Conflict(why)) => {
                     tracing::info!(%why, "job no longer dispatching; not submitted");
@@ -209,11 +292,15 @@ impl Engine {
             seed: job.spec.seed,
             input_image_urls,
             // A `/enhance` job is the LLM call itself.
-            llm: (job.spec.kind == ModelKind::Llm).then(|| self.llm_params()),
+            llm: (job.spec.kind == ModelKind::Llm).then(|| self.inner.prompts.llm_params()),
         };
         // From here until the handle is stored, fal may hold the job without our knowing:
         // recorded first, so a crash in between ends the job instead of resubmitting it.
-        match self.stored("mark_submitting", || ports.queue.mark_submitting(job.id, &lease, ports.clock.now())).await {
+        match stored(&self.inner.config.retry, "mark_submitting", || {
+            ports.queue.mark_submitting(job.id, &lease, ports.clock.now())
+        })
+        .await
+        {
             Ok(()) => {}
             Err(StorageError::Conflict(why)) => {
                 tracing::info!(%why, "job no longer dispatching; not submitted");
@@ -229,7 +316,7 @@ impl Engine {
             Ok(handle) => handle,
             Err(error) => return self.on_dispatch_error(&job, &account, Stage::Submit, error).await,
         };
-        self.inner.breakers.record_success(&account);
+        self.inner.operator.record_success(&account);
         bump(&self.inner.counters.submitted);
         let accepted_at = ports.clock.now();
 
@@ -241,8 +328,10 @@ impl Engine {
             return;
         }
         job.submitted_at = Some(accepted_at);
-        self.report_progress(&job, UserNotice::Generating { job: job.id, model: job.spec.model.clone() });
-        self.follow(job, handle).await;
+        self.inner
+            .follower
+            .report_progress(&job, UserNotice::Generating { job: job.id, model: job.spec.model.clone() });
+        self.inner.follower.follow(job, handle).await;
     }
 
     /// Stores the handle; false when the job is no longer ours to submit (`Conflict`:
@@ -256,9 +345,8 @@ impl Engine {
         let ports = &self.inner.ports;
         let mut round = 1u32;
         loop {
-            let recorded = self
-                .stored("mark_submitted", || ports.queue.mark_submitted(job.id, lease, handle, ports.clock.now()))
-                .await;
+            let mark = || ports.queue.mark_submitted(job.id, lease, handle, ports.clock.now());
+            let recorded = stored(&self.inner.config.retry, "mark_submitted", mark).await;
             match recorded {
                 Ok(()) => return true,
                 Err(StorageError::Conflict(why)) => {
@@ -279,18 +367,20 @@ impl Engine {
         tracing::warn!(?stage, %error, "dispatch failed");
         match error {
             GenerationError::AccountLocked { account: locked, reason } => {
-                self.lock_account(&locked, &reason).await;
+                self.inner.operator.lock_account(&locked, &reason).await;
                 self.requeue_now(job, "account locked").await;
             }
             GenerationError::BadKey(bad) => {
-                self.every_key_refused(&bad).await;
+                self.inner.operator.every_key_refused(&bad).await;
                 self.requeue_now(job, "every key of the account refused").await;
             }
-            GenerationError::ContentPolicy => self.end_failed(job, FailureReason::ContentPolicy).await,
-            GenerationError::InvalidInput(detail) => self.end_failed(job, FailureReason::InvalidInput(detail)).await,
+            GenerationError::ContentPolicy => self.inner.follower.end_failed(job, FailureReason::ContentPolicy).await,
+            GenerationError::InvalidInput(detail) => {
+                self.inner.follower.end_failed(job, FailureReason::InvalidInput(detail)).await
+            }
             GenerationError::TooLarge { actual, limit } => {
                 let detail = format!("an input file is {actual} bytes; the limit is {limit}");
-                self.end_failed(job, FailureReason::InvalidInput(detail)).await;
+                self.inner.follower.end_failed(job, FailureReason::InvalidInput(detail)).await;
             }
             GenerationError::UnknownModel(model) => {
                 let now = self.inner.ports.clock.now();
@@ -301,59 +391,44 @@ impl Engine {
                     title: format!("fal does not know the model {model}"),
                     body: format!("fal answered 404 for {model}: fix or disable it in the catalog."),
                 };
-                self.alert_once(alert).await;
-                self.end_failed(job, FailureReason::Upstream(format!("unknown model endpoint {model}"))).await;
+                self.inner.operator.alert_once(alert).await;
+                self.inner
+                    .follower
+                    .end_failed(job, FailureReason::Upstream(format!("unknown model endpoint {model}")))
+                    .await;
             }
             GenerationError::Retryable(detail) => {
-                self.upstream_failure(account).await;
-                self.retry_or_fail(job, detail).await;
+                self.inner.operator.upstream_failure(account).await;
+                self.inner.follower.retry_or_fail(job, detail).await;
             }
             GenerationError::Timeout(detail) if stage == Stage::Upload => {
-                self.upstream_failure(account).await;
-                self.retry_or_fail(job, detail).await;
+                self.inner.operator.upstream_failure(account).await;
+                self.inner.follower.retry_or_fail(job, detail).await;
             }
             GenerationError::Other(detail) if stage == Stage::Upload => {
-                self.upstream_failure(account).await;
-                self.retry_or_fail(job, detail.to_string()).await;
+                self.inner.operator.upstream_failure(account).await;
+                self.inner.follower.retry_or_fail(job, detail.to_string()).await;
             }
             // fal may have accepted the request and has no idempotency key: a resubmit
             // could run (and bill) it twice, so the job fails without charging the user.
             other => {
-                self.upstream_failure(account).await;
+                self.inner.operator.upstream_failure(account).await;
                 // The request reached fal (its answer was lost): count it as billed.
                 let reason = FailureReason::Upstream(format!("submit outcome unknown: {other}"));
-                self.end_failed_billed(job, reason, true).await;
+                self.inner.follower.end_failed_billed(job, reason, true).await;
             }
         }
-    }
-
-    /// Counts an upstream failure against the account's breaker; alerts when it opens.
-    pub(crate) async fn upstream_failure(&self, account: &AccountId) {
-        if self.inner.breakers.record_failure(account) != Trip::Opened {
-            return;
-        }
-        bump(&self.inner.counters.breaker_trips);
-        self.inner.wake.notify_one();
-        let breaker = self.inner.config.breaker;
-        let now = self.inner.ports.clock.now();
-        let alert = Alert {
-            key: format!("breaker:{account}"),
-            period: day_key(now),
-            severity: Severity::Warning,
-            title: format!("fal account {account} paused after {} failures in a row", breaker.failure_threshold),
-            body: format!(
-                "Upstream failures on account {account}: it takes no work for {} s, then gets one trial.",
-                breaker.cool_down.as_secs()
-            ),
-        };
-        self.alert_once(alert).await;
     }
 
     /// Back to the queue at once, for another account; not counted as a failure.
     async fn requeue_now(&self, job: &Job, reason: &str) {
         let ports = &self.inner.ports;
         let Some(lease) = &job.lease else { return tracing::error!("requeue without a lease") };
-        match self.stored("requeue", || ports.queue.requeue(job.id, lease, reason, None, ports.clock.now())).await {
+        match stored(&self.inner.config.retry, "requeue", || {
+            ports.queue.requeue(job.id, lease, reason, None, ports.clock.now())
+        })
+        .await
+        {
             Ok(_) => self.inner.wake.notify_one(),
             // Left to the rescue: the lease lapses with this task.
             Err(error) => tracing::warn!(%error, "requeue refused"),
@@ -383,7 +458,7 @@ impl Engine {
                     let lease = self.hold_lease(&job);
                     let this = self.clone();
                     self.spawn_tracked(async move {
-                        this.follow(job, handle).await;
+                        this.inner.follower.follow(job, handle).await;
                         drop(lease);
                     });
                 }
@@ -398,7 +473,7 @@ impl Engine {
                     self.spawn_tracked(async move {
                         let reason = FailureReason::Upstream("submit outcome unknown: interrupted by a restart".into());
                         // The submit had been sent: fal most likely accepted, ran and billed it.
-                        this.end_failed_billed(&job, reason, true).await;
+                        this.inner.follower.end_failed_billed(&job, reason, true).await;
                         drop(lease);
                     });
                 }
@@ -406,7 +481,7 @@ impl Engine {
                     let lease = self.hold_lease(&job);
                     let this = self.clone();
                     self.spawn_tracked(async move {
-                        this.redeliver(job, settlement).await;
+                        this.inner.follower.redeliver(job, settlement).await;
                         drop(lease);
                     });
                 }
@@ -414,16 +489,13 @@ impl Engine {
         }
     }
 
-    /// Heartbeat, periodic rescue, operator checks and scheduled reports, until aborted at shutdown.
+    /// Heartbeat and periodic rescue, until aborted at shutdown.
     async fn background(self) {
         let config = &self.inner.config;
         let ports = &self.inner.ports;
         let mut heartbeat = tokio::time::interval((config.lease / 3).max(Duration::from_millis(10)));
         let mut rescue = tokio::time::interval(config.rescue_interval.max(Duration::from_millis(10)));
-        let mut checks = tokio::time::interval(config.operator_checks.max(Duration::from_millis(10)));
-        let mut reports = tokio::time::interval(config.report_tick.max(Duration::from_millis(10)));
-        let mut keys = tokio::time::interval(config.key_probe_interval.max(Duration::from_millis(10)));
-        for timer in [&mut heartbeat, &mut rescue, &mut checks, &mut reports, &mut keys] {
+        for timer in [&mut heartbeat, &mut rescue] {
             timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
         // The start-up rescue already ran.
@@ -444,10 +516,7 @@ impl Engine {
                         Err(error) => tracing::warn!(%error, "lease renewal failed"),
                     }
                 }
-                _ = keys.tick() => self.key_upkeep().await,
                 _ = rescue.tick() => self.rescue().await,
-                _ = checks.tick() => self.operator_checks().await,
-                _ = reports.tick() => self.scheduled_reports().await,
             }
         }
     }

@@ -7,15 +7,19 @@
 //! held, charged at its real token price, counted against quotas and shown in reports
 //! like any generation.
 
-use crate::Engine;
 use crate::intake::{IntakeOutcome, pricing_refusal, unavailable};
+use crate::stats::Counters;
 use crate::stats::bump;
+use crate::{EngineConfig, Intake, Shared};
 use mediagen_domain::catalog::PriceRequest;
 use mediagen_domain::{
     AccountId, ChatId, IdempotencyKey, JobId, JobSpec, JobState, Language, ModelKind, Money, Prompt, UserId,
 };
-use mediagen_ports::{GenerationError, GenerationRequest, LlmParams, Recipient, Refusal, UserNotice};
+use mediagen_ports::{
+    Clock, Generation, GenerationError, GenerationRequest, LlmParams, PromptCache, Recipient, Refusal, UserNotice,
+};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 /// The longest a prompt rewrite may take at fal, queued and running.
 const LLM_DEADLINE: std::time::Duration = std::time::Duration::from_secs(90);
@@ -49,7 +53,7 @@ pub enum EnhanceOutcome {
     },
     /// The LLM call is queued as a job with a hold of `price`, like a generation: fair
     /// turns, quotas, settlement at the real price and reports. The rewrite is shown
-    /// when it ends; [`Engine::await_rewrite`] waits for it.
+    /// when it ends; [`Intake::await_rewrite`] waits for it.
     Queued {
         /// The job that makes the call.
         job: JobId,
@@ -106,7 +110,7 @@ pub(crate) fn cache_key(llm_model: &str, system_prompt: &str, prompt: &Prompt) -
     format!("enhance:{llm_model}:{}", hex::encode(hash.finalize()))
 }
 
-impl Engine {
+impl Intake {
     /// The `/enhance` command: a cached rewrite is shown at once and costs nothing; any
     /// other is an LLM call queued as a job (`EnhanceOutcome::Queued`), held, charged at
     /// its real price and shown when it ends. The user is told what happened.
@@ -152,7 +156,7 @@ impl Engine {
         if !catalog.llm_model().enabled {
             return Err(Refusal::UnknownModel(llm.endpoint.clone()));
         }
-        if let Some(text) = self.cached_rewrite(&prompt, now).await {
+        if let Some(text) = self.inner.prompts.cached_rewrite(&prompt, now).await {
             bump(&self.inner.counters.cache_hits);
             let step = EnhanceStep::Cached { original: prompt.as_str().to_owned(), enhanced: text };
             return Ok((step, user.language));
@@ -179,7 +183,7 @@ impl Engine {
     /// a job another process (or a restart) finished is seen too.
     pub async fn await_rewrite(&self, job: JobId) -> Option<String> {
         let ports = &self.inner.ports;
-        let mut ended = self.inner.ended.subscribe();
+        let mut ended = self.inner.follower.ended();
         let give_up = tokio::time::Instant::now() + self.inner.config.follow_deadline + LLM_DEADLINE;
         loop {
             let stored = ports.queue.get_job(job).await.unwrap_or_else(|error| {
@@ -188,7 +192,9 @@ impl Engine {
             });
             if let Some(stored) = stored {
                 match stored.state {
-                    JobState::Succeeded => return self.cached_rewrite(&stored.spec.prompt, ports.clock.now()).await,
+                    JobState::Succeeded => {
+                        return self.inner.prompts.cached_rewrite(&stored.spec.prompt, ports.clock.now()).await;
+                    }
                     state if state.is_terminal() => return None,
                     _ => {}
                 }
@@ -203,6 +209,36 @@ impl Engine {
                 return None;
             }
         }
+    }
+}
+
+/// The ports the prompt helper needs.
+#[derive(Clone)]
+pub struct PromptPorts {
+    /// The LLM call.
+    pub generation: Arc<dyn Generation>,
+    /// Rewrites kept for the same prompt.
+    pub prompt_cache: Arc<dyn PromptCache>,
+    /// Cache expiry and the call's deadline.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The prompt helper: rewrites through the LLM, their cache and their price. Stateless
+/// beyond the cache behind its port; intake, dispatch and following all use it.
+#[derive(Clone)]
+pub struct Prompts {
+    inner: Arc<PromptsInner>,
+}
+
+struct PromptsInner {
+    ports: PromptPorts,
+    config: Arc<EngineConfig>,
+    counters: Arc<Counters>,
+}
+
+impl Prompts {
+    pub(crate) fn new(ports: PromptPorts, shared: Shared) -> Self {
+        Self { inner: Arc::new(PromptsInner { ports, config: shared.config, counters: shared.counters }) }
     }
 
     pub(crate) async fn cached_rewrite(&self, prompt: &Prompt, now: mediagen_domain::Timestamp) -> Option<String> {

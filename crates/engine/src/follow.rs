@@ -1,24 +1,99 @@
 //! Following a job at fal to its end: progress, result download, settlement, delivery,
 //! and what each failure means for the job and the user's credit.
 
-use crate::Engine;
-use crate::progress::ProgressMessage;
+use crate::progress::{ProgressMessage, ProgressMessages, Throttle};
 use crate::stats::bump;
+use crate::stored::stored;
+use crate::{Operator, Prompts, Shared};
+use mediagen_domain::JobId;
 use mediagen_domain::catalog::PriceRequest;
 use mediagen_domain::job::settle;
 use mediagen_domain::{FailureReason, Job, JobState, Language, ModelKind, Money, Settlement, Timestamp};
 use mediagen_ports::{
-    CancelOutcome, Finish, FinishOutcome, GenerationError, GenerationOutput, MediaBytes, MediaRecord, MessagingError,
-    OutputMedia, Recipient, RemoteHandle, RemoteStatus, ResultMedia, StorageError, UserNotice,
+    CancelOutcome, Clock, Finish, FinishOutcome, Generation, GenerationError, GenerationOutput, JobQueue, MediaBytes,
+    MediaRecord, Messaging, MessagingError, OutputMedia, Recipient, RemoteHandle, RemoteStatus, ResultMedia,
+    StorageError, UsageStore, UserNotice, UserStore,
 };
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Tries of a storage write that must not be lost (finish), and of a download or delivery.
+/// Tries of a download or a delivery.
 const ATTEMPTS: u32 = 3;
-/// The longest wait between tries of a storage write while the database is unavailable.
-const MAX_STORAGE_DELAY: Duration = Duration::from_secs(3);
 
-impl Engine {
+/// The ports following a job needs.
+#[derive(Clone)]
+pub struct FollowerPorts {
+    /// Finishing, requeueing and marking jobs.
+    pub queue: Arc<dyn JobQueue>,
+    /// The user's language and delivery settings.
+    pub users: Arc<dyn UserStore>,
+    /// Media records of delivered results.
+    pub usage: Arc<dyn UsageStore>,
+    /// Progress edits, final notices and results.
+    pub messaging: Arc<dyn Messaging>,
+    /// Status, result, download and cancel at fal.
+    pub generation: Arc<dyn Generation>,
+    /// The instant of every write.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Follows jobs fal accepted to their end: progress, download, settlement, delivery,
+/// retries and redelivery after a crash. Owns the progress messages this process sent
+/// and their edit throttle, and its count of upstream failures per job.
+#[derive(Clone)]
+pub struct Follower {
+    inner: Arc<FollowerInner>,
+}
+
+struct FollowerInner {
+    ports: FollowerPorts,
+    config: Arc<crate::EngineConfig>,
+    counters: Arc<crate::stats::Counters>,
+    wake: Arc<tokio::sync::Notify>,
+    operator: Operator,
+    prompts: Prompts,
+    throttle: Arc<Throttle>,
+    messages: ProgressMessages,
+    /// Upstream failures per job seen by this process (see `Follower::retry_or_fail`).
+    failures: Mutex<HashMap<JobId, u32>>,
+    /// Jobs this process ended and told the user about; wakes `Intake::await_rewrite`.
+    ended: tokio::sync::broadcast::Sender<JobId>,
+}
+
+impl Follower {
+    pub(crate) fn new(ports: FollowerPorts, shared: Shared, operator: Operator, prompts: Prompts) -> Self {
+        let throttle = Throttle::new(Arc::clone(&ports.messaging), shared.config.progress_interval);
+        let inner = FollowerInner {
+            ports,
+            config: shared.config,
+            counters: shared.counters,
+            wake: shared.wake,
+            operator,
+            prompts,
+            throttle,
+            messages: ProgressMessages::default(),
+            failures: Mutex::default(),
+            ended: tokio::sync::broadcast::Sender::new(64),
+        };
+        Self { inner: Arc::new(inner) }
+    }
+
+    /// Remembers the acknowledgement sent for `job`, so its progress is edited in place.
+    pub(crate) fn remember_message(&self, job: JobId, message: ProgressMessage) {
+        self.inner.messages.remember(job, message);
+    }
+
+    /// Tells of every job this process ends from now on.
+    pub(crate) fn ended(&self) -> tokio::sync::broadcast::Receiver<JobId> {
+        self.inner.ended.subscribe()
+    }
+
+    /// Waits until the progress edits still queued went out (for shutdown).
+    pub(crate) async fn progress_idle(&self) {
+        self.inner.throttle.idle().await;
+    }
+
     /// Follows a job fal accepted until it ends, or until its deadline (counted from when
     /// fal accepted it, so a rescue does not restart the clock).
     #[tracing::instrument(skip_all, fields(job_id = %job.id, account = %handle.account))]
@@ -34,7 +109,7 @@ impl Engine {
         }
         match ports.generation.wait(&handle, until).await {
             Ok(output) => {
-                self.inner.breakers.record_success(&handle.account);
+                self.inner.operator.record_success(&handle.account);
                 self.complete(&job, output).await;
             }
             Err(error) => self.on_wait_error(&job, &handle, error, started).await,
@@ -86,7 +161,7 @@ impl Engine {
             GenerationError::ContentPolicy => self.end_failed(job, FailureReason::ContentPolicy).await,
             GenerationError::InvalidInput(detail) => self.end_failed(job, FailureReason::InvalidInput(detail)).await,
             GenerationError::Retryable(detail) => {
-                self.upstream_failure(&handle.account).await;
+                self.inner.operator.upstream_failure(&handle.account).await;
                 self.retry_or_fail(job, detail).await;
             }
             GenerationError::Timeout(_) => {
@@ -102,11 +177,11 @@ impl Engine {
                 self.end_failed_billed(job, FailureReason::Timeout, billed).await;
             }
             GenerationError::AccountLocked { account, reason } => {
-                self.lock_account(&account, &reason).await;
+                self.inner.operator.lock_account(&account, &reason).await;
                 self.end_failed_billed(job, FailureReason::AccountLocked, started).await;
             }
             GenerationError::BadKey(account) => {
-                self.every_key_refused(&account).await;
+                self.inner.operator.every_key_refused(&account).await;
                 let reason = FailureReason::Upstream("every fal key of the account was refused".into());
                 self.end_failed_billed(job, reason, started).await;
             }
@@ -116,7 +191,7 @@ impl Engine {
                 self.end_failed_billed(job, reason, true).await;
             }
             other => {
-                self.upstream_failure(&handle.account).await;
+                self.inner.operator.upstream_failure(&handle.account).await;
                 self.end_failed_billed(job, FailureReason::Upstream(other.to_string()), started).await;
             }
         }
@@ -198,10 +273,10 @@ impl Engine {
             let reason = FailureReason::Upstream("the prompt helper answered with no text".into());
             return self.end_failed_billed(job, reason, true).await;
         };
-        let price = self.rewrite_price(&job.spec.prompt, output.usage).unwrap_or(job.hold);
+        let price = self.inner.prompts.rewrite_price(&job.spec.prompt, output.usage).unwrap_or(job.hold);
         let settlement = settle(&JobState::Succeeded, job.hold, price, true, self.inner.config.settlement);
         // Cached before the job ends, so a redelivery after a crash finds it.
-        self.cache_rewrite(&job.spec.prompt, &text, ports.clock.now()).await;
+        self.inner.prompts.cache_rewrite(&job.spec.prompt, &text, ports.clock.now()).await;
         let finish = Finish {
             lease: job.lease.clone(),
             state: JobState::Succeeded,
@@ -319,7 +394,7 @@ impl Engine {
         let not_before = now.checked_add_signed(delay).unwrap_or(now);
         let Some(lease) = &job.lease else { return tracing::error!(job_id = %job.id, "retry without a lease") };
         let requeue = || ports.queue.requeue(job.id, lease, &detail, Some(not_before), now);
-        match self.stored("requeue", requeue).await {
+        match stored(&self.inner.config.retry, "requeue", requeue).await {
             Ok(_) => {
                 bump(&self.inner.counters.retried);
                 tracing::info!(failures, %not_before, "requeued for another try");
@@ -372,7 +447,7 @@ impl Engine {
     /// the job (so only that one tells the user).
     pub(crate) async fn finish(&self, job: &Job, finish: &Finish) -> bool {
         let queue = &self.inner.ports.queue;
-        let outcome = match self.stored("finish", || queue.finish(job.id, finish)).await {
+        let outcome = match stored(&self.inner.config.retry, "finish", || queue.finish(job.id, finish)).await {
             Ok(outcome) => outcome,
             Err(error) => {
                 // Left to the rescue: the lease lapses with this task (or was taken over).
@@ -474,42 +549,11 @@ impl Engine {
     pub(crate) async fn mark_delivered(&self, job: &Job) {
         let ports = &self.inner.ports;
         let mark = || ports.queue.mark_delivered(job.id, job.lease.clone(), ports.clock.now());
-        if let Err(error) = self.stored("mark_delivered", mark).await {
+        if let Err(error) = stored(&self.inner.config.retry, "mark_delivered", mark).await {
             tracing::warn!(job_id = %job.id, %error, "delivery not recorded");
         }
         // Nobody listening is fine.
         let _ = self.inner.ended.send(job.id);
-    }
-
-    /// A storage write that must land: retried for as long as the database is unavailable
-    /// (down or restarting; the delay capped at a few seconds), other failures up to
-    /// `ATTEMPTS` tries; a `Conflict` or `NotFound` is returned at once.
-    ///
-    /// What still fails after that is left to the lease rescue: this process renews only
-    /// the leases of live tasks, so a job whose task gave up is rescued when its lease ends.
-    pub(crate) async fn stored<T, F, Fut>(&self, what: &str, mut write: F) -> Result<T, StorageError>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, StorageError>>,
-    {
-        let mut attempt = 1u32;
-        loop {
-            match write().await {
-                Ok(value) => return Ok(value),
-                Err(StorageError::Unavailable(error)) => {
-                    if attempt == 1 || attempt.is_multiple_of(20) {
-                        tracing::warn!(attempt, %error, what, "storage unavailable; retrying until it is back");
-                    }
-                }
-                Err(error @ StorageError::Other(_)) if attempt < ATTEMPTS => {
-                    tracing::warn!(attempt, %error, what, "storage write failed; retrying");
-                }
-                Err(error) => return Err(error),
-            }
-            let delay = self.inner.config.retry.delay(attempt.min(ATTEMPTS)).min(MAX_STORAGE_DELAY);
-            tokio::time::sleep(delay).await;
-            attempt = attempt.saturating_add(1);
-        }
     }
 
     /// Tells the user again how a finished job ended, when the process that finished it
@@ -523,7 +567,7 @@ impl Engine {
         let (language, as_file) = self.delivery_settings(&job).await;
         let notice = match &job.state {
             JobState::Succeeded if job.spec.kind == ModelKind::Llm => {
-                match self.cached_rewrite(&job.spec.prompt, ports.clock.now()).await {
+                match self.inner.prompts.cached_rewrite(&job.spec.prompt, ports.clock.now()).await {
                     Some(enhanced) => {
                         UserNotice::EnhancedPrompt { original: job.spec.prompt.as_str().to_owned(), enhanced }
                     }

@@ -1,16 +1,21 @@
 //! Intake: a request from any front end becomes a queued job with a credit hold, or a
 //! refusal that says why.
 
-use crate::Engine;
 use crate::progress::ProgressMessage;
+use crate::stats::Counters;
 use crate::stats::bump;
+use crate::{EngineConfig, Follower, Operator, Prompts, Shared};
 use mediagen_domain::catalog::{ModelSpec, PricingError};
 use mediagen_domain::scheduler::estimated_wait;
 use mediagen_domain::{
     ChatId, IdempotencyKey, ImageSize, JobId, JobSpec, Language, MediaRef, ModelId, ModelKind, Money, Prompt, Role,
     User, UserId,
 };
-use mediagen_ports::{EnqueueOutcome, EnqueueRequest, NewUser, Recipient, Refusal, StorageError, UserNotice};
+use mediagen_ports::{
+    Clock, EnqueueOutcome, EnqueueRequest, Generation, JobQueue, Messaging, NewUser, Recipient, Refusal, StorageError,
+    UserNotice, UserStore,
+};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A request for a generation, already turned into domain terms by the front end.
@@ -67,7 +72,61 @@ pub enum IntakeOutcome {
     Refused(Refusal),
 }
 
-impl Engine {
+/// The ports intake needs.
+#[derive(Clone)]
+pub struct IntakePorts {
+    /// Enqueue with the quota check and hold; cancel.
+    pub queue: Arc<dyn JobQueue>,
+    /// The user writing, created on first contact.
+    pub users: Arc<dyn UserStore>,
+    /// Acknowledgements and refusals.
+    pub messaging: Arc<dyn Messaging>,
+    /// Cancels at fal.
+    pub generation: Arc<dyn Generation>,
+    /// The instant of every write.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// What users ask for: a generation, a prompt rewrite, a cancel. Turns each into a
+/// queued job with a hold (or a refusal that says why), and tells the user.
+#[derive(Clone)]
+pub struct Intake {
+    pub(crate) inner: Arc<IntakeInner>,
+}
+
+pub(crate) struct IntakeInner {
+    pub(crate) ports: IntakePorts,
+    pub(crate) config: Arc<EngineConfig>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) wake: Arc<tokio::sync::Notify>,
+    /// Holds the acknowledgement as the job's progress message, and ends cancels.
+    pub(crate) follower: Follower,
+    /// The wait estimate's capacity.
+    pub(crate) operator: Operator,
+    /// Cached rewrites for `/enhance`.
+    pub(crate) prompts: Prompts,
+}
+
+impl Intake {
+    pub(crate) fn new(
+        ports: IntakePorts,
+        shared: Shared,
+        follower: Follower,
+        operator: Operator,
+        prompts: Prompts,
+    ) -> Self {
+        let inner = IntakeInner {
+            ports,
+            config: shared.config,
+            counters: shared.counters,
+            wake: shared.wake,
+            follower,
+            operator,
+            prompts,
+        };
+        Self { inner: Arc::new(inner) }
+    }
+
     /// Validates, prices and enqueues a request, and tells the user the outcome: a
     /// `Queued` acknowledgement (position, wait, price) or a `Refused` notice.
     ///
@@ -97,7 +156,7 @@ impl Engine {
                 let notice =
                     UserNotice::Queued { job: *job, position: *position, total: *total, eta_secs, price: *price };
                 match self.inner.ports.messaging.send_notice(recipient, &notice).await {
-                    Ok(message) => self.inner.messages.remember(*job, ProgressMessage { message, language }),
+                    Ok(message) => self.inner.follower.remember_message(*job, ProgressMessage { message, language }),
                     Err(error) => tracing::warn!(job = %job, %error, "acknowledgement not delivered"),
                 }
                 self.inner.wake.notify_one();
@@ -150,7 +209,7 @@ impl Engine {
         let enqueue = EnqueueRequest { key, user: user.id, chat, spec, hold: price, plan, role: user.role, now };
         Ok(match ports.queue.enqueue(&enqueue).await.map_err(unavailable)? {
             EnqueueOutcome::Enqueued(job, place) => {
-                let capacity = self.running_capacity().await;
+                let capacity = self.inner.operator.running_capacity().await;
                 let mean = chrono::TimeDelta::from_std(config.mean_service).unwrap_or(chrono::TimeDelta::MAX);
                 let eta =
                     estimated_wait(place.position.saturating_sub(1), capacity, mean).and_then(|d| d.to_std().ok());

@@ -3,7 +3,7 @@
 //! acknowledgement, a postponed delivery) is left to expire and is rescued like a dead
 //! process's job, by this process or another.
 
-use crate::Engine;
+use crate::Dispatcher;
 use mediagen_domain::{Job, JobId, Lease};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -24,7 +24,7 @@ impl LiveLeases {
 
 /// Keeps a job's lease renewed for as long as the task that holds it lives.
 pub(crate) struct LeaseGuard {
-    engine: Engine,
+    dispatcher: Dispatcher,
     job: JobId,
     lease: Option<Lease>,
 }
@@ -32,7 +32,7 @@ pub(crate) struct LeaseGuard {
 impl Drop for LeaseGuard {
     fn drop(&mut self) {
         let Some(lease) = &self.lease else { return };
-        let mut held = self.engine.inner.leases.held.lock().unwrap();
+        let mut held = self.dispatcher.inner.leases.held.lock().unwrap();
         // A newer task of the same job (a later epoch) keeps its entry.
         if held.get(&self.job) == Some(lease) {
             held.remove(&self.job);
@@ -40,7 +40,7 @@ impl Drop for LeaseGuard {
     }
 }
 
-impl Engine {
+impl Dispatcher {
     /// Registers the task about to work on `job` under the lease it was handed; the lease
     /// is renewed until the returned guard is dropped.
     pub(crate) fn hold_lease(&self, job: &Job) -> LeaseGuard {
@@ -51,6 +51,6 @@ impl Engine {
             }
             None => tracing::error!(job_id = %job.id, "a job handed to a task without a lease"),
         }
-        LeaseGuard { engine: self.clone(), job: job.id, lease }
+        LeaseGuard { dispatcher: self.clone(), job: job.id, lease }
     }
 }

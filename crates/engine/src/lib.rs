@@ -16,6 +16,7 @@ mod people;
 mod progress;
 mod reports;
 mod stats;
+mod stored;
 mod tasks;
 
 pub use breaker::BreakerConfig;
@@ -25,23 +26,26 @@ pub use enhance::{EnhanceOutcome, EnhanceRequest};
 pub use intake::{IntakeOutcome, IntakeRequest};
 pub use mediagen_domain::insights::{Period, ReportKind};
 pub use operator::AccountOverview;
-pub use people::OperatorStats;
+pub use operator::OperatorStats;
 pub use stats::EngineStats;
 
-use mediagen_domain::{AccountId, JobId};
+pub use dispatch::{Dispatcher, DispatcherPorts};
+pub use enhance::{PromptPorts, Prompts};
+pub use follow::{Follower, FollowerPorts};
+pub use intake::{Intake, IntakePorts};
+pub use operator::{Operator, OperatorPorts};
+pub use people::{People, PeoplePorts};
+pub use reports::{Insights, InsightsPorts};
+
 use mediagen_ports::{
     AccountStore, AlertLog, Clock, Generation, JobQueue, Messaging, PromptCache, ReportStore, UsageStore, UserStore,
 };
-use progress::{ProgressMessages, Throttle};
 use stats::Counters;
-use std::collections::{HashMap, HashSet};
-use std::future::Future;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
-use tasks::TaskCounter;
+use std::sync::Arc;
 use tokio::sync::{Notify, watch};
 
-/// The ports the engine talks through, resolved once by the app.
+/// Every port the engine talks through, resolved once by the app; [`Engine::new`] hands
+/// each service the ones it needs.
 #[derive(Clone)]
 pub struct Ports {
     /// Runs models on fal accounts: uploads, submits, follows, downloads.
@@ -66,95 +70,143 @@ pub struct Ports {
     pub clock: Arc<dyn Clock>,
 }
 
-/// The use cases: intake, prompt enhancement, dispatch, following, completion,
-/// cancellation, rescue and operator alerts.
+/// The use-case services, wired together over one set of ports.
 ///
-/// Cheap to clone: clones share one state, so a front end can hold one while
-/// [`Engine::run`] drives the loops.
+/// Each service owns its own state and names the services it calls:
+///
+/// ```text
+/// Intake ──► Follower, Operator, Prompts     People     Insights
+/// Dispatcher ──► Follower, Operator, Prompts
+/// Follower ──► Operator, Prompts
+/// Operator ──► Insights
+/// ```
+///
+/// Cheap to clone: services share their state through `Arc`s, so a front end can hold
+/// one while [`Engine::run`] drives the loops.
 #[derive(Clone)]
 pub struct Engine {
-    inner: Arc<Inner>,
-}
-
-pub(crate) struct Inner {
-    ports: Ports,
-    config: EngineConfig,
-    counters: Counters,
-    breakers: breaker::Breakers,
-    throttle: Arc<Throttle>,
-    messages: ProgressMessages,
-    accounts: accounts::AccountView,
-    /// Wakes the dispatcher when a job is enqueued or a slot frees in this process.
-    wake: Notify,
-    /// Dispatches and followers in flight.
-    tasks: TaskCounter,
-    /// Set when the shutdown grace is over: background work stops where it is.
-    stop: watch::Sender<bool>,
-    /// Set on a shutdown signal: no more claims or rescues.
-    draining: AtomicBool,
-    /// The leases this process's tasks hold: the only ones the heartbeat renews.
-    leases: leases::LiveLeases,
-    /// Keys fal refused that the operator was already told about (account, key).
-    refused_keys: Mutex<HashSet<(AccountId, String)>>,
-    /// Upstream failures per job seen by this process (see `Engine::retry_or_fail`).
-    failures: Mutex<HashMap<JobId, u32>>,
-    /// Jobs this process ended and told the user about; wakes `Engine::await_rewrite`.
-    ended: tokio::sync::broadcast::Sender<JobId>,
-    /// Accounts this process saw locked, so a lock is handled (and alerted) once.
-    locked: Mutex<HashSet<AccountId>>,
-    /// Scheduled reports this process saw sent (key, period), so it asks storage once.
-    reports_sent: Mutex<HashSet<(String, String)>>,
+    /// Requests, `/enhance` and cancels from users.
+    pub intake: Intake,
+    /// Users, their settings, usage and history.
+    pub people: People,
+    /// Claims, dispatch to fal, the lease heartbeat and rescue.
+    pub dispatcher: Dispatcher,
+    /// Accounts, alerts, scheduled summaries and the operator's figures.
+    pub operator: Operator,
+    /// Reports, cost allocation, the capacity plan, live counters and metrics as data.
+    pub insights: Insights,
 }
 
 impl Engine {
-    /// An engine over `ports`, configured by `config`. Starts nothing: call [`Engine::run`].
+    /// The services over `ports`, configured by `config`. Starts nothing: call [`Engine::run`].
     pub fn new(ports: Ports, config: EngineConfig) -> Self {
-        let throttle = Throttle::new(Arc::clone(&ports.messaging), config.progress_interval);
-        let inner = Inner {
-            breakers: breaker::Breakers::new(config.breaker),
-            throttle,
-            ports,
-            config,
-            counters: Counters::default(),
-            messages: ProgressMessages::default(),
-            accounts: accounts::AccountView::default(),
-            wake: Notify::new(),
-            tasks: TaskCounter::default(),
-            stop: watch::Sender::new(false),
-            draining: AtomicBool::new(false),
-            leases: leases::LiveLeases::default(),
-            refused_keys: Mutex::default(),
-            failures: Mutex::default(),
-            ended: tokio::sync::broadcast::Sender::new(64),
-            locked: Mutex::default(),
-            reports_sent: Mutex::default(),
-        };
-        Self { inner: Arc::new(inner) }
+        let config = Arc::new(config);
+        let counters = Arc::new(Counters::default());
+        let wake = Arc::new(Notify::new());
+        let shared = Shared { config: Arc::clone(&config), counters: Arc::clone(&counters), wake: Arc::clone(&wake) };
+        let insights = Insights::new(
+            InsightsPorts {
+                reports: Arc::clone(&ports.reports),
+                accounts: Arc::clone(&ports.accounts),
+                queue: Arc::clone(&ports.queue),
+                clock: Arc::clone(&ports.clock),
+            },
+            shared.clone(),
+        );
+        let operator = Operator::new(
+            OperatorPorts {
+                accounts: Arc::clone(&ports.accounts),
+                alerts: Arc::clone(&ports.alerts),
+                messaging: Arc::clone(&ports.messaging),
+                generation: Arc::clone(&ports.generation),
+                queue: Arc::clone(&ports.queue),
+                usage: Arc::clone(&ports.usage),
+                reports: Arc::clone(&ports.reports),
+                clock: Arc::clone(&ports.clock),
+            },
+            shared.clone(),
+            insights.clone(),
+        );
+        let prompts = Prompts::new(
+            PromptPorts {
+                generation: Arc::clone(&ports.generation),
+                prompt_cache: Arc::clone(&ports.prompt_cache),
+                clock: Arc::clone(&ports.clock),
+            },
+            shared.clone(),
+        );
+        let follower = Follower::new(
+            FollowerPorts {
+                queue: Arc::clone(&ports.queue),
+                users: Arc::clone(&ports.users),
+                usage: Arc::clone(&ports.usage),
+                messaging: Arc::clone(&ports.messaging),
+                generation: Arc::clone(&ports.generation),
+                clock: Arc::clone(&ports.clock),
+            },
+            shared.clone(),
+            operator.clone(),
+            prompts.clone(),
+        );
+        let intake = Intake::new(
+            IntakePorts {
+                queue: Arc::clone(&ports.queue),
+                users: Arc::clone(&ports.users),
+                messaging: Arc::clone(&ports.messaging),
+                generation: Arc::clone(&ports.generation),
+                clock: Arc::clone(&ports.clock),
+            },
+            shared.clone(),
+            follower.clone(),
+            operator.clone(),
+            prompts.clone(),
+        );
+        let dispatcher = Dispatcher::new(
+            DispatcherPorts {
+                queue: Arc::clone(&ports.queue),
+                messaging: Arc::clone(&ports.messaging),
+                generation: Arc::clone(&ports.generation),
+                clock: Arc::clone(&ports.clock),
+            },
+            shared.clone(),
+            follower,
+            operator.clone(),
+            prompts,
+        );
+        let people = People::new(PeoplePorts {
+            users: Arc::clone(&ports.users),
+            queue: Arc::clone(&ports.queue),
+            usage: Arc::clone(&ports.usage),
+            clock: Arc::clone(&ports.clock),
+        });
+        Self { intake, people, dispatcher, operator, insights }
+    }
+
+    /// Runs the dispatcher (claims, heartbeat, rescue) and the operator's upkeep (checks,
+    /// key probes, scheduled summaries) until `shutdown` turns true, then drains as
+    /// [`Dispatcher::run`] says.
+    pub async fn run(&self, shutdown: watch::Receiver<bool>) {
+        let upkeep = tokio::spawn(self.operator.clone().upkeep());
+        self.dispatcher.run(shutdown).await;
+        upkeep.abort();
     }
 
     /// What the engine did since it was made.
     pub fn stats(&self) -> EngineStats {
-        self.inner.counters.snapshot()
+        self.insights.stats()
     }
 
     /// The configuration it runs with.
     pub fn config(&self) -> &EngineConfig {
-        &self.inner.config
+        self.insights.config()
     }
+}
 
-    /// Runs `work` in the background, counted for shutdown and stopped when the grace ends.
-    pub(crate) fn spawn_tracked<F>(&self, work: F)
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        let guard = self.inner.tasks.enter();
-        let mut stop = self.inner.stop.subscribe();
-        tokio::spawn(async move {
-            tokio::select! {
-                () = work => {}
-                _ = stop.wait_for(|stopped| *stopped) => {}
-            }
-            drop(guard);
-        });
-    }
+/// What every service shares: the configuration, this process's counters, and the
+/// dispatcher's wake-up (a job enqueued, a slot freed, an account back in rotation).
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) config: Arc<EngineConfig>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) wake: Arc<Notify>,
 }

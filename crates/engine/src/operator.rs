@@ -1,10 +1,22 @@
-//! What the operator asks about accounts: limits from the credit window, when they drop,
-//! the top-up that keeps them, balances and locks; and recording a purchase.
+//! The operator's side of the engine: the fal accounts (limits from the credit window,
+//! when they drop, the top-up that keeps them, balances, locks, keys and breakers),
+//! recording a purchase, the `/stats` figures, and the upkeep loop that runs the alert
+//! checks, the key probes and the scheduled summaries.
 
-use crate::Engine;
+use crate::accounts::AccountView;
+use crate::breaker::Breakers;
+use crate::{EngineConfig, Insights, Shared};
 use mediagen_domain::credit::{CreditPurchase, LimitDrop, TopUp};
+use mediagen_domain::discount::DiscountTier;
+use mediagen_domain::quota::{day_start, month_start};
 use mediagen_domain::{AccountId, Money, Timestamp};
-use mediagen_ports::{AccountLock, KeyStatus, StorageError};
+use mediagen_ports::{
+    AccountLock, AccountStore, AlertLog, Clock, Generation, JobQueue, KeyStatus, Messaging, ModelUsage, ReportStore,
+    StorageError, UsageStore,
+};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// One fal account as the operator sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +49,113 @@ pub struct AccountOverview {
     pub keys: Vec<KeyStatus>,
 }
 
-impl Engine {
+/// The operator's figures for today and the month so far (`/stats`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorStats {
+    /// Jobs, charges and fal's cost per model since midnight UTC.
+    pub today: Vec<ModelUsage>,
+    /// The same since the first of the month.
+    pub month: Vec<ModelUsage>,
+    /// Requests sent to fal this month (what the volume discount counts).
+    pub month_requests: u64,
+    /// The volume tier those requests reach.
+    pub tier: DiscountTier,
+    /// fal's list cost this month.
+    pub fal_month_list: Money,
+    /// That cost after the tier's discount.
+    pub fal_month_discounted: Money,
+    /// Users with a job this month.
+    pub active_users: usize,
+    /// Jobs waiting now.
+    pub queued: u32,
+    /// Every account, with its limit and jobs in flight.
+    pub accounts: Vec<AccountOverview>,
+    /// Prompt cache hits and misses since this process started.
+    pub cache_hits: u64,
+    /// See `cache_hits`.
+    pub cache_misses: u64,
+}
+
+/// The ports account upkeep, alerts and summaries need.
+#[derive(Clone)]
+pub struct OperatorPorts {
+    /// Accounts, purchases, spend and locks.
+    pub accounts: Arc<dyn AccountStore>,
+    /// Which alerts and summaries already went out.
+    pub alerts: Arc<dyn AlertLog>,
+    /// Alerts and summaries to the operators.
+    pub messaging: Arc<dyn Messaging>,
+    /// The keys' states at fal, and probes of refused ones.
+    pub generation: Arc<dyn Generation>,
+    /// Jobs in flight per account, and the queue length.
+    pub queue: Arc<dyn JobQueue>,
+    /// Spend and requests for budget and discount alerts and `/stats`.
+    pub usage: Arc<dyn UsageStore>,
+    /// Slot intervals for the saturation alert.
+    pub reports: Arc<dyn ReportStore>,
+    /// The instant of every alert and check.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The fal accounts as this process sees them (limits, locks, refused keys, breakers),
+/// the operator's alerts, and the scheduled summaries. Owns those states and the cache
+/// of account snapshots.
+#[derive(Clone)]
+pub struct Operator {
+    pub(crate) inner: Arc<OperatorInner>,
+}
+
+pub(crate) struct OperatorInner {
+    pub(crate) ports: OperatorPorts,
+    pub(crate) config: Arc<EngineConfig>,
+    pub(crate) counters: Arc<crate::stats::Counters>,
+    pub(crate) wake: Arc<tokio::sync::Notify>,
+    pub(crate) insights: Insights,
+    pub(crate) breakers: Breakers,
+    pub(crate) accounts: AccountView,
+    /// Keys fal refused that the operator was already told about (account, key).
+    pub(crate) refused_keys: Mutex<HashSet<(AccountId, String)>>,
+    /// Accounts this process saw locked, so a lock is handled (and alerted) once.
+    pub(crate) locked: Mutex<HashSet<AccountId>>,
+    /// Scheduled reports this process saw sent (key, period), so it asks storage once.
+    pub(crate) reports_sent: Mutex<HashSet<(String, String)>>,
+}
+
+impl Operator {
+    pub(crate) fn new(ports: OperatorPorts, shared: Shared, insights: Insights) -> Self {
+        let inner = OperatorInner {
+            breakers: Breakers::new(shared.config.breaker),
+            ports,
+            config: shared.config,
+            counters: shared.counters,
+            wake: shared.wake,
+            insights,
+            accounts: AccountView::default(),
+            refused_keys: Mutex::default(),
+            locked: Mutex::default(),
+            reports_sent: Mutex::default(),
+        };
+        Self { inner: Arc::new(inner) }
+    }
+
+    /// Alert checks, key probes and scheduled summaries on their timers, until aborted.
+    pub(crate) async fn upkeep(self) {
+        let config = &self.inner.config;
+        let mut checks = tokio::time::interval(config.operator_checks.max(Duration::from_millis(10)));
+        let mut reports = tokio::time::interval(config.report_tick.max(Duration::from_millis(10)));
+        let mut keys = tokio::time::interval(config.key_probe_interval.max(Duration::from_millis(10)));
+        for timer in [&mut checks, &mut reports, &mut keys] {
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        }
+        loop {
+            tokio::select! {
+                _ = keys.tick() => self.key_upkeep().await,
+                _ = checks.tick() => self.operator_checks().await,
+                _ = reports.tick() => self.scheduled_reports().await,
+            }
+        }
+    }
+
     /// Every account with its limit, window, balance and what happens next.
     ///
     /// # Errors
@@ -100,5 +218,38 @@ impl Engine {
         self.inner.wake.notify_one();
         let accounts = self.accounts().await?;
         Ok(accounts.iter().find(|a| a.record.id == *account).map_or(0, |a| a.limit))
+    }
+
+    /// The operator's figures: usage today and this month, the volume tier and what it
+    /// saves, the queue and the accounts.
+    ///
+    /// # Errors
+    /// The first storage error met.
+    pub async fn operator_stats(&self) -> Result<OperatorStats, StorageError> {
+        let ports = &self.inner.ports;
+        let now = ports.clock.now();
+        let (day, month) = (day_start(now), month_start(now));
+        let today = ports.usage.usage_by_model(day, now).await?;
+        let month_usage = ports.usage.usage_by_model(month, now).await?;
+        let active_users = ports.usage.usage_by_user(month, now).await?.len();
+        let queued = ports.queue.queued_count().await?;
+        let accounts = self.accounts_overview().await?;
+        let month_requests = ports.usage.request_count(month, now).await?;
+        let tier = self.inner.config.catalog.volume_discounts().tier_for(month_requests).clone();
+        let fal_month_list = Money::saturating_sum(month_usage.iter().map(|m| m.fal_cost));
+        let stats = self.inner.counters.snapshot();
+        Ok(OperatorStats {
+            today,
+            month: month_usage,
+            month_requests,
+            fal_month_discounted: tier.apply(fal_month_list),
+            tier,
+            fal_month_list,
+            active_users,
+            queued,
+            accounts,
+            cache_hits: stats.cache_hits,
+            cache_misses: stats.cache_misses,
+        })
     }
 }

@@ -7,16 +7,59 @@
 //! (`report-daily` per UTC day, `report-weekly` per ISO week): a restart, or a second
 //! process, does not send them again.
 
-use crate::Engine;
 use crate::insights::{self, Rules, Sources};
+use crate::stats::Counters;
+use crate::{EngineConfig, EngineStats, Operator, Shared};
 use chrono::{Datelike, TimeDelta};
 use mediagen_domain::insights::{
     CostAllocation, Counter, Live, Metrics, OperatorSummary, Period, PlanReport, Report, ReportKind,
 };
 use mediagen_domain::planner::PlannerSettings;
-use mediagen_ports::StorageError;
+use mediagen_ports::{AccountStore, Clock, JobQueue, ReportStore, StorageError};
+use std::sync::Arc;
 
-impl Engine {
+/// The ports the read side reads.
+#[derive(Clone)]
+pub struct InsightsPorts {
+    /// Usage rows, request counts, job counts, timings and slot intervals.
+    pub reports: Arc<dyn ReportStore>,
+    /// Accounts with their purchases and spend.
+    pub accounts: Arc<dyn AccountStore>,
+    /// Jobs in flight per account.
+    pub queue: Arc<dyn JobQueue>,
+    /// "So far" for every period.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The read side: reports, cost allocation, the capacity plan, the live counters and
+/// metrics, all as the domain's read model. Owns nothing but a view of this process's
+/// counters.
+#[derive(Clone)]
+pub struct Insights {
+    inner: Arc<InsightsInner>,
+}
+
+struct InsightsInner {
+    ports: InsightsPorts,
+    config: Arc<EngineConfig>,
+    counters: Arc<Counters>,
+}
+
+impl Insights {
+    pub(crate) fn new(ports: InsightsPorts, shared: Shared) -> Self {
+        Self { inner: Arc::new(InsightsInner { ports, config: shared.config, counters: shared.counters }) }
+    }
+
+    /// What this process did since it started.
+    pub fn stats(&self) -> EngineStats {
+        self.inner.counters.snapshot()
+    }
+
+    /// The configuration the engine runs with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
     fn sources(&self) -> Sources<'_> {
         let ports = &self.inner.ports;
         Sources { reports: &*ports.reports, accounts: &*ports.accounts, queue: &*ports.queue }
@@ -131,7 +174,9 @@ impl Engine {
         ];
         Ok(Metrics { live: self.live().await?, counters, job_times: self.inner.counters.job_times() })
     }
+}
 
+impl Operator {
     /// Sends the daily and weekly summaries that are due and not yet sent.
     pub(crate) async fn scheduled_reports(&self) {
         let now = self.inner.ports.clock.now();
@@ -162,7 +207,7 @@ impl Engine {
         let now = ports.clock.now();
         // Built before the claim: if storage is down the claim is not taken and the next
         // tick tries again.
-        let report = match self.report_for(Period::previous(kind, now)).await {
+        let report = match self.inner.insights.report_for(Period::previous(kind, now)).await {
             Ok(report) => report,
             Err(error) => {
                 tracing::warn!(%error, report = key, "scheduled report not built; retrying later");

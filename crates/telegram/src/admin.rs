@@ -81,18 +81,19 @@ pub(crate) async fn run(bot: &Bot, app: &BotApp, command: AdminCommand) -> Admin
     let engine = &app.deps.engine;
     let result = match command {
         AdminCommand::Report(kind) => {
-            return match engine.report(kind).await {
+            return match engine.insights.report(kind).await {
                 Ok(report) => crate::insights::summary(&report),
                 Err(error) => format!("Could not build the report: {error}").into(),
             };
         }
         AdminCommand::Costs(kind) => {
-            return match engine.cost_allocation(kind).await {
+            return match engine.insights.cost_allocation(kind).await {
                 Ok(costs) => crate::insights::cost_allocation(&costs),
                 Err(error) => format!("Could not build the cost allocation: {error}").into(),
             };
         }
         AdminCommand::Plan(target) => engine
+            .insights
             .capacity_plan(target.map(|secs| chrono::TimeDelta::seconds(i64::from(secs))))
             .await
             .map(|plan| mediagen_reports::text::plan(&plan))
@@ -102,7 +103,7 @@ pub(crate) async fn run(bot: &Bot, app: &BotApp, command: AdminCommand) -> Admin
         AdminCommand::TopUp { account, amount } => top_up(app, account, amount).await,
         AdminCommand::EnableKey { account, key } => {
             let id = mediagen_domain::AccountId::new(account.clone());
-            Ok(if engine.enable_key(&id, &key) {
+            Ok(if engine.operator.enable_key(&id, &key) {
                 format!(
                     "Key {key} of account {account} is back in use. If fal refuses it again, it is set aside again."
                 )
@@ -142,7 +143,7 @@ async fn update_user(
     user: mediagen_domain::UserId,
     change: impl FnOnce(&mut mediagen_domain::User) + Send,
 ) -> anyhow::Result<()> {
-    app.deps.engine.change_user(user, change).await.map_err(|error| match error {
+    app.deps.engine.people.change_user(user, change).await.map_err(|error| match error {
         StorageError::NotFound(what) => anyhow::anyhow!(what),
         other => other.into(),
     })
@@ -162,7 +163,7 @@ fn model_lines(out: &mut String, usage: &[ModelUsage]) {
 }
 
 async fn stats(app: &BotApp) -> anyhow::Result<String> {
-    let figures = app.deps.engine.operator_stats().await?;
+    let figures = app.deps.engine.operator.operator_stats().await?;
     let tier = &figures.tier;
     let mut out = String::new();
     let _ = writeln!(out, "Today:");
@@ -187,7 +188,7 @@ async fn stats(app: &BotApp) -> anyhow::Result<String> {
 }
 
 async fn accounts(app: &BotApp) -> anyhow::Result<String> {
-    let accounts = app.deps.engine.accounts_overview().await?;
+    let accounts = app.deps.engine.operator.accounts_overview().await?;
     if accounts.is_empty() {
         return Ok("No fal accounts are configured.".to_owned());
     }
@@ -250,12 +251,12 @@ async fn accounts(app: &BotApp) -> anyhow::Result<String> {
 
 async fn top_up(app: &BotApp, account: String, amount: Money) -> anyhow::Result<String> {
     let id = AccountId::new(account);
-    let limit = app.deps.engine.record_purchase(&id, amount, app.now()).await?;
+    let limit = app.deps.engine.operator.record_purchase(&id, amount, app.now()).await?;
     Ok(format!("Recorded a purchase of {amount} for {id}. Its limit is now {limit}."))
 }
 
 async fn broadcast(bot: &Bot, app: &BotApp, text: String) -> anyhow::Result<String> {
-    let users = app.deps.engine.users().await?;
+    let users = app.deps.engine.people.users().await?;
     let (mut sent, mut failed) = (0, 0);
     for user in users.iter().filter(|u| !u.blocked && u.role != Role::Admin) {
         match bot.send_message(teloxide::types::ChatId(user.id.0), text.clone()).await {

@@ -53,7 +53,7 @@ async fn resolve_user(bot: &Bot, app: &BotApp, from: &teloxide::types::User, cha
     let language = Language::from_code(from.language_code.as_deref());
     let role = if app.is_admin(id) { Role::Admin } else { Role::User };
     let new = NewUser { id, language, plan: app.plans().default_plan().name.clone(), role };
-    match app.deps.engine.user_on_contact(&new).await {
+    match app.deps.engine.people.user_on_contact(&new).await {
         Ok(user) => Some(Ctx { user, chat, first_name: from.first_name.clone() }),
         Err(error) => {
             tracing::warn!(error = %error, "cannot load user");
@@ -273,7 +273,7 @@ async fn generate(
         enhance: None,
     };
     // The engine tells the user what happened (queued or refused).
-    let outcome = app.deps.engine.submit(request).await;
+    let outcome = app.deps.engine.intake.submit(request).await;
     tracing::debug!(?outcome, "intake");
 }
 
@@ -315,13 +315,13 @@ async fn offer_models(bot: &Bot, app: &BotApp, ctx: &Ctx, prompt: String) -> Han
 async fn enhance(bot: &Bot, app: &BotApp, ctx: &Ctx, key: IdempotencyKey, prompt: String) -> HandlerResult {
     let request = EnhanceRequest { key, user: ctx.user.id, chat: ctx.chat, language: ctx.language(), prompt };
     // The engine told the user what happened (the rewrite, queued or refused).
-    match app.deps.engine.enhance(request).await {
+    match app.deps.engine.intake.enhance(request).await {
         EnhanceOutcome::Cached { enhanced, .. } => offer_models(bot, app, ctx, enhanced).await,
         EnhanceOutcome::Queued { job, .. } => {
             // The rewrite comes when the queued LLM call ends; the chat is not held up meanwhile.
             let (bot, app, ctx) = (bot.clone(), app.clone(), ctx.clone());
             tokio::spawn(async move {
-                if let Some(enhanced) = app.deps.engine.await_rewrite(job).await
+                if let Some(enhanced) = app.deps.engine.intake.await_rewrite(job).await
                     && let Err(error) = offer_models(&bot, &app, &ctx, enhanced).await
                 {
                     tracing::warn!(%error, "model choice after a rewrite not sent");
@@ -353,7 +353,7 @@ async fn settings(bot: &Bot, app: &BotApp, mut ctx: Ctx, change: Option<Settings
             },
             SettingsChange::Size(size) => ctx.user.settings.default_size = Some(size),
         }
-        if let Err(error) = app.deps.engine.save_user(&ctx.user).await {
+        if let Err(error) = app.deps.engine.people.save_user(&ctx.user).await {
             return storage_trouble(bot, &ctx, error).await;
         }
         say(bot, ctx.chat, s.saved()).await?;
@@ -381,7 +381,7 @@ async fn storage_trouble(bot: &Bot, ctx: &Ctx, error: StorageError) -> HandlerRe
 }
 
 async fn balance(bot: &Bot, app: &BotApp, ctx: &Ctx) -> HandlerResult {
-    let usage = match app.deps.engine.usage_of(ctx.user.id).await {
+    let usage = match app.deps.engine.people.usage_of(ctx.user.id).await {
         Ok(usage) => usage,
         Err(error) => return storage_trouble(bot, ctx, error).await,
     };
@@ -398,7 +398,7 @@ async fn balance(bot: &Bot, app: &BotApp, ctx: &Ctx) -> HandlerResult {
 
 async fn history(bot: &Bot, app: &BotApp, ctx: &Ctx) -> HandlerResult {
     let s = strings(ctx.language());
-    let jobs = match app.deps.engine.recent_jobs(ctx.user.id, 10).await {
+    let jobs = match app.deps.engine.people.recent_jobs(ctx.user.id, 10).await {
         Ok(jobs) => jobs,
         Err(error) => return storage_trouble(bot, ctx, error).await,
     };
@@ -422,7 +422,7 @@ async fn history(bot: &Bot, app: &BotApp, ctx: &Ctx) -> HandlerResult {
     // Re-send the latest pictures by Telegram file id, which never expires.
     let mut resent = 0;
     for job in jobs.iter().filter(|j| j.state == JobState::Succeeded) {
-        let media = app.deps.engine.results_of(job.id).await.unwrap_or_default();
+        let media = app.deps.engine.people.results_of(job.id).await.unwrap_or_default();
         for file_id in media.into_iter().filter_map(|m| m.telegram_file_id).take(1) {
             if resent >= 5 {
                 return Ok(());
@@ -439,7 +439,7 @@ async fn history(bot: &Bot, app: &BotApp, ctx: &Ctx) -> HandlerResult {
 }
 
 async fn cancel_latest(bot: &Bot, app: &BotApp, ctx: &Ctx) -> HandlerResult {
-    let jobs = match app.deps.engine.recent_jobs(ctx.user.id, 20).await {
+    let jobs = match app.deps.engine.people.recent_jobs(ctx.user.id, 20).await {
         Ok(jobs) => jobs,
         Err(error) => return storage_trouble(bot, ctx, error).await,
     };
@@ -451,7 +451,7 @@ async fn cancel_latest(bot: &Bot, app: &BotApp, ctx: &Ctx) -> HandlerResult {
 
 async fn cancel_job(bot: &Bot, app: &BotApp, ctx: &Ctx, job: JobId) -> HandlerResult {
     let s = strings(ctx.language());
-    match app.deps.engine.cancel(ctx.user.id, job).await {
+    match app.deps.engine.intake.cancel(ctx.user.id, job).await {
         // The engine told the user.
         CancelOutcome::Canceled { .. } => Ok(()),
         CancelOutcome::TooLate { .. } | CancelOutcome::NotFound => say(bot, ctx.chat, s.nothing_to_cancel()).await,
@@ -527,7 +527,7 @@ async fn on_button(bot: Bot, query: CallbackQuery, app: BotApp) -> HandlerResult
                     }
                 }
             }
-            if let Err(error) = app.deps.engine.save_user(&user).await {
+            if let Err(error) = app.deps.engine.people.save_user(&user).await {
                 return storage_trouble(&bot, &ctx, error).await;
             }
             show_settings(&bot, &app, &user, ctx.chat).await
@@ -537,5 +537,5 @@ async fn on_button(bot: Bot, query: CallbackQuery, app: BotApp) -> HandlerResult
 
 /// The job, if it belongs to the user pressing the button.
 async fn own_job(app: &BotApp, ctx: &Ctx, job: JobId) -> Option<mediagen_domain::Job> {
-    app.deps.engine.job_of(ctx.user.id, job).await
+    app.deps.engine.people.job_of(ctx.user.id, job).await
 }

@@ -35,7 +35,7 @@ async fn a_queued_job_is_canceled_at_no_cost_without_calling_fal() {
         w.queued_job(1, one_image())
     };
     let engine = h.engine();
-    assert_eq!(engine.cancel(UserId(1), job).await, CancelOutcome::Canceled { job, refunded: one_image() });
+    assert_eq!(engine.intake.cancel(UserId(1), job).await, CancelOutcome::Canceled { job, refunded: one_image() });
     let w = h.world();
     assert!(w.remote_cancels.is_empty());
     assert_eq!(w.job(job).state, JobState::Canceled);
@@ -48,7 +48,7 @@ async fn a_running_job_is_canceled_at_fal_then_finished_with_a_refund() {
     let h = Harness::new();
     let job = at_fal(&h, |account, request_id| JobState::Running { account, request_id });
     let engine = h.engine();
-    assert_eq!(engine.cancel(UserId(1), job).await, CancelOutcome::Canceled { job, refunded: one_image() });
+    assert_eq!(engine.intake.cancel(UserId(1), job).await, CancelOutcome::Canceled { job, refunded: one_image() });
     let w = h.world();
     assert_eq!(w.remote_cancels.len(), 1);
     let finish = w.finishes_of(job)[0].clone();
@@ -62,7 +62,7 @@ async fn a_job_still_in_fals_queue_costs_nothing_to_cancel() {
     let h = Harness::new();
     let job = at_fal(&h, |account, request_id| JobState::Submitted { account, request_id });
     let engine = h.engine();
-    assert!(matches!(engine.cancel(UserId(1), job).await, CancelOutcome::Canceled { .. }));
+    assert!(matches!(engine.intake.cancel(UserId(1), job).await, CancelOutcome::Canceled { .. }));
     let w = h.world();
     assert_eq!(w.remote_cancels.len(), 1);
     assert_eq!(w.finishes_of(job)[0].settlement.fal_cost, Money::ZERO);
@@ -74,8 +74,8 @@ async fn too_late_when_fal_already_finished_it_and_not_found_for_someone_else() 
     let job = at_fal(&h, |account, request_id| JobState::Running { account, request_id });
     h.world().remote_cancel_answer = RemoteCancel::AlreadyCompleted;
     let engine = h.engine();
-    assert_eq!(engine.cancel(UserId(2), job).await, CancelOutcome::NotFound, "not their job");
-    assert_eq!(engine.cancel(UserId(1), job).await, CancelOutcome::TooLate { job });
+    assert_eq!(engine.intake.cancel(UserId(2), job).await, CancelOutcome::NotFound, "not their job");
+    assert_eq!(engine.intake.cancel(UserId(1), job).await, CancelOutcome::TooLate { job });
     let w = h.world();
     assert!(w.finishes.is_empty(), "the follower delivers and charges it");
     assert!(w.notices.is_empty());
@@ -92,7 +92,7 @@ async fn a_finished_job_cannot_be_canceled() {
         job
     };
     let engine = h.engine();
-    assert_eq!(engine.cancel(UserId(1), job).await, CancelOutcome::TooLate { job });
+    assert_eq!(engine.intake.cancel(UserId(1), job).await, CancelOutcome::TooLate { job });
     assert!(h.world().remote_cancels.is_empty());
 }
 
@@ -108,7 +108,7 @@ async fn a_job_being_dispatched_is_finished_at_once_and_its_submission_is_withdr
         job
     };
     let engine = h.engine();
-    assert_eq!(engine.cancel(UserId(1), job).await, CancelOutcome::Canceled { job, refunded: one_image() });
+    assert_eq!(engine.intake.cancel(UserId(1), job).await, CancelOutcome::Canceled { job, refunded: one_image() });
     let w = h.world();
     assert!(w.remote_cancels.is_empty(), "nothing at fal yet");
     assert_eq!(w.finishes_of(job)[0].state, JobState::Canceled);

@@ -87,7 +87,7 @@ async fn a_job_goes_from_intake_through_fal_to_delivery_and_is_charged_its_price
     let engine = h.engine();
     let mut req = request(1, "make the sky purple");
     req.input_media = vec![MediaRef { file_id: "AgADtelegram".into(), size_bytes: Some(2048) }];
-    let IntakeOutcome::Queued { job, price, .. } = engine.submit(req).await else { panic!("not queued") };
+    let IntakeOutcome::Queued { job, price, .. } = engine.intake.submit(req).await else { panic!("not queued") };
     assert_eq!(price, one_image());
 
     let running = h.start(&engine);

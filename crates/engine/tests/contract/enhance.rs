@@ -38,12 +38,12 @@ async fn enhance_is_a_held_job_charged_at_its_real_price_and_a_repeat_is_free() 
     }
     let engine = h.engine();
     let running = h.start(&engine);
-    let EnhanceOutcome::Queued { job, price } = engine.enhance(ask("A  Red FOX")).await else {
+    let EnhanceOutcome::Queued { job, price } = engine.intake.enhance(ask("A  Red FOX")).await else {
         panic!("a first rewrite is an LLM call, queued as a job");
     };
-    assert_eq!(engine.await_rewrite(job).await.as_deref(), Some(REWRITE));
+    assert_eq!(engine.intake.await_rewrite(job).await.as_deref(), Some(REWRITE));
     // Same prompt up to case and spacing: from the cache, free, no job.
-    let second = engine.enhance(ask("a red fox")).await;
+    let second = engine.intake.enhance(ask("a red fox")).await;
     assert_eq!(second, EnhanceOutcome::Cached { original: "a red fox".into(), enhanced: REWRITE.into() });
     running.shutdown().await;
 
@@ -99,24 +99,24 @@ async fn enhance_refuses_blocked_users_and_exhausted_quotas_and_refunds_a_failed
     }
     let engine = h.engine();
     let running = h.start(&engine);
-    assert_eq!(engine.enhance(ask("a fox")).await, EnhanceOutcome::Refused(Refusal::Blocked));
+    assert_eq!(engine.intake.enhance(ask("a fox")).await, EnhanceOutcome::Refused(Refusal::Blocked));
     assert!(h.world().enqueues.is_empty(), "a blocked user holds nothing");
 
     let tomorrow = h.world().now + chrono::TimeDelta::days(1);
     let exhausted =
         QuotaRefusal::DailyJobs { used: 5, limit: 5, request_cost: Money::from_cents(1), resets_at: tomorrow };
     h.world().enqueue_answer = Some(EnqueueOutcome::Refused(exhausted.clone()));
-    let refused = engine.enhance(EnhanceRequest { user: UserId(3), ..ask("a fox") }).await;
+    let refused = engine.intake.enhance(EnhanceRequest { user: UserId(3), ..ask("a fox") }).await;
     assert_eq!(refused, EnhanceOutcome::Refused(Refusal::Quota(exhausted)));
     assert_eq!(h.world().llm_calls, 0, "over quota, the LLM is not called");
     h.world().enqueue_answer = None;
 
     let EnhanceOutcome::Queued { job, price } =
-        engine.enhance(EnhanceRequest { user: UserId(2), ..ask("a fox") }).await
+        engine.intake.enhance(EnhanceRequest { user: UserId(2), ..ask("a fox") }).await
     else {
         panic!("queued");
     };
-    assert_eq!(engine.await_rewrite(job).await, None, "the call failed: no rewrite");
+    assert_eq!(engine.intake.await_rewrite(job).await, None, "the call failed: no rewrite");
     running.shutdown().await;
 
     let w = h.world();

@@ -147,14 +147,14 @@ async fn an_account_whose_every_key_is_refused_leaves_rotation_without_being_dis
     }
 
     // The operator fixed one key at fal and puts it back: `a` takes work again.
-    assert!(engine.enable_key(&AccountId::new("a"), "a-1"));
-    assert!(!engine.enable_key(&AccountId::new("a"), "nope"), "an unknown key is refused");
+    assert!(engine.operator.enable_key(&AccountId::new("a"), "a-1"));
+    assert!(!engine.operator.enable_key(&AccountId::new("a"), "nope"), "an unknown key is refused");
     h.world().queued_job(1, one_image());
     advance(10).await;
     running.shutdown().await;
     let back = h.world().claims.last().unwrap().accounts.iter().any(|c| c.account.as_str() == "a" && c.usable);
     assert!(back, "a is back");
-    let overview = engine.accounts_overview().await.unwrap();
+    let overview = engine.operator.accounts_overview().await.unwrap();
     let a = overview.iter().find(|o| o.id.as_str() == "a").unwrap();
     assert_eq!(
         a.keys.iter().map(|k| (k.key.as_str(), k.refused_since.is_some())).collect::<Vec<_>>(),

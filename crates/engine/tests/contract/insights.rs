@@ -206,20 +206,20 @@ async fn operators_can_ask_for_reports_costs_the_plan_and_metrics() {
     }
     let engine = h.engine();
 
-    let report = engine.report(ReportKind::Month).await.unwrap();
+    let report = engine.insights.report(ReportKind::Month).await.unwrap();
     assert_eq!(report.period, Period::to_date(ReportKind::Month, h.world().now));
     assert_eq!(report.period.label(), "2026-11 (to 2026-11-25)");
     let total = &report.usage.total;
     assert_eq!((total.jobs, total.succeeded, total.failed, total.canceled, report.requests), (4, 4, 0, 0, 4));
     assert_eq!(report.trend_days.len(), 25, "the chart covers the whole month so far");
 
-    let costs = engine.cost_allocation(ReportKind::Month).await.unwrap();
+    let costs = engine.insights.cost_allocation(ReportKind::Month).await.unwrap();
     assert_eq!(costs.period.from.format("%Y-%m-%d").to_string(), "2026-11-01");
     assert_eq!(costs.rows, vec![usage(24, 1, 3, 117_000), usage(25, 2, 1, 39_000)]);
     let (requests, tier) = costs.tiers.get((2026, 11));
     assert_eq!((requests, tier.percent_off), (4, 0), "no volume discount at 4 requests");
 
-    let plan = engine.capacity_plan(Some(TimeDelta::seconds(10))).await.unwrap();
+    let plan = engine.insights.capacity_plan(Some(TimeDelta::seconds(10))).await.unwrap();
     assert_eq!(plan.plan.target_wait_secs, 10.0);
     assert_eq!((plan.plan.current.accounts, plan.plan.current.slots), (1, 2));
     // The typical daily busy hour brings 3.0 jobs/h × 26 min 40 s per job = 1.3 Erlangs.
@@ -229,7 +229,7 @@ async fn operators_can_ask_for_reports_costs_the_plan_and_metrics() {
     let waits = plan.plan.observed_wait.expect("waits observed");
     assert_eq!((waits.p50, waits.p95, waits.max, waits.jobs), (0.0, 1200.0, 1200.0, 3));
 
-    let metrics = engine.metrics().await.unwrap();
+    let metrics = engine.insights.metrics().await.unwrap();
     let main = metrics.live.accounts.iter().find(|a| a.id.as_str() == "main").expect("main");
     assert_eq!(main.limit, 2);
     let cache_hits = metrics.counters.iter().find(|c| c.name == "mediagen_prompt_cache_hits_total").expect("counter");
@@ -248,13 +248,13 @@ async fn a_finished_job_is_counted_in_the_job_time_histograms() {
         w.account("main", 2);
         w.queued_job(1, crate::support::one_image());
     }
-    let before = h.engine().metrics().await.unwrap();
+    let before = h.engine().insights.metrics().await.unwrap();
     assert!(before.job_times.is_empty(), "nothing finished yet");
 
     let engine = h.run_for(5).await;
     let job = h.world().jobs.values().next().expect("the job").clone();
     assert_eq!(job.state, mediagen_domain::JobState::Succeeded);
-    let metrics = engine.metrics().await.unwrap();
+    let metrics = engine.insights.metrics().await.unwrap();
     assert_eq!(metrics.job_times.len(), 1, "{:?}", metrics.job_times);
     let times = &metrics.job_times[0];
     assert_eq!((times.model.as_str(), times.account.as_str()), (job.spec.model.as_str(), "main"));

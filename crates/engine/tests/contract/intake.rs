@@ -23,7 +23,7 @@ async fn an_accepted_request_is_held_at_its_price_and_acknowledged_with_place_an
     let engine = h.engine();
     let mut req = request(1, "a red fox");
     req.num_images = 2;
-    let outcome = engine.submit(req).await;
+    let outcome = engine.intake.submit(req).await;
 
     let price = Money::from_micros(2 * 39_000);
     // Place 3 with 2 slots: the job starts in the second round of 20 s.
@@ -55,7 +55,7 @@ async fn a_user_over_quota_is_refused_with_the_reset_time_and_the_cost() {
         w.enqueue_answer = Some(EnqueueOutcome::Refused(refusal.clone()));
     }
     let engine = h.engine();
-    let outcome = engine.submit(request(1, "a red fox")).await;
+    let outcome = engine.intake.submit(request(1, "a red fox")).await;
 
     assert_eq!(outcome, IntakeOutcome::Refused(Refusal::Quota(refusal.clone())));
     let IntakeOutcome::Refused(Refusal::Quota(q)) = &outcome else { unreachable!() };
@@ -80,44 +80,44 @@ async fn invalid_requests_are_refused_with_the_reason_and_nothing_is_enqueued() 
     let engine = h.engine();
     let photo = |size| MediaRef { file_id: "AgAD".into(), size_bytes: Some(size) };
 
-    let blank = engine.submit(request(1, "  \t ")).await;
+    let blank = engine.intake.submit(request(1, "  \t ")).await;
     assert!(matches!(blank, IntakeOutcome::Refused(Refusal::BadPrompt(_))), "{blank:?}");
 
     let mut unknown = request(1, "a fox");
     unknown.model = Some(ModelId::new("fal-ai/nope"));
     assert_eq!(
-        engine.submit(unknown).await,
+        engine.intake.submit(unknown).await,
         IntakeOutcome::Refused(Refusal::UnknownModel(ModelId::new("fal-ai/nope")))
     );
 
     let mut disabled = request(1, "a fox");
     disabled.model = Some(ModelId::new("fal-ai/flux-realism"));
     assert_eq!(
-        engine.submit(disabled).await,
+        engine.intake.submit(disabled).await,
         IntakeOutcome::Refused(Refusal::UnknownModel(ModelId::new("fal-ai/flux-realism")))
     );
 
     let mut big = request(1, "make it blue");
     big.input_media = vec![photo(11 * 1024 * 1024)];
     assert_eq!(
-        engine.submit(big).await,
+        engine.intake.submit(big).await,
         IntakeOutcome::Refused(Refusal::FileTooLarge { size: 11 * 1024 * 1024, max: 10_485_760 })
     );
 
     let mut many = request(1, "make it blue");
     many.input_media = vec![photo(10); 4];
-    assert_eq!(engine.submit(many).await, IntakeOutcome::Refused(Refusal::TooManyImages { given: 4, max: 3 }));
+    assert_eq!(engine.intake.submit(many).await, IntakeOutcome::Refused(Refusal::TooManyImages { given: 4, max: 3 }));
 
     let mut size = request(1, "a fox");
     size.size = Some(ImageSize::new(333, 333));
-    let refused = engine.submit(size).await;
+    let refused = engine.intake.submit(size).await;
     assert!(
         matches!(&refused, IntakeOutcome::Refused(Refusal::SizeNotAllowed { requested, allowed })
             if requested == "333x333" && allowed.contains(&"1024x1024".to_owned())),
         "{refused:?}"
     );
 
-    assert_eq!(engine.submit(request(2, "a fox")).await, IntakeOutcome::Refused(Refusal::Blocked));
+    assert_eq!(engine.intake.submit(request(2, "a fox")).await, IntakeOutcome::Refused(Refusal::Blocked));
 
     let w = h.world();
     assert!(w.enqueues.is_empty(), "nothing reaches the queue");
@@ -137,7 +137,7 @@ async fn a_photo_goes_to_the_edit_model_and_the_image_count_is_clamped() {
     let mut req = request(1, "make it blue");
     req.input_media = vec![MediaRef { file_id: "AgAD".into(), size_bytes: Some(1000) }];
     req.num_images = 9;
-    let outcome = engine.submit(req).await;
+    let outcome = engine.intake.submit(req).await;
     assert!(matches!(outcome, IntakeOutcome::Queued { price, .. } if price == Money::from_micros(4 * 39_000)));
     let w = h.world();
     assert_eq!(w.enqueues[0].spec.model, ModelId::new("fal-ai/nano-banana/edit"));
@@ -149,7 +149,7 @@ async fn a_storage_outage_is_told_to_the_user_as_temporarily_unavailable() {
     let h = Harness::new();
     h.world().storage_down = true;
     let engine = h.engine();
-    let outcome = engine.submit(request(1, "a fox")).await;
+    let outcome = engine.intake.submit(request(1, "a fox")).await;
     assert_eq!(outcome, IntakeOutcome::Refused(Refusal::TemporarilyUnavailable));
     let w = h.world();
     assert_eq!(w.notices.len(), 1);
@@ -167,7 +167,7 @@ async fn a_redelivered_request_is_a_duplicate_and_sends_nothing() {
         w.enqueue_answer = Some(EnqueueOutcome::Duplicate(job));
     }
     let engine = h.engine();
-    assert_eq!(engine.submit(request(1, "a fox")).await, IntakeOutcome::Duplicate { job: JobId(1) });
+    assert_eq!(engine.intake.submit(request(1, "a fox")).await, IntakeOutcome::Duplicate { job: JobId(1) });
     assert!(h.world().notices.is_empty());
 }
 
@@ -176,7 +176,7 @@ async fn a_first_time_user_is_created_on_the_default_plan() {
     let h = Harness::new();
     h.world().account("main", 2);
     let engine = h.engine();
-    let outcome = engine.submit(request(42, "a fox")).await;
+    let outcome = engine.intake.submit(request(42, "a fox")).await;
     assert!(matches!(outcome, IntakeOutcome::Queued { .. }), "{outcome:?}");
     let w = h.world();
     assert_eq!(w.upserted, vec![UserId(42)]);
@@ -188,7 +188,7 @@ async fn with_no_usable_account_the_wait_is_unknown() {
     let h = Harness::new();
     h.world().user(1);
     let engine = h.engine();
-    let outcome = engine.submit(request(1, "a fox")).await;
+    let outcome = engine.intake.submit(request(1, "a fox")).await;
     assert!(matches!(outcome, IntakeOutcome::Queued { eta: None, .. }), "{outcome:?}");
 }
 
@@ -204,10 +204,10 @@ async fn the_users_default_model_is_used_and_a_disabled_one_falls_back_to_the_ca
         w.account("main", 2);
     }
     let engine = h.engine();
-    let fast = engine.submit(request(1, "a fox")).await;
+    let fast = engine.intake.submit(request(1, "a fox")).await;
     // schnell at its default 1024x768: one megapixel at $0.003.
     assert!(matches!(fast, IntakeOutcome::Queued { price, .. } if price == Money::from_micros(3_000)), "{fast:?}");
-    let stale = engine.submit(request(2, "a fox")).await;
+    let stale = engine.intake.submit(request(2, "a fox")).await;
     assert!(matches!(stale, IntakeOutcome::Queued { .. }), "{stale:?}");
     let w = h.world();
     assert_eq!(w.enqueues[0].spec.model, ModelId::new("fal-ai/flux/schnell"));
