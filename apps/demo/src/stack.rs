@@ -6,7 +6,8 @@ use crate::options::Options;
 use crate::storage::Database;
 use anyhow::{Context, bail};
 use mediagen::settings::{Settings, key_variable};
-use mediagen_domain::credit::{AccountCredit, CreditPurchase};
+use mediagen_domain::account::AccountView;
+use mediagen_domain::credit::CreditPurchase;
 use mediagen_domain::{AccountId, Money, Timestamp};
 use mediagen_fal_sim::{AccountConfig, AccountUpdate, RunningSim, SimConfig, UnknownModelPolicy};
 use mediagen_telegram_fake::{FakeConfig, FakeTelegram, SimUser};
@@ -149,13 +150,12 @@ pub async fn record_purchases(db: &Database, settings: &Settings, now: Timestamp
     let mut limits = Vec::new();
     for account in ACCOUNTS {
         let id = AccountId::new(account.name);
-        store.upsert_account(&id, &["primary".to_owned()]).await?;
+        let record = store.upsert_account(&id, &["primary".to_owned()]).await?;
         let purchased_at = now - chrono::TimeDelta::days(account.days_ago);
         store.add_purchase(&id, &CreditPurchase { amount: account.bought, purchased_at }).await?;
-        let mut credit = AccountCredit::new(settings.credit.clone());
-        credit.purchases = store.purchases(&id).await?;
-        let limit = credit.concurrency_limit(now);
-        let next_drop = credit.limit_drops(now).into_iter().next().map(|drop| (drop.to, drop.at));
+        let view = AccountView::new(record, &settings.credit, store.purchases(&id).await?, Vec::new(), now);
+        let limit = view.limit;
+        let next_drop = view.credit.limit_drops(now).into_iter().next().map(|drop| (drop.to, drop.at));
         limits.push(AccountLimit { account, limit, next_drop });
     }
     Ok(limits)

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod account;
 pub mod budget;
 pub mod catalog;
 pub mod credit;

@@ -5,35 +5,26 @@ use crate::Operator;
 use crate::alerts::{Alert, day_key};
 use crate::breaker::Trip;
 use crate::stats::bump;
-use mediagen_domain::credit::AccountCredit;
+use mediagen_domain::account::AccountView;
 use mediagen_domain::scheduler::{AccountSlots, total_capacity};
 use mediagen_domain::{AccountId, Timestamp};
 use mediagen_ports::{AccountCapacity, AccountLock, AccountRecord, Severity, StorageError};
 use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 
-/// One account with its credit history, read from storage.
-#[derive(Debug, Clone)]
-pub(crate) struct AccountSnapshot {
-    pub(crate) record: AccountRecord,
-    pub(crate) credit: AccountCredit,
-    /// The concurrency limit when the snapshot was taken.
-    pub(crate) limit: u32,
-}
-
-/// The last snapshot of every account, reused for `accounts_refresh`.
+/// The last view of every account, reused for `accounts_refresh`.
 #[derive(Default)]
-pub(crate) struct AccountView {
-    cached: Mutex<Option<(Instant, Arc<Vec<AccountSnapshot>>)>>,
+pub(crate) struct AccountCache {
+    cached: Mutex<Option<(Instant, Arc<Vec<AccountView>>)>>,
 }
 
-impl AccountView {
-    fn fresh(&self, max_age: std::time::Duration) -> Option<Arc<Vec<AccountSnapshot>>> {
+impl AccountCache {
+    fn fresh(&self, max_age: std::time::Duration) -> Option<Arc<Vec<AccountView>>> {
         let cached = self.cached.lock().unwrap();
         cached.as_ref().filter(|(at, _)| at.elapsed() < max_age).map(|(_, snapshot)| Arc::clone(snapshot))
     }
 
-    fn store(&self, snapshot: Arc<Vec<AccountSnapshot>>) {
+    fn store(&self, snapshot: Arc<Vec<AccountView>>) {
         *self.cached.lock().unwrap() = Some((Instant::now(), snapshot));
     }
 
@@ -48,7 +39,7 @@ impl Operator {
     ///
     /// # Errors
     /// The storage error when the accounts cannot be listed.
-    pub(crate) async fn accounts(&self) -> Result<Arc<Vec<AccountSnapshot>>, StorageError> {
+    pub(crate) async fn accounts(&self) -> Result<Arc<Vec<AccountView>>, StorageError> {
         let inner = &self.inner;
         if let Some(snapshot) = inner.accounts.fresh(inner.config.accounts_refresh) {
             return Ok(snapshot);
@@ -68,36 +59,30 @@ impl Operator {
         Ok(snapshot)
     }
 
-    async fn snapshot(&self, record: AccountRecord, now: Timestamp) -> AccountSnapshot {
+    async fn snapshot(&self, record: AccountRecord, now: Timestamp) -> AccountView {
         let ports = &self.inner.ports;
-        let mut credit = AccountCredit::new(self.inner.config.credit.clone());
-        credit.override_limit = record.limit_override;
-        match ports.accounts.purchases(&record.id).await {
-            Ok(purchases) => credit.purchases = purchases,
-            Err(error) => tracing::warn!(account = %record.id, %error, "purchases unreadable; base limit assumed"),
-        }
-        match ports.accounts.spends(&record.id).await {
-            Ok(spends) => credit.spends = spends,
-            Err(error) => tracing::warn!(account = %record.id, %error, "spend unreadable; balance overstated"),
-        }
-        let limit = credit.concurrency_limit(now);
-        AccountSnapshot { record, credit, limit }
+        let purchases = ports.accounts.purchases(&record.id).await.unwrap_or_else(|error| {
+            tracing::warn!(account = %record.id, %error, "purchases unreadable; base limit assumed");
+            Vec::new()
+        });
+        let spends = ports.accounts.spends(&record.id).await.unwrap_or_else(|error| {
+            tracing::warn!(account = %record.id, %error, "spend unreadable; balance overstated");
+            Vec::new()
+        });
+        AccountView::new(record, &self.inner.config.credit, purchases, spends, now)
     }
 
     /// What each account may take now. Locked (by fal's 403, stored or just seen here),
     /// disabled, retired (no longer configured), breaker-paused accounts and accounts whose
     /// every key fal refused are unusable.
-    pub(crate) fn capacities(&self, accounts: &[AccountSnapshot]) -> Vec<AccountCapacity> {
+    pub(crate) fn capacities(&self, accounts: &[AccountView]) -> Vec<AccountCapacity> {
         let keys = self.inner.ports.generation.key_statuses();
         let locked = self.inner.locked.lock().unwrap();
         accounts
             .iter()
             .map(|a| {
-                let id = &a.record.id;
-                let own_keys: Vec<_> = keys.iter().filter(|k| k.account == *id).collect();
-                let has_key = own_keys.is_empty() || own_keys.iter().any(|k| k.refused_since.is_none());
-                let usable =
-                    a.record.takes_work() && has_key && !locked.contains(id) && !self.inner.breakers.is_open(id);
+                let id = a.id();
+                let usable = a.usable(&keys, locked.contains(id), self.inner.breakers.is_open(id));
                 AccountCapacity { account: id.clone(), limit: a.limit, usable }
             })
             .collect()

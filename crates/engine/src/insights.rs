@@ -3,7 +3,8 @@
 //! Rendering is the front ends' job; nothing here draws or formats.
 
 use chrono::{NaiveDate, TimeDelta};
-use mediagen_domain::credit::{AccountCredit, CreditPolicy};
+use mediagen_domain::account::AccountView;
+use mediagen_domain::credit::CreditPolicy;
 use mediagen_domain::discount::VolumeDiscounts;
 use mediagen_domain::insights::usage::{MonthTiers, breakdown, month_of};
 use mediagen_domain::insights::{
@@ -49,21 +50,10 @@ pub async fn account_states(
     let in_flight: HashMap<AccountId, u32> = sources.queue.in_flight_by_account().await?.into_iter().collect();
     let mut states = Vec::with_capacity(records.len());
     for record in records {
-        let mut credit = AccountCredit::new(rules.credit.clone());
-        credit.override_limit = record.limit_override;
-        credit.purchases = sources.accounts.purchases(&record.id).await?;
-        credit.spends = sources.accounts.spends(&record.id).await?;
-        states.push(AccountState {
-            limit: credit.concurrency_limit(now),
-            in_flight: in_flight.get(&record.id).copied().unwrap_or(0),
-            usable: record.takes_work(),
-            locked: record.locked.is_some(),
-            disabled: record.disabled,
-            window_sum: credit.window_sum(now),
-            balance: credit.balance(now),
-            credit,
-            id: record.id,
-        });
+        let purchases = sources.accounts.purchases(&record.id).await?;
+        let spends = sources.accounts.spends(&record.id).await?;
+        let in_flight = in_flight.get(&record.id).copied().unwrap_or(0);
+        states.push(AccountView::new(record, rules.credit, purchases, spends, now).state(in_flight, now));
     }
     Ok(states)
 }

@@ -3,7 +3,7 @@
 //! recording a purchase, the `/stats` figures, and the upkeep loop that runs the alert
 //! checks, the key probes and the scheduled summaries.
 
-use crate::accounts::AccountView;
+use crate::accounts::AccountCache;
 use crate::breaker::Breakers;
 use crate::{EngineConfig, Insights, Shared};
 use mediagen_domain::credit::{CreditPurchase, LimitDrop, TopUp};
@@ -112,7 +112,7 @@ pub(crate) struct OperatorInner {
     pub(crate) wake: Arc<tokio::sync::Notify>,
     pub(crate) insights: Insights,
     pub(crate) breakers: Breakers,
-    pub(crate) accounts: AccountView,
+    pub(crate) accounts: AccountCache,
     /// Keys fal refused that the operator was already told about (account, key).
     pub(crate) refused_keys: Mutex<HashSet<(AccountId, String)>>,
     /// Accounts this process saw locked, so a lock is handled (and alerted) once.
@@ -130,7 +130,7 @@ impl Operator {
             counters: shared.counters,
             wake: shared.wake,
             insights,
-            accounts: AccountView::default(),
+            accounts: AccountCache::default(),
             refused_keys: Mutex::default(),
             locked: Mutex::default(),
             reports_sent: Mutex::default(),
@@ -173,8 +173,8 @@ impl Operator {
                 id: a.record.id.clone(),
                 limit: a.limit,
                 in_flight: in_flight.iter().find(|(id, _)| *id == a.record.id).map_or(0, |(_, n)| *n),
-                window_sum: a.credit.window_sum(now),
-                balance: a.credit.balance(now),
+                window_sum: a.window_sum(now),
+                balance: a.balance(now),
                 next_drop: a.credit.limit_drops(now).into_iter().next(),
                 top_up: a.credit.topup_to_keep_limit(now, horizon),
                 locked: a.record.locked.clone(),

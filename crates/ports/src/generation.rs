@@ -1,6 +1,7 @@
 //! The generation port: running models on fal accounts.
 
 use async_trait::async_trait;
+pub use mediagen_domain::account::KeyStatus;
 use mediagen_domain::{AccountId, ImageSize, ModelId, ModelKind, RequestId, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -193,17 +194,6 @@ pub enum GenerationError {
     /// Anything else (a malformed response, say).
     #[error(transparent)]
     Other(#[from] anyhow::Error),
-}
-
-/// One key of an account, as the adapter sees it. Never carries the key itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyStatus {
-    /// The account it belongs to.
-    pub account: AccountId,
-    /// The key's name from configuration.
-    pub key: String,
-    /// Since when fal refuses it (401); `None` while it is in use.
-    pub refused_since: Option<Timestamp>,
 }
 
 impl GenerationError {

@@ -6,6 +6,7 @@
 
 use crate::generation::RemoteHandle;
 use async_trait::async_trait;
+pub use mediagen_domain::account::{AccountLock, AccountRecord};
 use mediagen_domain::credit::{CreditPurchase, CreditSpend};
 use mediagen_domain::quota::{Plan, QuotaRefusal, UserUsage};
 use mediagen_domain::{
@@ -406,42 +407,6 @@ pub trait JobQueue: Send + Sync {
     /// # Errors
     /// `Unavailable` when the database is down.
     async fn wait_for_change(&self, timeout_ms: u64) -> Result<bool, StorageError>;
-}
-
-/// A fal account as stored (key material stays in configuration; only key names here).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AccountRecord {
-    /// The account.
-    pub id: AccountId,
-    /// Names of its keys.
-    pub key_names: Vec<String>,
-    /// Taken out of rotation by an operator.
-    pub disabled: bool,
-    /// Set when fal answered 403 "User is locked"; cleared by an operator.
-    pub locked: Option<AccountLock>,
-    /// A negotiated limit that overrides the credit tiers.
-    pub limit_override: Option<u32>,
-    /// Set when the account is no longer configured: it gets no new work, and its jobs
-    /// already at fal are still followed to their end.
-    pub retired_since: Option<Timestamp>,
-}
-
-impl AccountRecord {
-    /// What the stored record says about taking new work: not disabled by an operator,
-    /// not locked by fal, still configured. The dispatcher also needs a key fal accepts
-    /// and a closed breaker; the reports count capacity by this alone.
-    pub fn takes_work(&self) -> bool {
-        !self.disabled && self.locked.is_none() && self.retired_since.is_none()
-    }
-}
-
-/// Why and since when an account is locked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AccountLock {
-    /// fal's reason.
-    pub reason: String,
-    /// When we saw it.
-    pub since: Timestamp,
 }
 
 /// fal accounts, their purchases and spend.
