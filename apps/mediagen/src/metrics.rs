@@ -1,5 +1,5 @@
 //! The Prometheus endpoint: `GET /metrics` over HTTP (axum), serving the engine's live
-//! counters. Started by `wiring::run` when `[metrics] listen` is set.
+//! counters as OpenMetrics text. Started by `wiring::run` when `[metrics] listen` is set.
 
 use axum::Router;
 use axum::http::{StatusCode, header};

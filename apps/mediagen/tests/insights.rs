@@ -1,7 +1,7 @@
 //! Operator intelligence on a real PostgreSQL database filled with a known history: alerts
 //! and the scheduled summary fire once, and a second engine on the same database (a
 //! restart, or another process) repeats none of them; `mediagen report` and `mediagen
-//! plan` read the same history; `/metrics` serves it as Prometheus text over HTTP.
+//! plan` read the same history; `/metrics` serves it as OpenMetrics text over HTTP.
 
 use async_trait::async_trait;
 use chrono::{NaiveTime, TimeDelta, TimeZone, Utc};
@@ -332,12 +332,19 @@ async fn start(render: Render) -> (std::net::SocketAddr, tokio::sync::watch::Sen
 }
 
 #[tokio::test]
-async fn metrics_are_served_as_prometheus_text() {
+async fn metrics_are_served_as_openmetrics_text() {
     let (_db, store, _) = history().await;
     let (address, stop) = start(of_engine(engine(&store, Arc::default()))).await;
     let response = get(address, "/metrics").await;
     assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
-    assert!(response.to_ascii_lowercase().contains("content-type: text/plain; version=0.0.4; charset=utf-8"));
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("content-type: application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        "{response}"
+    );
+    assert!(response.ends_with("\n# EOF\n"), "{response}");
+    assert_eq!(response.matches("# EOF").count(), 1, "{response}");
     for line in [
         "mediagen_jobs{state=\"succeeded\"} 3",
         "mediagen_queue_length 0",

@@ -136,7 +136,7 @@ impl Money {
         format!("{sign}${whole}.{frac:06}")
     }
 
-    /// Dollars as a float, for drawing only (never for arithmetic).
+    /// Dollars as a float, for drawing and metrics (never for arithmetic).
     pub fn dollars_f64(self) -> f64 {
         self.0 as f64 / Self::MICROS_PER_DOLLAR as f64
     }

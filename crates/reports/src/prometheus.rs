@@ -1,125 +1,169 @@
-//! The live counters in Prometheus' text exposition format (version 0.0.4).
+//! Everything `/metrics` exports, as one OpenMetrics text document encoded by
+//! `prometheus-client`: the live gauges, a process's counters and the job-time histograms.
+//!
+//! Each part is a [`Collector`] that hands the library descriptors and samples, so the
+//! metric names, the escaping of label values and the closing `# EOF` are the library's, and
+//! one registry encodes the whole document at once (each family declared once).
 
-use mediagen_domain::Money;
-use mediagen_domain::insights::{Histogram, JobTimes, Live, Metrics, Spend};
+use mediagen_domain::insights::{AccountState, Histogram, JobTimes, Live, Metrics, Spend};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, EncodeMetric, MetricEncoder, text,
+};
 use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::registry::Registry;
-use std::fmt::Write;
+use std::fmt;
 
 pub use mediagen_domain::insights::Counter;
 
-/// The `Content-Type` of [`render`]'s output.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The `Content-Type` of every document this module renders.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// A label value with `\`, `"` and newlines escaped.
-fn label(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-}
-
-/// Dollars as a plain decimal number, exact to the micro-dollar.
-fn dollars(money: Money) -> String {
-    money.plain_exact()
-}
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-/// Renders `live` and `counters`.
+/// The live gauges and `counters`, as a whole document.
 pub fn render(live: &Live, counters: &[Counter]) -> String {
-    let mut out = String::new();
-    header(&mut out, "mediagen_jobs", "gauge", "Jobs stored, by current state.");
-    for (state, n) in live.jobs.by_name() {
-        let _ = writeln!(out, "mediagen_jobs{{state=\"{state}\"}} {n}");
-    }
-    header(&mut out, "mediagen_queue_length", "gauge", "Jobs waiting in our queue.");
-    let _ = writeln!(out, "mediagen_queue_length {}", live.jobs.queued);
-
-    header(&mut out, "mediagen_account_in_flight", "gauge", "Jobs in flight on each fal account.");
-    for a in &live.accounts {
-        let _ = writeln!(out, "mediagen_account_in_flight{{account=\"{}\"}} {}", label(a.id.as_str()), a.in_flight);
-    }
-    header(&mut out, "mediagen_account_limit", "gauge", "Concurrency limit of each fal account.");
-    for a in &live.accounts {
-        let _ = writeln!(out, "mediagen_account_limit{{account=\"{}\"}} {}", label(a.id.as_str()), a.limit);
-    }
-    header(&mut out, "mediagen_account_usable", "gauge", "1 when the account takes work (not locked or disabled).");
-    for a in &live.accounts {
-        let _ = writeln!(out, "mediagen_account_usable{{account=\"{}\"}} {}", label(a.id.as_str()), u8::from(a.usable));
-    }
-    header(&mut out, "mediagen_account_balance_dollars", "gauge", "Unexpired fal credit minus spend, per account.");
-    for a in &live.accounts {
-        let _ = writeln!(
-            out,
-            "mediagen_account_balance_dollars{{account=\"{}\"}} {}",
-            label(a.id.as_str()),
-            dollars(a.balance)
-        );
-    }
-
-    header(
-        &mut out,
-        "mediagen_spend_dollars",
-        "gauge",
-        "Money of the jobs finished today and this month (UTC): users charged, fal at list price, fal after the volume discount.",
-    );
-    for (period, spend) in [("today", &live.today), ("month", &live.month)] {
-        let Spend { user_charged, fal_list, fal_discounted, .. } = spend;
-        for (kind, amount) in
-            [("user_charged", user_charged), ("fal_list", fal_list), ("fal_discounted", fal_discounted)]
-        {
-            let _ = writeln!(out, "mediagen_spend_dollars{{period=\"{period}\",kind=\"{kind}\"}} {}", dollars(*amount));
-        }
-    }
-    header(&mut out, "mediagen_finished_jobs", "gauge", "Jobs finished today and this month (UTC).");
-    for (period, spend) in [("today", &live.today), ("month", &live.month)] {
-        let _ = writeln!(out, "mediagen_finished_jobs{{period=\"{period}\"}} {}", spend.jobs);
-    }
-    header(&mut out, "mediagen_month_requests", "gauge", "Requests sent to fal this month (volume-discount count).");
-    let _ = writeln!(out, "mediagen_month_requests {}", live.month_requests);
-    header(&mut out, "mediagen_month_discount_percent", "gauge", "The volume discount the month's requests reach.");
-    let _ = writeln!(out, "mediagen_month_discount_percent {}", live.month_tier.percent_off);
-
-    header(
-        &mut out,
-        "mediagen_queue_wait_seconds",
-        "gauge",
-        "Wait in our queue (enqueue to first claim) of the jobs enqueued in the last hour, by quantile.",
-    );
-    if let Some(w) = &live.recent_waits {
-        for (q, v) in [("0.5", w.p50), ("0.95", w.p95), ("1", w.max)] {
-            let _ = writeln!(out, "mediagen_queue_wait_seconds{{quantile=\"{q}\"}} {v}");
-        }
-    }
-    header(&mut out, "mediagen_queue_wait_jobs", "gauge", "Jobs enqueued in the last hour whose wait is measured.");
-    let _ = writeln!(out, "mediagen_queue_wait_jobs {}", live.recent_waits.map_or(0, |w| w.jobs));
-    for counter in counters {
-        header(&mut out, counter.name, "counter", counter.help);
-        let _ = writeln!(out, "{} {}", counter.name, counter.value);
-    }
-    out
-}
-
-/// Everything the metrics endpoint exports: [`render`] of the live counters and this
-/// process's counters, then [`render_job_times`].
-pub fn render_metrics(metrics: &Metrics) -> String {
-    let mut out = render(&metrics.live, &metrics.counters);
-    out.push_str(&render_job_times(&metrics.job_times));
-    out
+    encode(vec![Box::new(LiveCollector(live.clone())), Box::new(CounterCollector(counters.to_vec()))])
 }
 
 /// The job-time histograms (`mediagen_job_wait_seconds`, `mediagen_fal_latency_seconds`,
-/// `mediagen_job_seconds`), labelled by model and account, encoded by `prometheus-client`.
+/// `mediagen_job_seconds`), labelled by model and account, as a whole document.
 pub fn render_job_times(times: &[JobTimes]) -> String {
+    encode(vec![Box::new(JobTimeCollector(times.to_vec()))])
+}
+
+/// Everything the metrics endpoint exports, as one document: the live gauges, this
+/// process's counters, then the job-time histograms.
+pub fn render_metrics(metrics: &Metrics) -> String {
+    encode(vec![
+        Box::new(LiveCollector(metrics.live.clone())),
+        Box::new(CounterCollector(metrics.counters.clone())),
+        Box::new(JobTimeCollector(metrics.job_times.clone())),
+    ])
+}
+
+/// One registry of `collectors`, encoded in their order and closed with `# EOF`.
+fn encode(collectors: Vec<Box<dyn Collector>>) -> String {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(JobTimeCollector(times.to_vec())));
+    for collector in collectors {
+        registry.register_collector(collector);
+    }
     let mut out = String::new();
-    // Writing to a String cannot fail.
-    let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry);
+    // Writing to a String cannot fail, and the collectors fail only when the writer does.
+    let _ = text::encode(&mut out, &registry);
     out
+}
+
+/// A gauge without labels.
+fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: impl EncodeGaugeValue) -> fmt::Result {
+    encoder.encode_descriptor(name, help, None, MetricType::Gauge)?.encode_gauge(&value)
+}
+
+/// A gauge family with a sample per label set, declared even when it has none (no accounts,
+/// no measured waits).
+fn gauges<L, V>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (L, V)>,
+) -> fmt::Result
+where
+    L: EncodeLabelSet,
+    V: EncodeGaugeValue,
+{
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, value) in samples {
+        family.encode_family(&labels)?.encode_gauge(&value)?;
+    }
+    Ok(())
+}
+
+/// The label of a per-account gauge.
+fn account(a: &AccountState) -> [(&'static str, &str); 1] {
+    [("account", a.id.as_str())]
+}
+
+/// The live gauges: read from storage, so the same in every process.
+#[derive(Debug)]
+struct LiveCollector(Live);
+
+impl Collector for LiveCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let (live, e) = (&self.0, &mut encoder);
+        let jobs = live.jobs.by_name().map(|(state, n)| ([("state", state)], n));
+        gauges(e, "mediagen_jobs", "Jobs stored, by current state.", jobs)?;
+        gauge(e, "mediagen_queue_length", "Jobs waiting in our queue.", live.jobs.queued)?;
+
+        let accounts = &live.accounts;
+        let in_flight = accounts.iter().map(|a| (account(a), a.in_flight));
+        gauges(e, "mediagen_account_in_flight", "Jobs in flight on each fal account.", in_flight)?;
+        let limit = accounts.iter().map(|a| (account(a), a.limit));
+        gauges(e, "mediagen_account_limit", "Concurrency limit of each fal account.", limit)?;
+        let usable = accounts.iter().map(|a| (account(a), u32::from(a.usable)));
+        gauges(e, "mediagen_account_usable", "1 when the account takes work (not locked or disabled).", usable)?;
+        // Dollars as a float: exact to the micro-dollar below a billion dollars.
+        let balance = accounts.iter().map(|a| (account(a), a.balance.dollars_f64()));
+        gauges(e, "mediagen_account_balance_dollars", "Unexpired fal credit minus spend, per account.", balance)?;
+
+        let periods = [("today", &live.today), ("month", &live.month)];
+        let spend = periods.iter().flat_map(|&(period, spend)| {
+            let Spend { user_charged, fal_list, fal_discounted, .. } = spend;
+            [("user_charged", user_charged), ("fal_list", fal_list), ("fal_discounted", fal_discounted)]
+                .map(|(kind, amount)| ([("period", period), ("kind", kind)], amount.dollars_f64()))
+        });
+        gauges(
+            e,
+            "mediagen_spend_dollars",
+            "Money of the jobs finished today and this month (UTC): users charged, fal at list price, fal after the volume discount.",
+            spend,
+        )?;
+        let finished = periods.iter().map(|&(period, spend)| ([("period", period)], spend.jobs));
+        gauges(e, "mediagen_finished_jobs", "Jobs finished today and this month (UTC).", finished)?;
+        gauge(
+            e,
+            "mediagen_month_requests",
+            "Requests sent to fal this month (volume-discount count).",
+            live.month_requests,
+        )?;
+        gauge(
+            e,
+            "mediagen_month_discount_percent",
+            "The volume discount the month's requests reach.",
+            u32::from(live.month_tier.percent_off),
+        )?;
+
+        // prometheus-client has no summary type; a gauge family with a `quantile` label
+        // reads the same in queries.
+        let waits = live.recent_waits.iter().flat_map(|w| [("0.5", w.p50), ("0.95", w.p95), ("1", w.max)]);
+        gauges(
+            e,
+            "mediagen_queue_wait_seconds",
+            "Wait in our queue (enqueue to first claim) of the jobs enqueued in the last hour, by quantile.",
+            waits.map(|(q, secs)| ([("quantile", q)], secs)),
+        )?;
+        gauge(
+            e,
+            "mediagen_queue_wait_jobs",
+            "Jobs enqueued in the last hour whose wait is measured.",
+            live.recent_waits.map_or(0, |w| w.jobs),
+        )
+    }
+}
+
+/// A process's own counters.
+#[derive(Debug)]
+struct CounterCollector(Vec<Counter>);
+
+impl Collector for CounterCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        for counter in &self.0 {
+            // The library names a counter's family without `_total` and appends it to the
+            // sample, so `mediagen_accepted_total` stays the sample's name.
+            let family = counter.name.strip_suffix("_total").unwrap_or(counter.name);
+            let metric = encoder.encode_descriptor(family, counter.help, None, MetricType::Counter)?;
+            ConstCounter::new(counter.value).encode(metric)?;
+        }
+        Ok(())
+    }
 }
 
 /// A histogram's name, help line and where it is in a model's [`JobTimes`].
@@ -130,7 +174,7 @@ type HistogramFamily = (&'static str, &'static str, fn(&JobTimes) -> &Histogram)
 struct JobTimeCollector(Vec<JobTimes>);
 
 impl Collector for JobTimeCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let families: [HistogramFamily; 3] = [
             (
                 "mediagen_job_wait_seconds",
@@ -159,13 +203,17 @@ impl Collector for JobTimeCollector {
     }
 }
 
-fn encode_histogram(mut encoder: MetricEncoder<'_>, histogram: &Histogram) -> Result<(), std::fmt::Error> {
+fn encode_histogram(mut encoder: MetricEncoder<'_>, histogram: &Histogram) -> fmt::Result {
     type NoExemplars =
         std::collections::HashMap<usize, prometheus_client::metrics::exemplar::Exemplar<Vec<(String, String)>, f64>>;
+    // The OpenMetrics encoder writes only the buckets it is given, and the format requires
+    // the `+Inf` one.
+    let mut buckets = histogram.buckets();
+    buckets.push((f64::INFINITY, histogram.counts.last().copied().unwrap_or(0)));
     encoder.encode_histogram::<Vec<(String, String)>>(
         histogram.sum_secs,
         histogram.count(),
-        &histogram.buckets(),
+        &buckets,
         None::<&NoExemplars>,
     )
 }
@@ -190,17 +238,17 @@ mod tests {
         assert!(line("# TYPE mediagen_job_wait_seconds histogram"), "{text}");
         let labels = "model=\"fal-ai/nano-banana\",account=\"main\"";
         for expected in [
-            format!("mediagen_job_wait_seconds_bucket{{{labels},le=\"0.5\"}} 1"),
-            format!("mediagen_job_wait_seconds_bucket{{{labels},le=\"2\"}} 2"),
+            format!("mediagen_job_wait_seconds_bucket{{le=\"0.5\",{labels}}} 1"),
+            format!("mediagen_job_wait_seconds_bucket{{le=\"2.0\",{labels}}} 2"),
             format!("mediagen_job_wait_seconds_sum{{{labels}}} 1.7"),
-            format!("mediagen_fal_latency_seconds_bucket{{{labels},le=\"5\"}} 1"),
-            format!("mediagen_fal_latency_seconds_bucket{{{labels},le=\"30\"}} 1"),
-            format!("mediagen_fal_latency_seconds_bucket{{{labels},le=\"60\"}} 2"),
-            format!("mediagen_fal_latency_seconds_bucket{{{labels},le=\"+Inf\"}} 2"),
+            format!("mediagen_fal_latency_seconds_bucket{{le=\"5.0\",{labels}}} 1"),
+            format!("mediagen_fal_latency_seconds_bucket{{le=\"30.0\",{labels}}} 1"),
+            format!("mediagen_fal_latency_seconds_bucket{{le=\"60.0\",{labels}}} 2"),
+            format!("mediagen_fal_latency_seconds_bucket{{le=\"+Inf\",{labels}}} 2"),
             format!("mediagen_job_seconds_count{{{labels}}} 2"),
         ] {
             assert!(line(&expected), "{expected} missing from:\n{text}");
         }
-        assert_eq!(render_job_times(&[]), "", "no families before the first job");
+        assert_eq!(render_job_times(&[]), "# EOF\n", "no families before the first job");
     }
 }

@@ -1,10 +1,10 @@
 //! Reports assembled from a known history behind mocked ports: exact figures in the text,
-//! the CSV and the Prometheus text, and a PNG of the expected size.
+//! the CSV and the OpenMetrics text, and a PNG of the expected size.
 
 use chrono::{NaiveDate, TimeDelta, TimeZone, Utc};
 use mediagen_domain::credit::{CreditPolicy, CreditPurchase};
 use mediagen_domain::discount::VolumeDiscounts;
-use mediagen_domain::insights::{Counter, Period, ReportKind};
+use mediagen_domain::insights::{Counter, JobTimes, Metrics, Period, ReportKind};
 use mediagen_domain::planner::{PlannerSettings, Recommendation};
 use mediagen_domain::{AccountId, JobId, ModelId, Money, Timestamp, UserId};
 use mediagen_engine::insights::{self as assemble, Rules, Sources};
@@ -13,6 +13,7 @@ use mediagen_ports::{
     UsageRow,
 };
 use mediagen_reports::{chart, csv, prometheus, text};
+use std::collections::HashSet;
 
 const FLUX: &str = "fal-ai/flux/schnell";
 const BANANA: &str = "fal-ai/nano-banana";
@@ -271,7 +272,7 @@ async fn metrics_export_the_live_counters() {
         "mediagen_account_in_flight{account=\"main\"} 1",
         "mediagen_account_limit{account=\"main\"} 10",
         "mediagen_account_usable{account=\"main\"} 1",
-        "mediagen_account_balance_dollars{account=\"main\"} 10",
+        "mediagen_account_balance_dollars{account=\"main\"} 10.0",
         // The 24th's rows (today) and the 20th's are this month's; the 25th is still ahead.
         "mediagen_spend_dollars{period=\"today\",kind=\"user_charged\"} 0.199",
         "mediagen_spend_dollars{period=\"month\",kind=\"fal_list\"} 0.239",
@@ -279,14 +280,135 @@ async fn metrics_export_the_live_counters() {
         "mediagen_finished_jobs{period=\"month\"} 7",
         "mediagen_month_requests 1208",
         "mediagen_month_discount_percent 5",
-        "mediagen_queue_wait_seconds{quantile=\"0.95\"} 8",
+        "mediagen_queue_wait_seconds{quantile=\"0.95\"} 8.0",
         "mediagen_queue_wait_jobs 3",
-        "# TYPE mediagen_prompt_cache_hits_total counter",
+        "# TYPE mediagen_prompt_cache_hits counter",
         "mediagen_prompt_cache_hits_total 4",
     ] {
         assert!(body.lines().any(|l| l == line), "missing {line:?} in:\n{body}");
     }
-    assert_eq!(prometheus::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
+    assert_eq!(prometheus::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8");
+}
+
+/// The whole `/metrics` document, read back line by line the way a scraper reads it: every
+/// sample follows the `# TYPE` of its own family, no family is declared twice, label values
+/// with quotes, backslashes and newlines come back intact, and `# EOF` closes it.
+#[tokio::test]
+async fn metrics_are_one_openmetrics_document() {
+    let m = mocks();
+    let (discounts, credit) = (VolumeDiscounts::default(), CreditPolicy::default());
+    let rules = Rules { discounts: &discounts, credit: &credit };
+    let mut live = assemble::live(&sources(&m), &rules, at(24, 10, 30, 0)).await.unwrap();
+    let odd = "a\"b\\c\nd";
+    let mut odd_account = live.accounts[0].clone();
+    odd_account.id = AccountId::new(odd);
+    live.accounts.push(odd_account);
+    let mut times = JobTimes::new(ModelId::new("fal-ai/\"odd\"\\model"), AccountId::new(odd));
+    let enqueued = at(24, 10, 0, 0);
+    // Above every bucket's bound: counted only in `+Inf`.
+    times.observe(enqueued, enqueued + TimeDelta::seconds(1), enqueued + TimeDelta::hours(1));
+    let counters = vec![
+        Counter { name: "mediagen_accepted_total", help: "Requests accepted.", value: 3 },
+        Counter { name: "mediagen_refused_total", help: "Requests refused.", value: 0 },
+    ];
+    let body = prometheus::render_metrics(&Metrics { live, counters, job_times: vec![times] });
+
+    assert!(body.ends_with("\n# EOF\n"), "{body}");
+    assert_eq!(body.matches("# EOF").count(), 1, "{body}");
+    assert!(body.contains(r#"mediagen_account_limit{account="a\"b\\c\nd"} 10"#), "{body}");
+    let series = r#"model="fal-ai/\"odd\"\\model",account="a\"b\\c\nd""#;
+    assert!(body.contains(&format!("mediagen_fal_latency_seconds_bucket{{le=\"1800.0\",{series}}} 0\n")), "{body}");
+    assert!(body.contains(&format!("mediagen_fal_latency_seconds_bucket{{le=\"+Inf\",{series}}} 1\n")), "{body}");
+    let (mut helped, mut typed) = (HashSet::new(), HashSet::new());
+    let mut family: Option<(&str, &str)> = None;
+    let mut label_values = HashSet::new();
+    let mut samples = 0;
+    for line in body.lines().filter(|&l| l != "# EOF") {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let name = rest.split(' ').next().unwrap();
+            assert!(helped.insert(name), "HELP of {name} twice in:\n{body}");
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert!(helped.contains(name), "TYPE of {name} without its HELP in:\n{body}");
+            assert!(typed.insert(name), "family {name} declared twice in:\n{body}");
+            family = Some((name, kind));
+        } else {
+            assert!(!line.starts_with('#'), "unexpected comment {line:?}");
+            let (name, labels) = parse_sample(line).unwrap_or_else(|e| panic!("{e}: {line:?} in:\n{body}"));
+            let (declared, kind) = family.unwrap_or_else(|| panic!("{line:?} before any TYPE"));
+            let suffixes: &[&str] = match kind {
+                "gauge" => &[""],
+                "counter" => &["_total"],
+                "histogram" => &["_bucket", "_sum", "_count"],
+                other => panic!("unexpected type {other}"),
+            };
+            assert!(
+                suffixes.iter().any(|s| name == format!("{declared}{s}")),
+                "{line:?} is not in the {kind} family {declared} just declared"
+            );
+            label_values.extend(labels.into_iter().map(|(_, value)| value));
+            samples += 1;
+        }
+    }
+    assert!(samples > 40, "{samples} samples in:\n{body}");
+    for family in ["mediagen_jobs", "mediagen_account_balance_dollars", "mediagen_accepted", "mediagen_job_seconds"] {
+        assert!(typed.contains(family), "no {family} in:\n{body}");
+    }
+    assert!(label_values.contains(odd), "{odd:?} not read back from:\n{body}");
+    assert!(label_values.contains("fal-ai/\"odd\"\\model"), "{body}");
+}
+
+/// A sample line's name and its labels with escapes undone; an error for anything the text
+/// format does not allow (a value that is no number included).
+fn parse_sample(line: &str) -> Result<(String, Vec<(String, String)>), String> {
+    fn word(chars: &mut std::iter::Peekable<std::str::Chars>) -> String {
+        let mut word = String::new();
+        while let Some(c) = chars.next_if(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':') {
+            word.push(c);
+        }
+        word
+    }
+    let mut chars = line.chars().peekable();
+    let name = word(&mut chars);
+    if name.is_empty() {
+        return Err("no metric name".into());
+    }
+    let mut labels = Vec::new();
+    if chars.next_if_eq(&'{').is_some() {
+        while chars.next_if_eq(&'}').is_none() {
+            let key = word(&mut chars);
+            if key.is_empty() || chars.next() != Some('=') || chars.next() != Some('"') {
+                return Err("a label is not key=\"value\"".into());
+            }
+            let mut value = String::new();
+            loop {
+                match chars.next().ok_or("unterminated label value")? {
+                    '"' => break,
+                    '\\' => match chars.next() {
+                        Some('\\') => value.push('\\'),
+                        Some('"') => value.push('"'),
+                        Some('n') => value.push('\n'),
+                        other => return Err(format!("bad escape {other:?}")),
+                    },
+                    c => value.push(c),
+                }
+            }
+            labels.push((key, value));
+            match chars.peek() {
+                Some('}') => {}
+                Some(',') => {
+                    chars.next();
+                }
+                _ => return Err("labels not separated by commas".into()),
+            }
+        }
+    }
+    if chars.next() != Some(' ') {
+        return Err("no space before the value".into());
+    }
+    let value: String = chars.collect();
+    value.parse::<f64>().map_err(|_| format!("value {value:?} is not a number"))?;
+    Ok((name, labels))
 }
 
 #[tokio::test]
