@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod account;
+pub mod backoff;
 pub mod budget;
 pub mod catalog;
 pub mod credit;

@@ -4,6 +4,7 @@
 use crate::breaker::BreakerConfig;
 use chrono::{NaiveTime, TimeDelta, Weekday};
 use mediagen_domain::SettlementPolicy;
+use mediagen_domain::backoff::Backoff;
 use mediagen_domain::budget::BudgetPolicy;
 use mediagen_domain::catalog::Catalog;
 use mediagen_domain::credit::CreditPolicy;
@@ -169,17 +170,14 @@ impl RetryPolicy {
         failures < self.max_attempts
     }
 
-    /// The delay before retry number `retry` (1 = first retry), jitter included.
-    pub fn delay(&self, retry: u32) -> Duration {
-        self.delay_with(retry, rand::random::<f64>())
+    /// The back-off these settings describe (the domain's one rule).
+    pub fn backoff(&self) -> Backoff {
+        Backoff { base: self.base_delay, max: self.max_delay, jitter: self.jitter }
     }
 
-    /// The delay before retry number `retry` with the random draw `unit` in `[0, 1)`.
-    fn delay_with(&self, retry: u32, unit: f64) -> Duration {
-        let exponent = retry.saturating_sub(1).min(30);
-        let full = self.base_delay.saturating_mul(1u32 << exponent).min(self.max_delay);
-        let jitter = self.jitter.clamp(0.0, 1.0) * unit.clamp(0.0, 1.0);
-        full.mul_f64(1.0 - jitter)
+    /// The delay before retry number `retry` (1 = first retry), jitter included.
+    pub fn delay(&self, retry: u32) -> Duration {
+        self.backoff().delay(retry, rand::random::<f64>(), None)
     }
 }
 
@@ -195,12 +193,11 @@ mod tests {
             max_delay: Duration::from_secs(10),
             jitter: 0.5,
         };
-        assert_eq!(policy.delay_with(1, 0.0), Duration::from_secs(2));
-        assert_eq!(policy.delay_with(2, 0.0), Duration::from_secs(4));
-        assert_eq!(policy.delay_with(3, 0.0), Duration::from_secs(8));
-        assert_eq!(policy.delay_with(4, 0.0), Duration::from_secs(10), "capped");
-        assert_eq!(policy.delay_with(40, 0.0), Duration::from_secs(10), "no overflow");
-        assert_eq!(policy.delay_with(2, 0.5), Duration::from_secs(3), "half the jitter share taken off");
+        let backoff = policy.backoff();
+        assert_eq!(backoff.delay(1, 0.0, None), Duration::from_secs(2));
+        assert_eq!(backoff.delay(3, 0.0, None), Duration::from_secs(8));
+        assert_eq!(backoff.delay(4, 0.0, None), Duration::from_secs(10), "capped");
+        assert_eq!(backoff.delay(2, 0.5, None), Duration::from_secs(3), "half the jitter share taken off");
         for _ in 0..100 {
             let d = policy.delay(2);
             assert!(d > Duration::from_secs(2) && d <= Duration::from_secs(4), "{d:?}");

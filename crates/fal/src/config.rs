@@ -3,6 +3,7 @@
 //! Every host is configuration so tests and the demo can point the adapter at the
 //! simulator. Keys are [`SecretString`]s: `Debug` of any type here never shows them.
 
+use mediagen_domain::backoff::Backoff;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -148,7 +149,7 @@ impl PollConfig {
 }
 
 /// Retries of transient failures (429, 502/503/504, network): the n-th retry waits
-/// `min(base · 2ⁿ, max)` ± `jitter`. Inside `wait`, status and result calls are retried
+/// `min(base · 2ⁿ, max)`, shortened by up to `jitter` of it (the domain's `Backoff`). Inside `wait`, status and result calls are retried
 /// with the same delays until the follow deadline instead of `max_retries` times.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -161,7 +162,7 @@ pub struct RetryConfig {
     pub base_delay_ms: u64,
     /// Longest delay, in milliseconds.
     pub max_delay_ms: u64,
-    /// Relative jitter, 0.25 = ±25 %.
+    /// Share of the delay that may be taken off at random, 0.25 = up to 25 %.
     pub jitter: f64,
 }
 
@@ -172,19 +173,19 @@ impl Default for RetryConfig {
 }
 
 impl RetryConfig {
+    /// The back-off these settings describe (the domain's one rule).
+    pub fn backoff(&self) -> Backoff {
+        Backoff {
+            base: Duration::from_millis(self.base_delay_ms),
+            max: Duration::from_millis(self.max_delay_ms),
+            jitter: self.jitter,
+        }
+    }
+
     /// The pause before retry number `retry` (0-based); a server's `Retry-After` is
     /// honoured up to the maximum delay.
     pub fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
-        let max = Duration::from_millis(self.max_delay_ms);
-        let exp = Duration::from_millis(self.base_delay_ms).saturating_mul(2u32.saturating_pow(retry.min(20)));
-        let jitter = self.jitter.clamp(0.0, 0.99);
-        let factor =
-            if jitter > 0.0 { rand::Rng::random_range(&mut rand::rng(), 1.0 - jitter..=1.0 + jitter) } else { 1.0 };
-        let delay = exp.min(max).mul_f64(factor);
-        match retry_after {
-            Some(after) => delay.max(after.min(max)),
-            None => delay,
-        }
+        self.backoff().delay(retry.saturating_add(1), rand::random::<f64>(), retry_after)
     }
 }
 
@@ -335,9 +336,9 @@ mod tests {
         let r = RetryConfig::default();
         for _ in 0..50 {
             let d0 = r.delay(0, None).as_millis();
-            assert!((750..=1250).contains(&d0), "{d0}");
+            assert!((750..=1000).contains(&d0), "{d0}");
             let d10 = r.delay(10, None).as_millis();
-            assert!((22_500..=37_500).contains(&d10), "{d10}");
+            assert!((22_500..=30_000).contains(&d10), "{d10}");
         }
         let none = RetryConfig { jitter: 0.0, ..r };
         assert_eq!(none.delay(2, None), Duration::from_secs(4));
