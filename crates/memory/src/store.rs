@@ -46,6 +46,11 @@ impl Tables {
     }
 }
 
+/// What every port answers once the store is closed.
+fn closed() -> StorageError {
+    StorageError::Unavailable("the in-memory store is closed".into())
+}
+
 struct Shared {
     tables: Mutex<Tables>,
     /// Woken (all waiters) after each enqueue, requeue, finish and cancel.
@@ -109,7 +114,7 @@ impl MemoryStore {
     /// The tables, or `Unavailable` once closed.
     pub(crate) fn open(&self) -> Result<MutexGuard<'_, Tables>, StorageError> {
         if self.is_closed() {
-            return Err(StorageError::Unavailable("the in-memory store is closed".into()));
+            return Err(closed());
         }
         Ok(self.lock())
     }
@@ -124,7 +129,9 @@ impl MemoryStore {
         let notified = self.shared.changes.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        drop(self.open()?);
+        if self.is_closed() {
+            return Err(closed());
+        }
         Ok(tokio::time::timeout(timeout, notified).await.is_ok())
     }
 }

@@ -60,13 +60,15 @@ impl LedgerKind {
 
 /// A fresh, migrated, empty database of one adapter, made for one story and thrown away
 /// with this value. The adapter's tests implement it (a newtype around the adapter's
-/// `testing::TestDb`) and run the stories through [`contract_tests!`].
+/// `testing::TestDb`, or around the store itself in memory) and run the stories through
+/// [`contract_tests!`].
 #[async_trait]
 pub trait Database: Sized + Send + Sync + 'static {
     /// The adapter's store.
     type Store: Store;
 
-    /// A database of its own: a new file (SQLite) or a new database (PostgreSQL).
+    /// A database of its own: a new file (SQLite), a new database (PostgreSQL), a new
+    /// store (in memory).
     async fn fresh() -> Self;
 
     /// A store on the database's shared pool.
@@ -74,14 +76,15 @@ pub trait Database: Sized + Send + Sync + 'static {
 
     /// A store on a pool of its own, as another part of the deployment would hold it: a
     /// second process on PostgreSQL, a second pool on the same file in this process on
-    /// SQLite (which serves one machine).
+    /// SQLite (which serves one machine), a clone sharing the tables in memory.
     async fn peer(&self) -> Self::Store;
 
     /// A store opened through the adapter's public `connect(url, max_connections)`, which
-    /// applies migrations (none pending here).
+    /// applies migrations (none pending here); in memory, which has no URL, a clone.
     async fn connect(&self) -> Self::Store;
 
-    /// Closes `store`'s pool: every port must answer `Unavailable` afterwards.
+    /// Closes `store` (its pool, for the SQL adapters): every port must answer
+    /// `Unavailable` afterwards.
     async fn close(&self, store: &Self::Store);
 
     // Probes: what the stories check behind the ports, read straight from the adapter's
