@@ -2,25 +2,32 @@
 //! story on a database file of its own.
 
 use async_trait::async_trait;
+use mediagen_domain::JobId;
 use mediagen_sqlite::SqliteStore;
 use mediagen_sqlite::testing::{TestDb, fresh_database};
-use mediagen_storage_contract::{Arg, Database};
-use sqlx::sqlite::SqliteArguments;
-use sqlx::{Arguments, AssertSqlSafe};
+use mediagen_storage_contract::sql::*;
+use mediagen_storage_contract::{Database, LedgerKind};
 
 /// A fresh SQLite file for one story.
 struct Sqlite(TestDb);
 
-fn arguments(args: &[Arg<'_>]) -> SqliteArguments {
-    let mut out = SqliteArguments::default();
-    for arg in args {
-        match *arg {
-            Arg::Int(n) => out.add(n),
-            Arg::Text(s) => out.add(s.to_owned()),
-        }
-        .expect("bind a probe argument");
+/// The one parameter of a counting probe.
+enum Bind<'a> {
+    Int(i64),
+    Text(&'a str),
+}
+
+impl Sqlite {
+    /// The number a counting probe returns.
+    async fn number(&self, sql: &'static str, bind: Option<Bind<'_>>) -> i64 {
+        let query = sqlx::query_scalar(sql);
+        let query = match bind {
+            None => query,
+            Some(Bind::Int(n)) => query.bind(n),
+            Some(Bind::Text(text)) => query.bind(text.to_owned()),
+        };
+        query.fetch_one(self.0.pool()).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
-    out
 }
 
 #[async_trait]
@@ -47,18 +54,60 @@ impl Database for Sqlite {
         store.pool().close().await;
     }
 
-    async fn integers(&self, sql: &str, args: &[Arg<'_>]) -> Vec<i64> {
-        sqlx::query_scalar_with(AssertSqlSafe(sql.to_owned()), arguments(args))
-            .fetch_all(self.0.pool())
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    async fn job_count(&self) -> i64 {
+        self.number(JOB_COUNT, None).await
     }
 
-    async fn texts(&self, sql: &str, args: &[Arg<'_>]) -> Vec<String> {
-        sqlx::query_scalar_with(AssertSqlSafe(sql.to_owned()), arguments(args))
+    async fn finished_job_count(&self) -> i64 {
+        self.number(FINISHED_JOB_COUNT, None).await
+    }
+
+    async fn ledger_amount(&self, job: JobId, kind: LedgerKind) -> Option<i64> {
+        sqlx::query_scalar(LEDGER_AMOUNT)
+            .bind(job.0)
+            .bind(kind.as_str())
+            .fetch_optional(self.0.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{LEDGER_AMOUNT}: {e}"))
+    }
+
+    async fn ledger_rows_of_job(&self, job: JobId) -> i64 {
+        self.number(LEDGER_ROWS_OF_JOB, Some(Bind::Int(job.0))).await
+    }
+
+    async fn ledger_rows_of_kind(&self, kind: LedgerKind) -> i64 {
+        self.number(LEDGER_ROWS_OF_KIND, Some(Bind::Text(kind.as_str()))).await
+    }
+
+    async fn jobs_with_repeated_entries(&self, kind: LedgerKind) -> i64 {
+        self.number(JOBS_WITH_REPEATED_ENTRIES, Some(Bind::Text(kind.as_str()))).await
+    }
+
+    async fn event_count(&self, event: &str) -> i64 {
+        self.number(EVENT_COUNT, Some(Bind::Text(event))).await
+    }
+
+    async fn job_events(&self, job: JobId) -> Vec<String> {
+        sqlx::query_scalar(JOB_EVENTS)
+            .bind(job.0)
             .fetch_all(self.0.pool())
             .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .unwrap_or_else(|e| panic!("{JOB_EVENTS}: {e}"))
+    }
+
+    async fn unbalanced_jobs(&self) -> Vec<JobId> {
+        let ids: Vec<i64> = sqlx::query_scalar(UNBALANCED_JOBS)
+            .fetch_all(self.0.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{UNBALANCED_JOBS}: {e}"));
+        ids.into_iter().map(JobId).collect()
+    }
+
+    async fn in_flight_per_account(&self) -> Vec<i64> {
+        sqlx::query_scalar(IN_FLIGHT_PER_ACCOUNT)
+            .fetch_all(self.0.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{IN_FLIGHT_PER_ACCOUNT}: {e}"))
     }
 }
 

@@ -1,8 +1,8 @@
 //! The queue under concurrency: one user's simultaneous requests against a cap of one,
-//! and (PostgreSQL only) several processes claiming against shared account limits.
+//! and several processes claiming against shared account limits.
 
-use crate::Database;
 use crate::support::*;
+use crate::{Database, LedgerKind};
 use mediagen_domain::quota::{Plan, QuotaRefusal};
 use mediagen_domain::{AccountId, FailureReason, Job, JobState, Money, UserId};
 use mediagen_ports::{EnqueueOutcome, EnqueueRequest, Finish, JobQueue};
@@ -28,8 +28,8 @@ async fn race(db: &impl Database, plan: Plan, same_key: bool) -> Vec<EnqueueOutc
     for task in tasks {
         outcomes.push(task.await.unwrap());
     }
-    let jobs = scalar(db, "SELECT count(*) FROM jobs", &[]).await;
-    let holds = scalar(db, "SELECT count(*) FROM ledger WHERE kind = 'hold'", &[]).await;
+    let jobs = db.job_count().await;
+    let holds = db.ledger_rows_of_kind(LedgerKind::Hold).await;
     assert_eq!((jobs, holds), (1, 1), "one job, one hold");
     outcomes
 }
@@ -96,7 +96,7 @@ async fn claimer<D: Database>(
         tally.claims += 1;
         tally.claimed += claimed.len() as u64;
         // The committed state, read by a third connection, never exceeds a limit.
-        for in_flight in in_flight_now(db.as_ref()).await {
+        for in_flight in db.in_flight_per_account().await {
             assert!(in_flight <= i64::from(LIMIT), "an account has {in_flight} in flight after a claim by {owner}");
         }
         held.extend(claimed.into_iter().map(|c| (c.job, c.account)));
@@ -139,9 +139,11 @@ async fn claimer<D: Database>(
 /// finish 2,000 jobs of 20 users on two accounts at once: no account ever goes over its
 /// limit, every job finishes exactly once and every hold balances.
 ///
-/// PostgreSQL only: this is the deployment of several bot processes on one database,
-/// which is what PostgreSQL is for (its claims serialize on an advisory lock). The SQLite
-/// adapter serves one process; its claims serialize on the database's single write lock.
+/// Not in [`contract_tests!`](crate::contract_tests): it is the deployment of several bot
+/// processes on one database, which is what PostgreSQL is for (its claims serialize on an
+/// advisory lock), and PostgreSQL runs it. The SQLite adapter serves one process; its
+/// claims serialize on the database's single write lock. The in-memory adapter runs it
+/// with two clones of one store on two threads (its claims serialize on its mutex).
 pub async fn two_claimers_never_exceed_an_account_limit<D: Database>(db: D) {
     let db = Arc::new(db);
     let store = db.store().await;
@@ -174,17 +176,12 @@ pub async fn two_claimers_never_exceed_an_account_limit<D: Database>(db: D) {
     assert_eq!(one.finished + two.finished, JOBS as u64, "every job finished exactly once");
     assert_eq!(one.claimed + two.claimed, JOBS as u64 + one.requeued + two.requeued);
     assert!(one.claimed > 0 && two.claimed > 0, "both processes took part");
-    let finished = scalar(db.as_ref(), "SELECT count(*) FROM jobs WHERE finished_at IS NOT NULL", &[]).await;
+    let finished = db.finished_job_count().await;
     assert_eq!(finished as usize, JOBS);
-    let claims = scalar(db.as_ref(), "SELECT count(*) FROM job_events WHERE event = 'claimed'", &[]).await;
+    let claims = db.event_count("claimed").await;
     assert_eq!(claims as u64, one.claimed + two.claimed);
-    assert!(unbalanced_jobs(db.as_ref()).await.is_empty(), "hold = charge + refund for every job");
-    let charged_twice = scalar(
-        db.as_ref(),
-        "SELECT count(*) FROM (SELECT job_id FROM ledger WHERE kind = 'charge' GROUP BY job_id HAVING count(*) > 1) d",
-        &[],
-    )
-    .await;
+    assert!(db.unbalanced_jobs().await.is_empty(), "hold = charge + refund for every job");
+    let charged_twice = db.jobs_with_repeated_entries(LedgerKind::Charge).await;
     assert_eq!(charged_twice, 0);
     drop(store);
 }

@@ -3,10 +3,12 @@
 pub mod concurrency;
 pub mod queue;
 pub mod reports;
+pub mod sql;
 pub mod stores;
 pub mod support;
 
 use async_trait::async_trait;
+use mediagen_domain::JobId;
 use mediagen_ports::{AccountStore, AlertLog, JobQueue, PromptCache, ReportStore, UsageStore, UserStore};
 
 /// Every storage port at once: what an adapter's store implements.
@@ -30,24 +32,43 @@ impl<T> Store for T where
 {
 }
 
-/// A value bound to a probe query's `$1`, `$2`, ….
-#[derive(Debug, Clone, Copy)]
-pub enum Arg<'a> {
-    /// An integer (ids, amounts).
-    Int(i64),
-    /// A text (kinds, states, names).
-    Text(&'a str),
+/// A kind of ledger row: the user's hold at enqueue, then the charge and refund that settle
+/// it and what fal bills the account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LedgerKind {
+    /// Credit held at enqueue.
+    Hold,
+    /// Taken from the hold for good.
+    Charge,
+    /// Given back from the hold.
+    Refund,
+    /// What fal bills the account.
+    FalCost,
+}
+
+impl LedgerKind {
+    /// The stored spelling (`ledger_kind_check` in both schemas).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LedgerKind::Hold => "hold",
+            LedgerKind::Charge => "charge",
+            LedgerKind::Refund => "refund",
+            LedgerKind::FalCost => "fal_cost",
+        }
+    }
 }
 
 /// A fresh, migrated, empty database of one adapter, made for one story and thrown away
 /// with this value. The adapter's tests implement it (a newtype around the adapter's
-/// `testing::TestDb`) and run the stories through [`contract_tests!`].
+/// `testing::TestDb`, or around the store itself in memory) and run the stories through
+/// [`contract_tests!`].
 #[async_trait]
 pub trait Database: Sized + Send + Sync + 'static {
     /// The adapter's store.
     type Store: Store;
 
-    /// A database of its own: a new file (SQLite) or a new database (PostgreSQL).
+    /// A database of its own: a new file (SQLite), a new database (PostgreSQL), a new
+    /// store (in memory).
     async fn fresh() -> Self;
 
     /// A store on the database's shared pool.
@@ -55,22 +76,50 @@ pub trait Database: Sized + Send + Sync + 'static {
 
     /// A store on a pool of its own, as another part of the deployment would hold it: a
     /// second process on PostgreSQL, a second pool on the same file in this process on
-    /// SQLite (which serves one machine).
+    /// SQLite (which serves one machine), a clone sharing the tables in memory.
     async fn peer(&self) -> Self::Store;
 
     /// A store opened through the adapter's public `connect(url, max_connections)`, which
-    /// applies migrations (none pending here).
+    /// applies migrations (none pending here); in memory, which has no URL, a clone.
     async fn connect(&self) -> Self::Store;
 
-    /// Closes `store`'s pool: every port must answer `Unavailable` afterwards.
+    /// Closes `store` (its pool, for the SQL adapters): every port must answer
+    /// `Unavailable` afterwards.
     async fn close(&self, store: &Self::Store);
 
-    /// Rows of a one-column integer query, straight from the tables. `sql` is written once
-    /// for both dialects: `$1`-style parameters, portable functions, `count(*)`.
-    async fn integers(&self, sql: &str, args: &[Arg<'_>]) -> Vec<i64>;
+    // Probes: what the stories check behind the ports, read straight from the adapter's
+    // own records (committed state), so a port cannot vouch for itself.
 
-    /// Rows of a one-column text query (see [`Database::integers`]).
-    async fn texts(&self, sql: &str, args: &[Arg<'_>]) -> Vec<String>;
+    /// Jobs stored, whatever their state.
+    async fn job_count(&self) -> i64;
+
+    /// Jobs with a finish instant (terminal, settled).
+    async fn finished_job_count(&self) -> i64;
+
+    /// The amount of the ledger row of `kind` for `job`, if there is one.
+    async fn ledger_amount(&self, job: JobId, kind: LedgerKind) -> Option<i64>;
+
+    /// Ledger rows of `job`, of any kind.
+    async fn ledger_rows_of_job(&self, job: JobId) -> i64;
+
+    /// Ledger rows of `kind`, over every job.
+    async fn ledger_rows_of_kind(&self, kind: LedgerKind) -> i64;
+
+    /// Jobs with more than one ledger row of `kind` (a double charge, say).
+    async fn jobs_with_repeated_entries(&self, kind: LedgerKind) -> i64;
+
+    /// Events named `event` (`claimed`, `submitted`, …), over every job.
+    async fn event_count(&self, event: &str) -> i64;
+
+    /// The names of `job`'s events, oldest first.
+    async fn job_events(&self, job: JobId) -> Vec<String>;
+
+    /// Finished jobs whose hold is not exactly their charge plus their refund (or whose hold,
+    /// charge or refund row is missing, or whose hold row differs from the job's hold), by id.
+    async fn unbalanced_jobs(&self) -> Vec<JobId>;
+
+    /// Jobs in flight (dispatching, submitted, running) per account, ordered by account.
+    async fn in_flight_per_account(&self) -> Vec<i64>;
 }
 
 /// Defines one `#[tokio::test]` per story of the contract for the [`Database`] `$db`,

@@ -1,8 +1,8 @@
 //! Stories of `JobQueue`: every method, the ledger that goes with each state change,
 //! leases and change notifications. Each runs on a fresh database.
 
-use crate::Database;
 use crate::support::*;
+use crate::{Database, LedgerKind};
 use mediagen_domain::job::Settlement;
 use mediagen_domain::quota::{Plan, QuotaRefusal, UserUsage};
 use mediagen_domain::{AccountId, FailureReason, JobId, JobState, Lease, MediaRef, Money, RequestId, Role, UserId};
@@ -25,13 +25,13 @@ pub async fn enqueue_holds_credit_and_reports_the_position(db: &impl Database) {
     assert_eq!(job.spec, request.spec);
     assert_eq!((job.created_at, job.updated_at), (t(0), t(0)));
     assert_eq!(store.get_job(job.id).await.unwrap(), Some(job.clone()));
-    assert_eq!(ledger(db, job.id, "hold").await, Some(cents(5).micros()));
-    assert_eq!(ledger_rows(db, job.id).await, 1);
+    assert_eq!(db.ledger_amount(job.id, LedgerKind::Hold).await, Some(cents(5).micros()));
+    assert_eq!(db.ledger_rows_of_job(job.id).await, 1);
 
     let second = enqueue(&store, user, "tg:2", t(1)).await;
     assert_eq!(store.queue_position(second.id).await.unwrap(), Some(QueuePosition { position: 2, total: 2 }));
     assert_eq!(store.queued_count().await.unwrap(), 2);
-    let events = events(db, job.id).await;
+    let events = db.job_events(job.id).await;
     assert_eq!(events, vec!["enqueued"]);
 }
 
@@ -43,8 +43,8 @@ pub async fn enqueue_is_idempotent_on_its_key(db: &impl Database) {
     // Redelivered later, even with a different price: the same job, no second hold.
     let again = store.enqueue(&request(user, "tg:42", cents(9), t(5))).await.unwrap();
     assert_eq!(again, EnqueueOutcome::Duplicate(first.clone()));
-    let jobs = scalar(db, "SELECT count(*) FROM jobs", &[]).await;
-    let holds = scalar(db, "SELECT count(*) FROM ledger WHERE kind = 'hold'", &[]).await;
+    let jobs = db.job_count().await;
+    let holds = db.ledger_rows_of_kind(LedgerKind::Hold).await;
     assert_eq!((jobs, holds), (1, 1));
 }
 
@@ -93,8 +93,8 @@ pub async fn quotas_refuse_without_writing_anything(db: &impl Database) {
         mediagen_ports::EnqueueRequest { plan: monthly, role: Role::Admin, ..request(user, "m2", cents(6), tomorrow) };
     assert!(matches!(store.enqueue(&admin).await.unwrap(), EnqueueOutcome::Enqueued(..)));
 
-    let jobs = scalar(db, "SELECT count(*) FROM jobs", &[]).await;
-    let holds = scalar(db, "SELECT count(*) FROM ledger WHERE kind = 'hold'", &[]).await;
+    let jobs = db.job_count().await;
+    let holds = db.ledger_rows_of_kind(LedgerKind::Hold).await;
     assert_eq!((jobs, holds), (4, 4), "refusals write nothing");
 }
 
@@ -250,7 +250,7 @@ pub async fn submit_and_run_follow_the_state_machine(db: &impl Database) {
     let stored = store.get_job(job.id).await.unwrap().unwrap();
     assert_eq!(stored.state, JobState::Running { account: a.clone(), request_id: h.request_id.clone() });
     assert_eq!(stored.updated_at, t(4));
-    let events = events(db, job.id).await;
+    let events = db.job_events(job.id).await;
     assert_eq!(events, vec!["enqueued", "claimed", "submitted", "started"]);
     assert!(matches!(store.mark_running(JobId(999), &lease, t(5)).await, Err(StorageError::NotFound(_))));
 }
@@ -319,9 +319,9 @@ pub async fn finish_settles_once(db: &impl Database) {
         panic!()
     };
     assert_eq!(done.state, JobState::Succeeded);
-    assert_eq!(ledger(db, job.id, "charge").await, Some(cents(4).micros()));
-    assert_eq!(ledger(db, job.id, "refund").await, Some(cents(1).micros()));
-    assert_eq!(ledger(db, job.id, "fal_cost").await, Some(cents(4).micros()));
+    assert_eq!(db.ledger_amount(job.id, LedgerKind::Charge).await, Some(cents(4).micros()));
+    assert_eq!(db.ledger_amount(job.id, LedgerKind::Refund).await, Some(cents(1).micros()));
+    assert_eq!(db.ledger_amount(job.id, LedgerKind::FalCost).await, Some(cents(4).micros()));
     assert_eq!(store.media_for_job(job.id).await.unwrap(), vec![media]);
     assert_eq!(store.in_flight_by_account().await.unwrap(), vec![]);
 
@@ -335,9 +335,9 @@ pub async fn finish_settles_once(db: &impl Database) {
         store.finish(job.id, &as_holder(&store, job.id, &finish).await).await.unwrap(),
         FinishOutcome::AlreadyFinished(done)
     );
-    assert_eq!(ledger_rows(db, job.id).await, 4, "hold, charge, refund, fal cost: once each");
+    assert_eq!(db.ledger_rows_of_job(job.id).await, 4, "hold, charge, refund, fal cost: once each");
     assert_eq!(store.usage_by_model(t(0), t(10)).await.unwrap()[0].user_charged, cents(4), "charged once");
-    assert!(unbalanced_jobs(db).await.is_empty());
+    assert!(db.unbalanced_jobs().await.is_empty());
 }
 
 /// Finish refuses non-terminal states, illegal transitions and settlements that do not split the hold.
@@ -373,7 +373,7 @@ pub async fn finish_refuses_what_the_state_machine_or_the_hold_forbid(db: &impl 
         matches!(store.finish(job.id, &as_holder(&store, job.id, &greedy).await).await, Err(StorageError::Conflict(_))),
         "charge + refund > hold"
     );
-    assert_eq!(ledger_rows(db, job.id).await, 1, "only the hold");
+    assert_eq!(db.ledger_rows_of_job(job.id).await, 1, "only the hold");
 
     // An upstream failure refunds everything and bills nothing.
     let failed = Finish {
@@ -388,7 +388,7 @@ pub async fn finish_refuses_what_the_state_machine_or_the_hold_forbid(db: &impl 
         panic!()
     };
     assert_eq!(done.state, failed.state, "the reason round-trips");
-    assert_eq!(ledger(db, job.id, "refund").await, Some(job.hold.micros()));
+    assert_eq!(db.ledger_amount(job.id, LedgerKind::Refund).await, Some(job.hold.micros()));
 }
 
 /// Cancel refunds a queued job and points at an in-flight one's fal handle.
@@ -406,9 +406,9 @@ pub async fn cancel_refunds_queued_jobs_and_points_at_in_flight_ones(db: &impl D
     // Claim the two later jobs only: cancel the first one's place in line first.
     let CancelResult::Canceled(canceled) = store.cancel(queued.id, user, t(3)).await.unwrap() else { panic!() };
     assert_eq!(canceled.state, JobState::Canceled);
-    assert_eq!(ledger(db, queued.id, "charge").await, Some(0));
-    assert_eq!(ledger(db, queued.id, "refund").await, Some(queued.hold.micros()));
-    assert_eq!(ledger(db, queued.id, "fal_cost").await, Some(0));
+    assert_eq!(db.ledger_amount(queued.id, LedgerKind::Charge).await, Some(0));
+    assert_eq!(db.ledger_amount(queued.id, LedgerKind::Refund).await, Some(queued.hold.micros()));
+    assert_eq!(db.ledger_amount(queued.id, LedgerKind::FalCost).await, Some(0));
     assert_eq!(store.cancel(queued.id, user, t(4)).await.unwrap(), CancelResult::AlreadyFinished(canceled));
 
     claim_exactly(&store, &claim_request("w", vec![capacity(&a, 2)], 2, t(5)), &[dispatching.id, submitted.id]).await;
@@ -420,7 +420,7 @@ pub async fn cancel_refunds_queued_jobs_and_points_at_in_flight_ones(db: &impl D
         panic!()
     };
     assert_eq!((job.id, found), (submitted.id, h));
-    assert_eq!(ledger_rows(db, submitted.id).await, 1, "nothing settled yet");
+    assert_eq!(db.ledger_rows_of_job(submitted.id).await, 1, "nothing settled yet");
 
     // The engine cancels at fal, then finishes it: fal may bill what already ran.
     let finish = Finish {
@@ -434,7 +434,7 @@ pub async fn cancel_refunds_queued_jobs_and_points_at_in_flight_ones(db: &impl D
         store.finish(submitted.id, &as_holder(&store, submitted.id, &finish).await).await.unwrap(),
         FinishOutcome::Finished(_)
     ));
-    assert!(unbalanced_jobs(db).await.is_empty());
+    assert!(db.unbalanced_jobs().await.is_empty());
 }
 
 /// Only the leases listed with their current epoch are renewed; expired ones are resumed
@@ -493,7 +493,7 @@ pub async fn leases_are_renewed_and_expired_ones_rescued(db: &impl Database) {
     assert!(matches!(fenced, Err(StorageError::Conflict(_))), "the old holder cannot finish: {fenced:?}");
     let stale_requeue = store.requeue(at_fal.id, &dead_lease(1), "503", None, t(40)).await;
     assert!(matches!(stale_requeue, Err(StorageError::Conflict(_))), "nor requeue: {stale_requeue:?}");
-    assert_eq!(ledger_rows(db, at_fal.id).await, 1, "only the hold: nothing settled by the stale holder");
+    assert_eq!(db.ledger_rows_of_job(at_fal.id).await, 1, "only the hold: nothing settled by the stale holder");
     let finish = Finish { lease: Some(new_lease), ..success(at_fal.hold, cents(4), t(40)) };
     let finished = store.finish(at_fal.id, &finish).await.unwrap();
     assert!(matches!(finished, FinishOutcome::Finished(_)), "the new owner finishes it");
@@ -667,7 +667,7 @@ pub async fn submit_and_delivery_markers_survive_a_dead_owner(db: &impl Database
     let later = store.rescue_expired("other", t(200), t(100)).await.unwrap();
     assert_eq!(later.iter().map(rescued_id).collect::<Vec<_>>(), vec![submitting.id]);
     assert!(matches!(later[0], Rescued::SubmitUnknown(_)), "still unknown: never requeued");
-    let unsettled = unbalanced_jobs(db).await;
+    let unsettled = db.unbalanced_jobs().await;
     assert!(unsettled.is_empty(), "{unsettled:?}");
 }
 
@@ -761,7 +761,7 @@ pub async fn every_finished_job_balances_its_hold(db: &impl Database) {
             _ => {} // Still in flight: only the hold.
         }
     }
-    assert!(unbalanced_jobs(db).await.is_empty());
-    let finished = scalar(db, "SELECT count(*) FROM jobs WHERE finished_at IS NOT NULL", &[]).await;
+    assert!(db.unbalanced_jobs().await.is_empty());
+    let finished = db.finished_job_count().await;
     assert_eq!(finished, 8);
 }

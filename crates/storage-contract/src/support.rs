@@ -1,7 +1,6 @@
-//! Builders and probes shared by the stories: fixed instants, plans, requests, handles,
-//! and reads straight from the tables (through [`Database::integers`]).
+//! Builders shared by the stories: fixed instants, plans, requests, handles, settlements.
 
-use crate::{Arg, Database, Store};
+use crate::Store;
 use mediagen_domain::job::{JobSpec, Settlement};
 use mediagen_domain::quota::Plan;
 use mediagen_domain::{
@@ -197,56 +196,4 @@ pub async fn complete(store: &impl Store, job: &Job, account: &AccountId, now: T
         FinishOutcome::Finished(job) => job,
         other => panic!("expected Finished, got {other:?}"),
     }
-}
-
-/// One number from the tables (the first row of an integer query).
-pub async fn scalar(db: &impl Database, sql: &str, args: &[Arg<'_>]) -> i64 {
-    db.integers(sql, args).await.first().copied().unwrap_or_else(|| panic!("no row from {sql}"))
-}
-
-/// The ledger amount of one kind for one job, straight from the table.
-pub async fn ledger(db: &impl Database, job: JobId, kind: &str) -> Option<i64> {
-    let amounts = db
-        .integers(
-            "SELECT amount_micros FROM ledger WHERE job_id = $1 AND kind = $2",
-            &[Arg::Int(job.0), Arg::Text(kind)],
-        )
-        .await;
-    amounts.first().copied()
-}
-
-/// Number of ledger rows of one job.
-pub async fn ledger_rows(db: &impl Database, job: JobId) -> i64 {
-    scalar(db, "SELECT count(*) FROM ledger WHERE job_id = $1", &[Arg::Int(job.0)]).await
-}
-
-/// Every finished job whose hold is not exactly charge + refund (must be none).
-pub async fn unbalanced_jobs(db: &impl Database) -> Vec<i64> {
-    db.integers(
-        "SELECT j.id FROM jobs j
-         LEFT JOIN ledger h ON h.job_id = j.id AND h.kind = 'hold'
-         LEFT JOIN ledger c ON c.job_id = j.id AND c.kind = 'charge'
-         LEFT JOIN ledger r ON r.job_id = j.id AND r.kind = 'refund'
-         WHERE j.finished_at IS NOT NULL
-           AND (h.amount_micros IS NULL OR c.amount_micros IS NULL OR r.amount_micros IS NULL
-                OR h.amount_micros <> j.hold_micros OR h.amount_micros <> c.amount_micros + r.amount_micros)
-         ORDER BY j.id",
-        &[],
-    )
-    .await
-}
-
-/// The events of one job, oldest first.
-pub async fn events(db: &impl Database, job: JobId) -> Vec<String> {
-    db.texts("SELECT event FROM job_events WHERE job_id = $1 ORDER BY id", &[Arg::Int(job.0)]).await
-}
-
-/// Jobs in flight per account, committed state, straight from the table.
-pub async fn in_flight_now(db: &impl Database) -> Vec<i64> {
-    db.integers(
-        "SELECT count(*) FROM jobs WHERE state IN ('dispatching', 'submitted', 'running')
-         GROUP BY account_id ORDER BY account_id",
-        &[],
-    )
-    .await
 }

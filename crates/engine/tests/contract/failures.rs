@@ -92,10 +92,10 @@ async fn a_locked_account_moves_work_to_another_and_alerts_once() {
         w.user(1);
         w.user(2);
         w.account("a", 5);
-        w.account("b", 5);
+        w.account("b", 2);
         let first = w.queued_job(1, one_image());
         let second = w.queued_job(2, one_image());
-        // Both jobs land on A, and fal says it is locked to both.
+        // Both jobs land on A (the one with the most free slots), and fal says it is locked to both.
         w.submit_answers.extend([Answer::Locked, Answer::Locked]);
         (first, second)
     };

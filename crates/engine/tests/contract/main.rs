@@ -1,5 +1,5 @@
-//! Contract tests of the engine's use cases, against mockall mocks of the ports and in
-//! paused tokio time (no real sleeps).
+//! Contract tests of the engine's use cases, on the in-memory storage adapter and mockall
+//! mocks of the other ports, in paused tokio time (no real sleeps).
 
 mod support;
 

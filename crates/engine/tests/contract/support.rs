@@ -1,27 +1,39 @@
-//! A scripted world behind mockall mocks of every port: each mock's closure reads and
-//! writes one shared state, so a test sets the scene, runs a use case and inspects what
-//! the engine asked of each port.
+//! The engine's world in a test: the in-memory storage adapter behind every storage port,
+//! mockall mocks of fal, the messenger and the clock, and one shared state the mocks read
+//! and write, so a test sets the scene, runs a use case and inspects what happened.
+//!
+//! Storage is `mediagen_memory::MemoryStore`, which the storage contract holds to the SQL
+//! adapters' semantics. The engine reaches it through [`Storage`], a thin decorator that
+//! records what the engine asked of storage and injects the faults a test switches on.
+//! While a test holds the world ([`Harness::world`]) the stored rows are mirrored as
+//! plain values (`users`, `jobs`, `accounts`, …) a test may read and edit; when it lets
+//! go, its edits are written back, through the ports where a port can make them and as
+//! fixtures of the memory store where none can (a job put at fal by hand, say).
 
-use chrono::{TimeZone, Utc};
+use chrono::{TimeDelta, TimeZone, Utc};
 use mediagen_domain::catalog::Catalog;
 use mediagen_domain::credit::{CreditPurchase, CreditSpend};
 use mediagen_domain::insights::OperatorSummary;
-use mediagen_domain::quota::Plans;
+use mediagen_domain::quota::{Plan, Plans, UserUsage};
 use mediagen_domain::{
-    AccountId, ChatId, IdempotencyKey, Job, JobId, JobSpec, JobState, Language, Lease, MediaRef, ModelId, ModelKind,
-    Money, Prompt, RequestId, Role, Timestamp, User, UserId, UserSettings,
+    AccountId, ChatId, IdempotencyKey, Job, JobId, JobSpec, Language, Lease, MediaRef, ModelId, ModelKind, Money,
+    Prompt, RequestId, Role, Timestamp, User, UserId, UserSettings,
 };
 use mediagen_engine::{BreakerConfig, Engine, EngineConfig, Ports, RetryPolicy};
+use mediagen_memory::MemoryStore;
 use mediagen_ports::{
-    AccountLock, AccountRecord, CancelOutcome, CancelResult, ClaimRequest, ClaimedJob, DeliveredMedia, EnqueueOutcome,
-    EnqueueRequest, Finish, FinishOutcome, GenerationError, GenerationOutput, GenerationRequest, KeyStatus, MediaBytes,
-    MediaRecord, MessageRef, MockAccountStore, MockAlertLog, MockClock, MockGeneration, MockJobQueue, MockMessaging,
-    MockPromptCache, MockUsageStore, MockUserStore, ModelUsage, OperatorAlert, OutputMedia, QueuePosition, Recipient,
-    RemoteHandle, RemoteStatus, Rescued, StorageError, UserNotice,
+    AccountLock, AccountRecord, AccountStore, AlertLog, CancelOutcome, CancelResult, ClaimRequest, ClaimedJob,
+    DeliveredMedia, EnqueueOutcome, EnqueueRequest, Finish, FinishOutcome, GenerationError, GenerationOutput,
+    GenerationRequest, JobQueue, KeyStatus, MediaBytes, MediaRecord, MessageRef, MockClock, MockGeneration,
+    MockMessaging, ModelUsage, NewUser, OperatorAlert, OutputMedia, PromptCache, QueuePosition, Recipient,
+    RemoteHandle, RemoteStatus, Rescued, StorageError, UsageStore, UserNotice, UserSpend, UserStore,
 };
-use mediagen_ports::{DayCount, JobCounts, JobTiming, MockReportStore, SlotInterval, UsageRow};
+use mediagen_ports::{DayCount, JobCounts, JobTiming, ReportStore, SlotInterval, UsageRow};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -58,48 +70,74 @@ impl Answer {
     }
 }
 
-/// Everything the ports know and everything the engine asked of them.
+/// Everything storage holds (mirrored while a test holds the world), what the engine asked
+/// of every port, and the answers and faults a test scripts.
 pub struct World {
+    /// The scene's start. The engine's clock reads it plus the paused time elapsed since the
+    /// harness was made, so back-offs and leases run out as tokio time advances.
     pub now: Timestamp,
+    /// Every storage port answers `Unavailable`: the database is down.
     pub storage_down: bool,
-    // Users.
+    // The stored rows, as plain values while a test holds the world.
     pub users: HashMap<UserId, User>,
-    pub upserted: Vec<UserId>,
-    // Queue.
     pub jobs: BTreeMap<JobId, Job>,
+    /// fal's handle of each job that has one (stored with the job).
     pub handles: HashMap<JobId, RemoteHandle>,
-    pub next_job: i64,
-    pub enqueues: Vec<EnqueueRequest>,
-    /// Replaces the default enqueue (a new job at the end of the queue).
-    pub enqueue_answer: Option<EnqueueOutcome>,
-    pub claims: Vec<ClaimRequest>,
-    /// Jobs in flight per account when each claim came in.
-    pub claim_in_flight: Vec<HashMap<AccountId, u32>>,
-    pub requeues: Vec<(JobId, String, Option<Timestamp>)>,
-    pub finishes: Vec<(JobId, Finish)>,
-    /// Every finish answers `AlreadyFinished` (a redelivered completion).
-    pub already_finished: bool,
-    pub marked_running: Vec<JobId>,
-    /// `mark_submitted` answers this instead of recording: "conflict" or "down".
-    pub mark_submitted_fails: Option<&'static str>,
+    /// By id.
+    pub accounts: Vec<AccountRecord>,
+    pub purchases: HashMap<AccountId, Vec<CreditPurchase>>,
+    /// Every media record, in the order first saved.
+    pub saved_media: Vec<MediaRecord>,
+    pub cache: HashMap<String, (String, Timestamp)>,
+    pub alert_log: HashSet<(String, String)>,
+    /// Jobs a process that died left for the rescue: when the world is let go, each is
+    /// stored as given (a `Redeliver` with its settlement) under a lease of the dead
+    /// process that has run out, so the engine's `rescue_expired` takes it over.
     pub rescue: Vec<Rescued>,
+    // What the engine asked of storage.
+    pub upserted: Vec<UserId>,
+    pub enqueues: Vec<EnqueueRequest>,
+    pub claims: Vec<ClaimRequest>,
+    /// Jobs in flight per account (every stored account) when each claim came in.
+    pub claim_in_flight: Vec<HashMap<AccountId, u32>>,
+    /// Requeues storage took: the job, the reason, and when it may run again, counted from
+    /// the scene's start (`now` plus the back-off the engine asked for).
+    pub requeues: Vec<(JobId, String, Option<Timestamp>)>,
+    /// Finishes storage took (an `AlreadyFinished` is not one).
+    pub finishes: Vec<(JobId, Finish)>,
+    /// Jobs storage recorded as running, once per call it took.
+    pub marked_running: Vec<JobId>,
     pub renewals: u32,
     /// What each lease renewal listed (the leases of live tasks).
     pub renewed: Vec<Vec<(JobId, Lease)>>,
-    /// Writes refused because they came with a lease that is not the job's (fenced off).
-    pub fenced: Vec<(JobId, &'static str)>,
-    /// The epoch of the latest claim or takeover of each job.
-    pub epochs: HashMap<JobId, u64>,
     /// Jobs whose submit was recorded as started (`mark_submitting`), in order.
     pub submitting: Vec<JobId>,
-    /// Jobs recorded as delivered (`mark_delivered`), in order.
+    /// Jobs recorded as delivered (`mark_delivered`), in order, once each.
     pub delivered: Vec<JobId>,
-    // Accounts.
-    pub accounts: Vec<AccountRecord>,
-    pub purchases: HashMap<AccountId, Vec<CreditPurchase>>,
-    pub spend: HashMap<AccountId, Money>,
     pub set_locks: Vec<(AccountId, Option<AccountLock>)>,
+    /// Accounts whose admin state was set.
     pub disabled: Vec<AccountId>,
+    // Faults of storage.
+    /// Replaces the enqueue's answer; nothing is stored.
+    pub enqueue_answer: Option<EnqueueOutcome>,
+    /// Every finish answers `AlreadyFinished` (a redelivered completion); nothing is stored.
+    pub already_finished: bool,
+    /// `mark_submitted` answers this instead of recording: "conflict" or "down".
+    pub mark_submitted_fails: Option<&'static str>,
+    // Figures storage aggregates, scripted: when set (non-zero, non-empty), the port
+    // answers these instead of adding up the stored history, so a test pins exact numbers.
+    /// `spends` of an account: this much, spent now.
+    pub spend: HashMap<AccountId, Money>,
+    /// `usage_by_model`: one row of this fal cost (and charge).
+    pub fal_cost_this_month: Money,
+    /// `request_count`.
+    pub requests_this_month: u64,
+    /// `usage_rows`, `requests_by_day`, `job_timings` and `slot_intervals`, filtered by
+    /// the period asked.
+    pub usage_rows: Vec<UsageRow>,
+    pub requests_by_day: Vec<DayCount>,
+    pub timings: Vec<JobTiming>,
+    pub slot_history: Vec<SlotInterval>,
     // fal.
     pub uploads: Vec<(AccountId, usize)>,
     pub submits: Vec<(AccountId, GenerationRequest)>,
@@ -129,52 +167,106 @@ pub struct World {
     pub fetched: Vec<MediaRef>,
     pub operator_alerts: Vec<OperatorAlert>,
     pub next_message: i64,
-    // The rest.
-    pub cache: HashMap<String, (String, Timestamp)>,
-    pub alert_log: HashSet<(String, String)>,
-    pub saved_media: Vec<MediaRecord>,
-    pub fal_cost_this_month: Money,
-    pub requests_this_month: u64,
-    // Report history (what `ReportStore` answers, filtered by the asked period).
-    pub usage_rows: Vec<UsageRow>,
-    pub requests_by_day: Vec<DayCount>,
-    pub timings: Vec<JobTiming>,
-    pub slot_history: Vec<SlotInterval>,
     /// Scheduled summaries sent to the operators, as data.
     pub operator_summaries: Vec<OperatorSummary>,
+    // The storage behind the mirrors.
+    store: MemoryStore,
+    /// Tokio's instant at `now`.
+    started: tokio::time::Instant,
+    /// The rows as last read, to write back only what a test changed.
+    loaded: Rows,
+    /// Jobs put in the queue by scenes (their enqueue keys).
+    scene_jobs: u64,
+}
+
+/// The lease owner of a process that died.
+const DEAD_PROCESS: &str = "a-process-that-died";
+
+/// Completes a call of the memory store at once: it never waits (only `wait_for_change`
+/// does, which scenes do not call), so scenes set in plain blocks need no `.await`.
+fn ready<T>(call: impl Future<Output = T>) -> T {
+    let mut call = std::pin::pin!(call);
+    match call.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(value) => value,
+        Poll::Pending => panic!("the in-memory store waited"),
+    }
+}
+
+/// The stored rows a test may read and edit, as plain values.
+#[derive(Default)]
+struct Rows {
+    users: HashMap<UserId, User>,
+    jobs: BTreeMap<JobId, Job>,
+    handles: HashMap<JobId, RemoteHandle>,
+    accounts: Vec<AccountRecord>,
+    purchases: HashMap<AccountId, Vec<CreditPurchase>>,
+    saved_media: Vec<MediaRecord>,
+    cache: HashMap<String, (String, Timestamp)>,
+    alert_log: HashSet<(String, String)>,
+}
+
+impl Rows {
+    fn load(store: &MemoryStore) -> Self {
+        let users = ready(store.list_users()).unwrap().into_iter().map(|u| (u.id, u)).collect();
+        let accounts = ready(store.list_accounts()).unwrap();
+        let mut purchases = HashMap::new();
+        for account in &accounts {
+            let bought = ready(store.purchases(&account.id)).unwrap();
+            if !bought.is_empty() {
+                purchases.insert(account.id.clone(), bought);
+            }
+        }
+        let stored = store.stored_jobs();
+        Rows {
+            users,
+            jobs: stored.iter().map(|s| (s.id(), s.job.clone())).collect(),
+            handles: stored.iter().filter_map(|s| Some((s.id(), s.handle.clone()?))).collect(),
+            accounts,
+            purchases,
+            saved_media: store.media(),
+            cache: store.cache_entries().into_iter().map(|(key, value, at)| (key, (value, at))).collect(),
+            alert_log: store.alerts().into_iter().collect(),
+        }
+    }
 }
 
 impl World {
-    fn new() -> Self {
+    fn new(store: MemoryStore) -> Self {
         Self {
             now: Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap(),
             storage_down: false,
             users: HashMap::new(),
-            upserted: Vec::new(),
             jobs: BTreeMap::new(),
             handles: HashMap::new(),
-            next_job: 1,
+            accounts: Vec::new(),
+            purchases: HashMap::new(),
+            saved_media: Vec::new(),
+            cache: HashMap::new(),
+            alert_log: HashSet::new(),
+            rescue: Vec::new(),
+            upserted: Vec::new(),
             enqueues: Vec::new(),
-            enqueue_answer: None,
             claims: Vec::new(),
             claim_in_flight: Vec::new(),
             requeues: Vec::new(),
             finishes: Vec::new(),
-            already_finished: false,
             marked_running: Vec::new(),
-            mark_submitted_fails: None,
-            rescue: Vec::new(),
-            submitting: Vec::new(),
-            delivered: Vec::new(),
             renewals: 0,
             renewed: Vec::new(),
-            fenced: Vec::new(),
-            epochs: HashMap::new(),
-            accounts: Vec::new(),
-            purchases: HashMap::new(),
-            spend: HashMap::new(),
+            submitting: Vec::new(),
+            delivered: Vec::new(),
             set_locks: Vec::new(),
             disabled: Vec::new(),
+            enqueue_answer: None,
+            already_finished: false,
+            mark_submitted_fails: None,
+            spend: HashMap::new(),
+            fal_cost_this_month: Money::ZERO,
+            requests_this_month: 0,
+            usage_rows: Vec::new(),
+            requests_by_day: Vec::new(),
+            timings: Vec::new(),
+            slot_history: Vec::new(),
             uploads: Vec::new(),
             submits: Vec::new(),
             submit_answers: VecDeque::new(),
@@ -197,17 +289,18 @@ impl World {
             fetched: Vec::new(),
             operator_alerts: Vec::new(),
             next_message: 100,
-            cache: HashMap::new(),
-            alert_log: HashSet::new(),
-            saved_media: Vec::new(),
-            fal_cost_this_month: Money::ZERO,
-            requests_this_month: 0,
-            usage_rows: Vec::new(),
-            requests_by_day: Vec::new(),
-            timings: Vec::new(),
-            slot_history: Vec::new(),
             operator_summaries: Vec::new(),
+            store,
+            started: tokio::time::Instant::now(),
+            loaded: Rows::default(),
+            scene_jobs: 0,
         }
+    }
+
+    /// What the engine's clock reads: the scene's start plus the paused time since.
+    pub fn clock(&self) -> Timestamp {
+        let elapsed = tokio::time::Instant::now() - self.started;
+        self.now + TimeDelta::from_std(elapsed).unwrap()
     }
 
     /// Adds a fal account with a concurrency limit set by override.
@@ -238,25 +331,31 @@ impl World {
         UserId(id)
     }
 
-    /// Puts a queued job of `user` in the queue with a hold of `hold`.
+    /// Puts a queued job of `user` (stored first if new) in the queue with a hold of
+    /// `hold`, through the enqueue port (quotas aside).
     pub fn queued_job(&mut self, user: i64, hold: Money) -> JobId {
-        let id = JobId(self.next_job);
-        self.next_job += 1;
-        let job = Job {
-            id,
+        if !self.users.contains_key(&UserId(user)) {
+            self.user(user);
+        }
+        self.write_back();
+        self.scene_jobs += 1;
+        let roomy =
+            Plan { name: "scene".into(), daily_jobs: None, monthly_spend: None, max_in_flight: 100, max_queued: 100 };
+        let request = EnqueueRequest {
+            key: IdempotencyKey::new(format!("scene:{}", self.scene_jobs)),
             user: UserId(user),
             chat: ChatId(user),
             spec: spec("a red fox in the snow"),
-            state: JobState::Queued,
             hold,
-            attempts: 0,
-            created_at: self.now,
-            updated_at: self.now,
-            lease: None,
-            submitted_at: None,
-            helper_cost: Money::ZERO,
+            plan: roomy,
+            role: Role::Admin,
+            now: self.clock(),
         };
-        self.jobs.insert(id, job);
+        let id = match ready(self.store.enqueue(&request)).unwrap() {
+            EnqueueOutcome::Enqueued(job, _) => job.id,
+            other => panic!("a scene's job was not queued: {other:?}"),
+        };
+        self.reload();
         id
     }
 
@@ -273,62 +372,26 @@ impl World {
         self.submits.iter().filter(|(_, r)| r.kind != ModelKind::Llm).collect()
     }
 
-    fn in_flight(&self, account: &AccountId) -> u32 {
-        self.jobs.values().filter(|j| j.state.account() == Some(account)).count() as u32
-    }
-
-    fn claim(&mut self, request: &ClaimRequest) -> Vec<ClaimedJob> {
-        self.claims.push(request.clone());
-        let in_flight = self.accounts.iter().map(|a| (a.id.clone(), self.in_flight(&a.id))).collect();
-        self.claim_in_flight.push(in_flight);
-        let mut claimed = Vec::new();
-        let queued: Vec<JobId> =
-            self.jobs.values().filter(|j| j.state == JobState::Queued).map(|j| j.id).collect::<Vec<_>>();
-        for id in queued {
-            if claimed.len() as u32 >= request.max_jobs {
-                break;
-            }
-            let free =
-                request.accounts.iter().find(|a| a.usable && self.in_flight(&a.account) < a.limit + request.overhang);
-            let Some(account) = free.map(|a| a.account.clone()) else { break };
-            let epoch = self.take_lease(id, &request.owner);
-            let job = self.jobs.get_mut(&id).unwrap();
-            job.state = JobState::Dispatching { account: account.clone() };
-            job.lease = Some(Lease { owner: request.owner.clone(), epoch });
-            claimed.push(ClaimedJob { job: job.clone(), account });
-        }
-        claimed
-    }
-
-    /// A new lease epoch for `job`, as a claim or a takeover starts.
-    fn take_lease(&mut self, job: JobId, owner: &str) -> u64 {
-        let epoch = self.epochs.entry(job).or_insert(0);
-        *epoch += 1;
-        let epoch = *epoch;
-        if let Some(entry) = self.jobs.get_mut(&job) {
-            entry.lease = Some(Lease { owner: owner.to_owned(), epoch });
-        }
-        epoch
-    }
-
-    /// Refuses (and records) a write whose lease is not the job's, as storage does.
-    fn check_lease(&mut self, job: JobId, lease: Option<&Lease>, write: &'static str) -> Result<(), StorageError> {
-        let current = self.jobs.get(&job).and_then(|j| j.lease.clone());
-        match lease {
-            Some(lease) if current.as_ref() != Some(lease) => {
-                self.fenced.push((job, write));
-                Err(StorageError::Conflict(format!("job {job} is under {current:?}, not {lease}")))
-            }
-            _ => Ok(()),
+    /// fal's handle for the next submission of `request` on `account`.
+    fn handle(&mut self, account: &AccountId, request: &GenerationRequest) -> RemoteHandle {
+        let n = self.submits.len();
+        let prefix = if request.kind == ModelKind::Llm { "llm" } else { "req" };
+        RemoteHandle {
+            account: account.clone(),
+            model: request.model.clone(),
+            request_id: RequestId::new(format!("{prefix}-{n}")),
+            status_url: format!("https://queue.fal.run/{prefix}-{n}/status"),
+            response_url: format!("https://queue.fal.run/{prefix}-{n}"),
+            cancel_url: format!("https://queue.fal.run/{prefix}-{n}/cancel"),
         }
     }
 
-    /// Puts `job` at fal under `req-from-before` on `account` and hands it to the start-up
-    /// rescue, as a process that died while following it would have left it.
+    /// Puts `job` at fal under `req-from-before` on `account` and leaves it to the start-up
+    /// rescue, as a process that died while following it would have.
     pub fn left_at_fal_by_a_dead_process(&mut self, job: JobId, account: &AccountId) {
         let request_id = RequestId::new("req-from-before");
         self.jobs.get_mut(&job).unwrap().state =
-            JobState::Submitted { account: account.clone(), request_id: request_id.clone() };
+            mediagen_domain::JobState::Submitted { account: account.clone(), request_id: request_id.clone() };
         let handle = RemoteHandle {
             account: account.clone(),
             model: ModelId::new("fal-ai/nano-banana"),
@@ -341,30 +404,153 @@ impl World {
         self.rescue.push(Rescued::Resume(rescued, handle));
     }
 
-    /// Hands a job to the rescue: it is taken over under a new epoch, as storage would.
-    pub fn rescue_as(&mut self, owner: &str, item: Rescued) -> Rescued {
-        let with_lease = |w: &mut World, job: Job| {
-            w.take_lease(job.id, owner);
-            Job { lease: w.jobs.get(&job.id).and_then(|j| j.lease.clone()), ..job }
-        };
-        match item {
-            Rescued::Resume(job, handle) => Rescued::Resume(with_lease(self, job), handle),
-            Rescued::SubmitUnknown(job) => Rescued::SubmitUnknown(with_lease(self, job)),
-            Rescued::Redeliver(job, settlement) => Rescued::Redeliver(with_lease(self, job), settlement),
-            Rescued::Requeued(job) => Rescued::Requeued(job),
-        }
+    /// Reads the stored rows into the mirrors.
+    fn reload(&mut self) {
+        let rows = Rows::load(&self.store);
+        self.users = rows.users.clone();
+        self.jobs = rows.jobs.clone();
+        self.handles = rows.handles.clone();
+        self.accounts = rows.accounts.clone();
+        self.purchases = rows.purchases.clone();
+        self.saved_media = rows.saved_media.clone();
+        self.cache = rows.cache.clone();
+        self.alert_log = rows.alert_log.clone();
+        self.loaded = rows;
     }
 
-    fn handle(&mut self, account: &AccountId, request: &GenerationRequest) -> RemoteHandle {
-        let n = self.submits.len();
-        let prefix = if request.kind == ModelKind::Llm { "llm" } else { "req" };
-        RemoteHandle {
-            account: account.clone(),
-            model: request.model.clone(),
-            request_id: RequestId::new(format!("{prefix}-{n}")),
-            status_url: format!("https://queue.fal.run/{prefix}-{n}/status"),
-            response_url: format!("https://queue.fal.run/{prefix}-{n}"),
-            cancel_url: format!("https://queue.fal.run/{prefix}-{n}/cancel"),
+    /// Writes what the test changed in the mirrors into storage, then reads it back.
+    fn write_back(&mut self) {
+        let now = self.clock();
+        let store = self.store.clone();
+        let loaded = std::mem::take(&mut self.loaded);
+        for (id, user) in &self.users {
+            match loaded.users.get(id) {
+                Some(old) if old == user => {}
+                old => {
+                    if old.is_none() {
+                        let new =
+                            NewUser { id: *id, language: user.language, plan: user.plan.clone(), role: user.role };
+                        ready(store.upsert_user(&new)).unwrap();
+                    }
+                    ready(store.update_user(user)).unwrap();
+                }
+            }
+        }
+        assert!(loaded.users.keys().all(|id| self.users.contains_key(id)), "a scene cannot remove users");
+        for account in &self.accounts {
+            let old = loaded.accounts.iter().find(|a| a.id == account.id);
+            if old == Some(account) {
+                continue;
+            }
+            if old.is_none_or(|old| old.key_names != account.key_names) {
+                ready(store.upsert_account(&account.id, &account.key_names)).unwrap();
+            }
+            if old.and_then(|old| old.locked.clone()) != account.locked {
+                ready(store.set_lock(&account.id, account.locked.clone())).unwrap();
+            }
+            if old.is_none_or(|old| (old.disabled, old.limit_override) != (account.disabled, account.limit_override)) {
+                ready(store.set_admin_state(&account.id, account.disabled, account.limit_override)).unwrap();
+            }
+            let retired = old.and_then(|old| old.retired_since);
+            assert_eq!(account.retired_since, retired, "accounts retire through `retire_unlisted`");
+        }
+        for (id, bought) in &self.purchases {
+            let mut known = loaded.purchases.get(id).cloned().unwrap_or_default();
+            for purchase in bought {
+                match known.iter().position(|p| p == purchase) {
+                    Some(at) => drop(known.remove(at)),
+                    None => ready(store.add_purchase(id, purchase)).unwrap(),
+                }
+            }
+            assert!(known.is_empty(), "a scene cannot remove purchases");
+        }
+        for (id, job) in &self.jobs {
+            let handle = self.handles.get(id);
+            if loaded.jobs.get(id) == Some(job) && loaded.handles.get(id) == handle {
+                continue;
+            }
+            // A job edited by hand (put in flight, at fal, finished) as a fixture.
+            let mut stored = store.stored_job(*id).unwrap_or_else(|| panic!("job {id} was never queued"));
+            if let Some(account) = job.state.account() {
+                stored.account = Some(account.clone());
+            }
+            if job.state.is_terminal() && stored.finished_at.is_none() {
+                stored.finished_at = Some(now);
+                stored.delivered_at = job.lease.is_none().then_some(now);
+            }
+            stored.job = job.clone();
+            stored.handle = handle.cloned();
+            store.put_job(stored);
+        }
+        for record in self.saved_media.iter().filter(|r| !loaded.saved_media.contains(r)) {
+            ready(store.save_media(record)).unwrap();
+        }
+        for (key, entry) in self.cache.iter().filter(|(key, entry)| loaded.cache.get(*key) != Some(entry)) {
+            ready(store.cache_put(key, &entry.0, entry.1)).unwrap();
+        }
+        for (key, period) in self.alert_log.iter().filter(|k| !loaded.alert_log.contains(*k)) {
+            ready(store.record_alert(key, period, now)).unwrap();
+        }
+        for item in std::mem::take(&mut self.rescue) {
+            left_for_rescue(&store, item, now);
+        }
+        self.reload();
+    }
+}
+
+/// Stores a job as a process that died left it: under its lease, which ran out at `now`.
+fn left_for_rescue(store: &MemoryStore, item: Rescued, now: Timestamp) {
+    let (job, handle, settlement, submit_started) = match item {
+        Rescued::Resume(job, handle) => (job, Some(handle), None, false),
+        Rescued::SubmitUnknown(job) => (job, None, None, true),
+        Rescued::Redeliver(job, settlement) => (job, None, Some(settlement), false),
+        Rescued::Requeued(job) => (job, None, None, false),
+    };
+    let mut stored = store.stored_job(job.id).unwrap_or_else(|| panic!("job {} was never queued", job.id));
+    stored.epoch += 1;
+    stored.job = Job { lease: Some(Lease { owner: DEAD_PROCESS.into(), epoch: stored.epoch }), ..job };
+    stored.lease_until = Some(now);
+    if let Some(account) = stored.job.state.account() {
+        stored.account = Some(account.clone());
+    }
+    if let Some(handle) = handle {
+        stored.account = Some(handle.account.clone());
+        stored.handle = Some(handle);
+    }
+    stored.submit_started_at = submit_started.then_some(now);
+    if stored.job.state.is_terminal() {
+        stored.finished_at.get_or_insert(now);
+        stored.delivered_at = None;
+    }
+    let id = stored.id();
+    store.put_job(stored);
+    if let Some(settlement) = settlement {
+        store.put_settlement(id, settlement, now);
+    }
+}
+
+/// The world while a test holds it: the stored rows are read in when it is taken and the
+/// test's edits written back when it is let go.
+pub struct WorldGuard<'a>(MutexGuard<'a, World>);
+
+impl Deref for WorldGuard<'_> {
+    type Target = World;
+    fn deref(&self) -> &World {
+        &self.0
+    }
+}
+
+impl DerefMut for WorldGuard<'_> {
+    fn deref_mut(&mut self) -> &mut World {
+        &mut self.0
+    }
+}
+
+impl Drop for WorldGuard<'_> {
+    fn drop(&mut self) {
+        // A failed assertion is reported as it is, not as a second panic while writing.
+        if !std::thread::panicking() {
+            self.0.write_back();
         }
     }
 }
@@ -382,23 +568,428 @@ pub fn spec(prompt: &str) -> JobSpec {
     }
 }
 
-/// The nano-banana list price of one image.
 /// The token counts the mock prompt helper reports: far below the intake estimate
 /// (which assumes the longest answer), so a charge at the real price differs from the hold.
 pub const LLM_USAGE: mediagen_ports::TokenUsage = mediagen_ports::TokenUsage { input_tokens: 120, output_tokens: 40 };
 
+/// The nano-banana list price of one image.
 pub fn one_image() -> Money {
     Money::from_micros(39_000)
+}
+
+/// The storage the engine sees: the memory store, with what the engine asked recorded in
+/// the world and the faults the world switches on injected before the store is reached.
+#[derive(Clone)]
+struct Storage {
+    store: MemoryStore,
+    world: Arc<Mutex<World>>,
 }
 
 fn down() -> StorageError {
     StorageError::Unavailable("connection refused".into())
 }
 
+impl Storage {
+    /// The world as the ports see it (no mirrors read or written).
+    fn world(&self) -> MutexGuard<'_, World> {
+        self.world.lock().unwrap()
+    }
+
+    /// `Unavailable` while the database is down.
+    fn up(&self) -> Result<(), StorageError> {
+        if self.world().storage_down { Err(down()) } else { Ok(()) }
+    }
+}
+
+#[async_trait::async_trait]
+impl UserStore for Storage {
+    async fn upsert_user(&self, new: &NewUser) -> Result<User, StorageError> {
+        self.up()?;
+        self.world().upserted.push(new.id);
+        self.store.upsert_user(new).await
+    }
+
+    async fn get_user(&self, id: UserId) -> Result<Option<User>, StorageError> {
+        self.up()?;
+        self.store.get_user(id).await
+    }
+
+    async fn update_user(&self, user: &User) -> Result<(), StorageError> {
+        self.up()?;
+        self.store.update_user(user).await
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>, StorageError> {
+        self.up()?;
+        self.store.list_users().await
+    }
+}
+
+#[async_trait::async_trait]
+impl JobQueue for Storage {
+    async fn enqueue(&self, request: &EnqueueRequest) -> Result<EnqueueOutcome, StorageError> {
+        self.up()?;
+        let answer = {
+            let mut w = self.world();
+            w.enqueues.push(request.clone());
+            w.enqueue_answer.clone()
+        };
+        match answer {
+            Some(answer) => Ok(answer),
+            None => self.store.enqueue(request).await,
+        }
+    }
+
+    async fn claim(&self, request: &ClaimRequest) -> Result<Vec<ClaimedJob>, StorageError> {
+        self.up()?;
+        let in_flight: HashMap<AccountId, u32> = self.store.in_flight_by_account().await?.into_iter().collect();
+        let accounts = self.store.list_accounts().await?;
+        {
+            let mut w = self.world();
+            w.claims.push(request.clone());
+            let counts = accounts.into_iter().map(|a| (a.id.clone(), in_flight.get(&a.id).copied().unwrap_or(0)));
+            w.claim_in_flight.push(counts.collect());
+        }
+        self.store.claim(request).await
+    }
+
+    async fn mark_submitted(
+        &self,
+        job: JobId,
+        lease: &Lease,
+        handle: &RemoteHandle,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        self.up()?;
+        match self.world().mark_submitted_fails {
+            Some("conflict") => return Err(StorageError::Conflict("canceled meanwhile".into())),
+            Some(_) => return Err(down()),
+            None => {}
+        }
+        self.store.mark_submitted(job, lease, handle, now).await
+    }
+
+    async fn mark_submitting(&self, job: JobId, lease: &Lease, now: Timestamp) -> Result<(), StorageError> {
+        self.up()?;
+        self.store.mark_submitting(job, lease, now).await?;
+        self.world().submitting.push(job);
+        Ok(())
+    }
+
+    async fn add_helper_cost(
+        &self,
+        job: JobId,
+        lease: &Lease,
+        cost: Money,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        self.up()?;
+        self.store.add_helper_cost(job, lease, cost, now).await
+    }
+
+    async fn mark_running(&self, job: JobId, lease: &Lease, now: Timestamp) -> Result<(), StorageError> {
+        self.up()?;
+        self.store.mark_running(job, lease, now).await?;
+        self.world().marked_running.push(job);
+        Ok(())
+    }
+
+    async fn requeue(
+        &self,
+        job: JobId,
+        lease: &Lease,
+        reason: &str,
+        not_before: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<Job, StorageError> {
+        self.up()?;
+        let requeued = self.store.requeue(job, lease, reason, not_before, now).await?;
+        let mut w = self.world();
+        let from_start = not_before.map(|at| w.now + (at - now));
+        w.requeues.push((job, reason.to_owned(), from_start));
+        Ok(requeued)
+    }
+
+    async fn finish(&self, job: JobId, finish: &Finish) -> Result<FinishOutcome, StorageError> {
+        self.up()?;
+        if self.world().already_finished {
+            let stored = self.store.get_job(job).await?;
+            return Ok(FinishOutcome::AlreadyFinished(stored.ok_or_else(|| StorageError::NotFound(job.to_string()))?));
+        }
+        let outcome = self.store.finish(job, finish).await?;
+        if matches!(outcome, FinishOutcome::Finished(_)) {
+            self.world().finishes.push((job, finish.clone()));
+        }
+        Ok(outcome)
+    }
+
+    async fn mark_delivered(&self, job: JobId, lease: Option<Lease>, now: Timestamp) -> Result<(), StorageError> {
+        self.up()?;
+        self.store.mark_delivered(job, lease, now).await?;
+        let mut w = self.world();
+        if !w.delivered.contains(&job) {
+            w.delivered.push(job);
+        }
+        Ok(())
+    }
+
+    async fn cancel(&self, job: JobId, user: UserId, now: Timestamp) -> Result<CancelResult, StorageError> {
+        self.up()?;
+        self.store.cancel(job, user, now).await
+    }
+
+    async fn renew_leases(&self, held: &[(JobId, Lease)], until: Timestamp) -> Result<u64, StorageError> {
+        self.up()?;
+        {
+            let mut w = self.world();
+            w.renewals += 1;
+            w.renewed.push(held.to_vec());
+        }
+        self.store.renew_leases(held, until).await
+    }
+
+    async fn rescue_expired(
+        &self,
+        new_owner: &str,
+        lease_until: Timestamp,
+        now: Timestamp,
+    ) -> Result<Vec<Rescued>, StorageError> {
+        self.up()?;
+        self.store.rescue_expired(new_owner, lease_until, now).await
+    }
+
+    async fn queue_position(&self, job: JobId) -> Result<Option<QueuePosition>, StorageError> {
+        self.up()?;
+        self.store.queue_position(job).await
+    }
+
+    async fn get_job(&self, job: JobId) -> Result<Option<Job>, StorageError> {
+        self.up()?;
+        self.store.get_job(job).await
+    }
+
+    async fn remote_handle(&self, job: JobId) -> Result<Option<RemoteHandle>, StorageError> {
+        self.up()?;
+        self.store.remote_handle(job).await
+    }
+
+    async fn recent_jobs(&self, user: UserId, limit: u32) -> Result<Vec<Job>, StorageError> {
+        self.up()?;
+        self.store.recent_jobs(user, limit).await
+    }
+
+    async fn user_usage(&self, user: UserId, now: Timestamp) -> Result<UserUsage, StorageError> {
+        self.up()?;
+        self.store.user_usage(user, now).await
+    }
+
+    async fn in_flight_by_account(&self) -> Result<Vec<(AccountId, u32)>, StorageError> {
+        self.up()?;
+        self.store.in_flight_by_account().await
+    }
+
+    async fn queued_count(&self) -> Result<u32, StorageError> {
+        self.up()?;
+        self.store.queued_count().await
+    }
+
+    async fn wait_for_change(&self, timeout_ms: u64) -> Result<bool, StorageError> {
+        self.up()?;
+        self.store.wait_for_change(timeout_ms).await
+    }
+}
+
+#[async_trait::async_trait]
+impl AccountStore for Storage {
+    async fn upsert_account(&self, id: &AccountId, key_names: &[String]) -> Result<AccountRecord, StorageError> {
+        self.up()?;
+        self.store.upsert_account(id, key_names).await
+    }
+
+    async fn retire_unlisted(&self, configured: &[AccountId], now: Timestamp) -> Result<Vec<AccountId>, StorageError> {
+        self.up()?;
+        self.store.retire_unlisted(configured, now).await
+    }
+
+    async fn list_accounts(&self) -> Result<Vec<AccountRecord>, StorageError> {
+        self.up()?;
+        self.store.list_accounts().await
+    }
+
+    async fn add_purchase(&self, id: &AccountId, purchase: &CreditPurchase) -> Result<(), StorageError> {
+        self.up()?;
+        self.store.add_purchase(id, purchase).await
+    }
+
+    async fn purchases(&self, id: &AccountId) -> Result<Vec<CreditPurchase>, StorageError> {
+        self.up()?;
+        self.store.purchases(id).await
+    }
+
+    async fn total_spend(&self, id: &AccountId) -> Result<Money, StorageError> {
+        self.up()?;
+        self.store.total_spend(id).await
+    }
+
+    async fn spends(&self, id: &AccountId) -> Result<Vec<CreditSpend>, StorageError> {
+        self.up()?;
+        let scripted = {
+            let w = self.world();
+            w.spend.get(id).map(|amount| vec![CreditSpend { amount: *amount, spent_at: w.clock() }])
+        };
+        match scripted {
+            Some(spends) => Ok(spends),
+            None => self.store.spends(id).await,
+        }
+    }
+
+    async fn set_lock(&self, id: &AccountId, lock: Option<AccountLock>) -> Result<(), StorageError> {
+        self.up()?;
+        self.world().set_locks.push((id.clone(), lock.clone()));
+        self.store.set_lock(id, lock).await
+    }
+
+    async fn set_admin_state(
+        &self,
+        id: &AccountId,
+        disabled: bool,
+        limit_override: Option<u32>,
+    ) -> Result<(), StorageError> {
+        self.up()?;
+        self.world().disabled.push(id.clone());
+        self.store.set_admin_state(id, disabled, limit_override).await
+    }
+}
+
+#[async_trait::async_trait]
+impl PromptCache for Storage {
+    async fn cache_get(&self, key: &str, now: Timestamp) -> Result<Option<String>, StorageError> {
+        self.up()?;
+        self.store.cache_get(key, now).await
+    }
+
+    async fn cache_put(&self, key: &str, value: &str, expires_at: Timestamp) -> Result<(), StorageError> {
+        self.up()?;
+        self.store.cache_put(key, value, expires_at).await
+    }
+}
+
+#[async_trait::async_trait]
+impl AlertLog for Storage {
+    async fn record_alert(&self, key: &str, period: &str, now: Timestamp) -> Result<bool, StorageError> {
+        self.up()?;
+        self.store.record_alert(key, period, now).await
+    }
+}
+
+#[async_trait::async_trait]
+impl UsageStore for Storage {
+    async fn save_media(&self, record: &MediaRecord) -> Result<(), StorageError> {
+        self.up()?;
+        self.store.save_media(record).await
+    }
+
+    async fn media_for_job(&self, job: JobId) -> Result<Vec<MediaRecord>, StorageError> {
+        self.up()?;
+        self.store.media_for_job(job).await
+    }
+
+    async fn usage_by_model(&self, from: Timestamp, to: Timestamp) -> Result<Vec<ModelUsage>, StorageError> {
+        self.up()?;
+        let scripted = self.world().fal_cost_this_month;
+        if scripted == Money::ZERO {
+            return self.store.usage_by_model(from, to).await;
+        }
+        Ok(vec![ModelUsage {
+            model: ModelId::new("fal-ai/nano-banana"),
+            succeeded: 10,
+            failed: 0,
+            user_charged: scripted,
+            fal_cost: scripted,
+        }])
+    }
+
+    async fn usage_by_user(&self, from: Timestamp, to: Timestamp) -> Result<Vec<UserSpend>, StorageError> {
+        self.up()?;
+        self.store.usage_by_user(from, to).await
+    }
+
+    async fn request_count(&self, from: Timestamp, to: Timestamp) -> Result<u64, StorageError> {
+        self.up()?;
+        let scripted = self.world().requests_this_month;
+        if scripted == 0 { self.store.request_count(from, to).await } else { Ok(scripted) }
+    }
+}
+
+#[async_trait::async_trait]
+impl ReportStore for Storage {
+    async fn usage_rows(&self, from: Timestamp, to: Timestamp) -> Result<Vec<UsageRow>, StorageError> {
+        self.up()?;
+        let scripted = {
+            let w = self.world();
+            let midnight = |d: chrono::NaiveDate| d.and_hms_opt(0, 0, 0).unwrap().and_utc();
+            let period = |r: &&UsageRow| midnight(r.day) >= midnight(from.date_naive()) && midnight(r.day) < to;
+            (!w.usage_rows.is_empty()).then(|| w.usage_rows.iter().filter(period).cloned().collect())
+        };
+        match scripted {
+            Some(rows) => Ok(rows),
+            None => self.store.usage_rows(from, to).await,
+        }
+    }
+
+    async fn requests_by_day(&self, from: Timestamp, to: Timestamp) -> Result<Vec<DayCount>, StorageError> {
+        self.up()?;
+        let scripted = {
+            let w = self.world();
+            let period =
+                |d: &&DayCount| d.day >= from.date_naive() && d.day.and_hms_opt(0, 0, 0).unwrap().and_utc() < to;
+            (!w.requests_by_day.is_empty()).then(|| w.requests_by_day.iter().filter(period).copied().collect())
+        };
+        match scripted {
+            Some(days) => Ok(days),
+            None => self.store.requests_by_day(from, to).await,
+        }
+    }
+
+    async fn job_counts(&self) -> Result<JobCounts, StorageError> {
+        self.up()?;
+        self.store.job_counts().await
+    }
+
+    async fn job_timings(&self, from: Timestamp, to: Timestamp) -> Result<Vec<JobTiming>, StorageError> {
+        self.up()?;
+        let scripted = {
+            let w = self.world();
+            let alive = |t: &&JobTiming| t.enqueued_at < to && t.finished_at.is_none_or(|f| f > from);
+            (!w.timings.is_empty()).then(|| w.timings.iter().filter(alive).cloned().collect())
+        };
+        match scripted {
+            Some(timings) => Ok(timings),
+            None => self.store.job_timings(from, to).await,
+        }
+    }
+
+    async fn slot_intervals(&self, from: Timestamp, to: Timestamp) -> Result<Vec<SlotInterval>, StorageError> {
+        self.up()?;
+        let scripted = {
+            let w = self.world();
+            let overlaps = |s: &&SlotInterval| s.claimed_at < to && s.released_at.is_none_or(|r| r > from);
+            (!w.slot_history.is_empty()).then(|| w.slot_history.iter().filter(overlaps).cloned().collect())
+        };
+        match scripted {
+            Some(slots) => Ok(slots),
+            None => self.store.slot_intervals(from, to).await,
+        }
+    }
+}
+
 /// The shared world and the engine wired to it.
 pub struct Harness {
+    /// The shared state; tests take it through [`Harness::world`], which reads the stored
+    /// rows in and writes their edits back.
     pub world: Arc<Mutex<World>>,
     pub config: EngineConfig,
+    store: MemoryStore,
 }
 
 impl Harness {
@@ -417,18 +1008,21 @@ impl Harness {
         // Scheduled summaries are off unless a test turns them on.
         config.insights.daily_report_at = None;
         config.insights.weekly_report_at = None;
-        Self { world: Arc::new(Mutex::new(World::new())), config }
+        let store = MemoryStore::new();
+        Self { world: Arc::new(Mutex::new(World::new(store.clone()))), config, store }
     }
 
-    pub fn world(&self) -> MutexGuard<'_, World> {
-        self.world.lock().unwrap()
+    /// The world, with the stored rows read in; the test's edits are stored when it is let go.
+    pub fn world(&self) -> WorldGuard<'_> {
+        let mut world = WorldGuard(self.world.lock().unwrap());
+        world.0.reload();
+        world
     }
 
     pub fn engine(&self) -> Engine {
         Engine::new(self.ports(), self.config.clone())
     }
 
-    /// Starts `run`; the returned closure-like handle stops it.
     /// A fresh engine run for `secs` of paused time, then shut down: one stretch of a
     /// process's life. Returns the engine, for its counters.
     pub async fn run_for(&self, secs: u64) -> Engine {
@@ -439,6 +1033,7 @@ impl Harness {
         engine
     }
 
+    /// Starts `run`; the returned handle stops it.
     pub fn start(&self, engine: &Engine) -> Running {
         let (stop, signal) = watch::channel(false);
         let engine = engine.clone();
@@ -447,16 +1042,17 @@ impl Harness {
     }
 
     fn ports(&self) -> Ports {
+        let storage = Arc::new(Storage { store: self.store.clone(), world: Arc::clone(&self.world) });
         Ports {
             generation: Arc::new(self.generation()),
             messaging: Arc::new(self.messaging()),
-            queue: Arc::new(self.queue()),
-            users: Arc::new(self.users()),
-            accounts: Arc::new(self.accounts()),
-            prompt_cache: Arc::new(self.prompt_cache()),
-            alerts: Arc::new(self.alert_log()),
-            usage: Arc::new(self.usage()),
-            reports: Arc::new(self.reports()),
+            queue: storage.clone(),
+            users: storage.clone(),
+            accounts: storage.clone(),
+            prompt_cache: storage.clone(),
+            alerts: storage.clone(),
+            usage: storage.clone(),
+            reports: storage,
             clock: Arc::new(self.clock()),
         }
     }
@@ -464,251 +1060,8 @@ impl Harness {
     fn clock(&self) -> MockClock {
         let world = Arc::clone(&self.world);
         let mut clock = MockClock::new();
-        clock.expect_now().returning(move || world.lock().unwrap().now);
+        clock.expect_now().returning(move || world.lock().unwrap().clock());
         clock
-    }
-
-    fn users(&self) -> MockUserStore {
-        let mut users = MockUserStore::new();
-        let world = Arc::clone(&self.world);
-        users.expect_get_user().returning(move |id| {
-            let w = world.lock().unwrap();
-            if w.storage_down {
-                return Err(down());
-            }
-            Ok(w.users.get(&id).cloned())
-        });
-        let world = Arc::clone(&self.world);
-        users.expect_upsert_user().returning(move |new| {
-            let mut w = world.lock().unwrap();
-            let user = User {
-                id: new.id,
-                language: new.language,
-                plan: new.plan.clone(),
-                role: new.role,
-                blocked: false,
-                settings: UserSettings::default(),
-            };
-            w.upserted.push(new.id);
-            w.users.insert(new.id, user.clone());
-            Ok(user)
-        });
-        users
-    }
-
-    fn queue(&self) -> MockJobQueue {
-        let mut queue = MockJobQueue::new();
-        let world = Arc::clone(&self.world);
-        queue.expect_enqueue().returning(move |request| {
-            let mut w = world.lock().unwrap();
-            if w.storage_down {
-                return Err(down());
-            }
-            w.enqueues.push(request.clone());
-            if let Some(answer) = w.enqueue_answer.clone() {
-                return Ok(answer);
-            }
-            let id = JobId(w.next_job);
-            w.next_job += 1;
-            let job = Job {
-                id,
-                user: request.user,
-                chat: request.chat,
-                spec: request.spec.clone(),
-                state: JobState::Queued,
-                hold: request.hold,
-                attempts: 0,
-                created_at: request.now,
-                updated_at: request.now,
-                lease: None,
-                submitted_at: None,
-                helper_cost: Money::ZERO,
-            };
-            w.jobs.insert(id, job.clone());
-            let total = w.jobs.values().filter(|j| j.state == JobState::Queued).count() as u32;
-            Ok(EnqueueOutcome::Enqueued(job, QueuePosition { position: total, total }))
-        });
-        let world = Arc::clone(&self.world);
-        queue.expect_claim().returning(move |request| Ok(world.lock().unwrap().claim(request)));
-        let world = Arc::clone(&self.world);
-        queue.expect_add_helper_cost().returning(move |job, lease, cost, _| {
-            let mut w = world.lock().unwrap();
-            w.check_lease(job, Some(lease), "add_helper_cost")?;
-            let entry = w.jobs.get_mut(&job).ok_or_else(|| StorageError::NotFound(job.to_string()))?;
-            entry.helper_cost = entry.helper_cost.checked_add(cost).unwrap();
-            Ok(())
-        });
-        let world = Arc::clone(&self.world);
-        queue.expect_get_job().returning(move |job| Ok(world.lock().unwrap().jobs.get(&job).cloned()));
-        let world = Arc::clone(&self.world);
-        queue.expect_in_flight_by_account().returning(move || {
-            let w = world.lock().unwrap();
-            Ok(w.accounts.iter().map(|a| (a.id.clone(), w.in_flight(&a.id))).collect())
-        });
-        let world = Arc::clone(&self.world);
-        queue.expect_mark_submitted().returning(move |job, lease, handle, now| {
-            let mut w = world.lock().unwrap();
-            match w.mark_submitted_fails {
-                Some("conflict") => return Err(StorageError::Conflict("canceled meanwhile".into())),
-                Some(_) => return Err(down()),
-                None => {}
-            }
-            w.check_lease(job, Some(lease), "mark_submitted")?;
-            let entry = w.jobs.get_mut(&job).ok_or_else(|| StorageError::NotFound(job.to_string()))?;
-            match &entry.state {
-                JobState::Dispatching { account } if *account == handle.account => {
-                    entry.state =
-                        JobState::Submitted { account: account.clone(), request_id: handle.request_id.clone() };
-                    entry.attempts += 1;
-                    entry.submitted_at = Some(now);
-                    w.handles.insert(job, handle.clone());
-                    Ok(())
-                }
-                other => Err(StorageError::Conflict(format!("job is {other}"))),
-            }
-        });
-        let world = Arc::clone(&self.world);
-        queue.expect_mark_submitting().returning(move |job, lease, _now| {
-            let mut w = world.lock().unwrap();
-            if w.storage_down {
-                return Err(down());
-            }
-            w.check_lease(job, Some(lease), "mark_submitting")?;
-            let entry = w.jobs.get(&job).ok_or_else(|| StorageError::NotFound(job.to_string()))?;
-            if !matches!(entry.state, JobState::Dispatching { .. }) {
-                return Err(StorageError::Conflict(format!("job is {}", entry.state)));
-            }
-            w.submitting.push(job);
-            Ok(())
-        });
-        let world = Arc::clone(&self.world);
-        queue.expect_mark_delivered().returning(move |job, lease, _now| {
-            let mut w = world.lock().unwrap();
-            if w.delivered.contains(&job) {
-                return Ok(());
-            }
-            w.check_lease(job, lease.as_ref(), "mark_delivered")?;
-            let entry = w.jobs.get(&job).ok_or_else(|| StorageError::NotFound(job.to_string()))?;
-            if !entry.state.is_terminal() {
-                return Err(StorageError::Conflict(format!("job is {}", entry.state)));
-            }
-            w.delivered.push(job);
-            if let Some(entry) = w.jobs.get_mut(&job) {
-                entry.lease = None;
-            }
-            Ok(())
-        });
-        let world = Arc::clone(&self.world);
-        queue.expect_mark_running().returning(move |job, lease, _| {
-            let mut w = world.lock().unwrap();
-            w.check_lease(job, Some(lease), "mark_running")?;
-            w.marked_running.push(job);
-            let entry = w.jobs.get_mut(&job).unwrap();
-            if let JobState::Submitted { account, request_id } = &entry.state {
-                entry.state = JobState::Running { account: account.clone(), request_id: request_id.clone() };
-            }
-            Ok(())
-        });
-        let world = Arc::clone(&self.world);
-        queue.expect_requeue().returning(move |job, lease, reason, not_before, _now| {
-            let mut w = world.lock().unwrap();
-            w.check_lease(job, Some(lease), "requeue")?;
-            w.requeues.push((job, reason.to_owned(), not_before));
-            let entry = w.jobs.get_mut(&job).unwrap();
-            if !entry.state.is_in_flight() {
-                return Err(StorageError::Conflict(format!("job is {}", entry.state)));
-            }
-            entry.state = JobState::Queued;
-            entry.lease = None;
-            entry.submitted_at = None;
-            Ok(entry.clone())
-        });
-        let world = Arc::clone(&self.world);
-        queue.expect_finish().returning(move |job, finish| {
-            let mut w = world.lock().unwrap();
-            if finish.lease.is_none() && finish.state != JobState::Canceled {
-                return Err(StorageError::Conflict(format!("job {job}: only a cancel finishes without a lease")));
-            }
-            w.check_lease(job, finish.lease.as_ref(), "finish")?;
-            let already = w.already_finished;
-            let entry = w.jobs.get_mut(&job).ok_or_else(|| StorageError::NotFound(job.to_string()))?;
-            if already || entry.state.is_terminal() {
-                return Ok(FinishOutcome::AlreadyFinished(entry.clone()));
-            }
-            entry.state = finish.state.clone();
-            let done = entry.clone();
-            w.finishes.push((job, finish.clone()));
-            Ok(FinishOutcome::Finished(done))
-        });
-        let world = Arc::clone(&self.world);
-        queue.expect_cancel().returning(move |job, user, _now| {
-            let mut w = world.lock().unwrap();
-            let handle = w.handles.get(&job).cloned();
-            let entry = w
-                .jobs
-                .get_mut(&job)
-                .filter(|j| j.user == user)
-                .ok_or_else(|| StorageError::NotFound(job.to_string()))?;
-            Ok(match entry.state.clone() {
-                JobState::Queued => {
-                    entry.state = JobState::Canceled;
-                    CancelResult::Canceled(entry.clone())
-                }
-                state if state.is_terminal() => CancelResult::AlreadyFinished(entry.clone()),
-                _ => CancelResult::InFlight(entry.clone(), handle),
-            })
-        });
-        let world = Arc::clone(&self.world);
-        queue.expect_renew_leases().returning(move |held, _| {
-            let mut w = world.lock().unwrap();
-            w.renewals += 1;
-            w.renewed.push(held.to_vec());
-            let current =
-                held.iter().filter(|(job, lease)| w.jobs.get(job).and_then(|j| j.lease.as_ref()) == Some(lease));
-            Ok(current.count() as u64)
-        });
-        let world = Arc::clone(&self.world);
-        queue.expect_rescue_expired().returning(move |owner, _, _| {
-            let mut w = world.lock().unwrap();
-            let items = std::mem::take(&mut w.rescue);
-            Ok(items.into_iter().map(|item| w.rescue_as(owner, item)).collect())
-        });
-        queue.expect_wait_for_change().returning(|_| Ok(false));
-        queue
-    }
-
-    fn accounts(&self) -> MockAccountStore {
-        let mut accounts = MockAccountStore::new();
-        let world = Arc::clone(&self.world);
-        accounts.expect_list_accounts().returning(move || Ok(world.lock().unwrap().accounts.clone()));
-        let world = Arc::clone(&self.world);
-        accounts
-            .expect_purchases()
-            .returning(move |id| Ok(world.lock().unwrap().purchases.get(id).cloned().unwrap_or_default()));
-        let world = Arc::clone(&self.world);
-        accounts.expect_spends().returning(move |id| {
-            let w = world.lock().unwrap();
-            Ok(w.spend.get(id).map(|amount| vec![CreditSpend { amount: *amount, spent_at: w.now }]).unwrap_or_default())
-        });
-        let world = Arc::clone(&self.world);
-        accounts.expect_set_lock().returning(move |id, lock| {
-            let mut w = world.lock().unwrap();
-            w.set_locks.push((id.clone(), lock.clone()));
-            if let Some(account) = w.accounts.iter_mut().find(|a| a.id == *id) {
-                account.locked = lock;
-            }
-            Ok(())
-        });
-        let world = Arc::clone(&self.world);
-        accounts.expect_set_admin_state().returning(move |id, disabled, _| {
-            let mut w = world.lock().unwrap();
-            w.disabled.push(id.clone());
-            if let Some(account) = w.accounts.iter_mut().find(|a| a.id == *id) {
-                account.disabled = disabled;
-            }
-            Ok(())
-        });
-        accounts
     }
 
     fn generation(&self) -> MockGeneration {
@@ -844,116 +1197,6 @@ impl Harness {
             Ok(MediaBytes { bytes: vec![7; 16], content_type: "image/jpeg".into(), file_name: "input.jpg".into() })
         });
         messaging
-    }
-
-    fn prompt_cache(&self) -> MockPromptCache {
-        let mut cache = MockPromptCache::new();
-        let world = Arc::clone(&self.world);
-        cache.expect_cache_get().returning(move |key, now| {
-            let w = world.lock().unwrap();
-            Ok(w.cache.get(key).filter(|(_, expires)| *expires > now).map(|(value, _)| value.clone()))
-        });
-        let world = Arc::clone(&self.world);
-        cache.expect_cache_put().returning(move |key, value, expires_at| {
-            world.lock().unwrap().cache.insert(key.to_owned(), (value.to_owned(), expires_at));
-            Ok(())
-        });
-        cache
-    }
-
-    fn alert_log(&self) -> MockAlertLog {
-        let mut log = MockAlertLog::new();
-        let world = Arc::clone(&self.world);
-        log.expect_record_alert().returning(move |key, period, _| {
-            Ok(world.lock().unwrap().alert_log.insert((key.to_owned(), period.to_owned())))
-        });
-        log
-    }
-
-    fn reports(&self) -> MockReportStore {
-        let mut reports = MockReportStore::new();
-        let world = Arc::clone(&self.world);
-        reports.expect_usage_rows().returning(move |from, to| {
-            let midnight = |d: chrono::NaiveDate| d.and_hms_opt(0, 0, 0).unwrap().and_utc();
-            let w = world.lock().unwrap();
-            Ok(w.usage_rows
-                .iter()
-                .filter(|r| midnight(r.day) >= midnight(from.date_naive()) && midnight(r.day) < to)
-                .cloned()
-                .collect())
-        });
-        let world = Arc::clone(&self.world);
-        reports.expect_requests_by_day().returning(move |from, to| {
-            let w = world.lock().unwrap();
-            Ok(w.requests_by_day
-                .iter()
-                .filter(|d| d.day >= from.date_naive() && d.day.and_hms_opt(0, 0, 0).unwrap().and_utc() < to)
-                .copied()
-                .collect())
-        });
-        let world = Arc::clone(&self.world);
-        reports.expect_job_counts().returning(move || {
-            let w = world.lock().unwrap();
-            let mut counts = JobCounts::default();
-            for job in w.jobs.values() {
-                match job.state.name() {
-                    "queued" => counts.queued += 1,
-                    "dispatching" => counts.dispatching += 1,
-                    "submitted" => counts.submitted += 1,
-                    "running" => counts.running += 1,
-                    "succeeded" => counts.succeeded += 1,
-                    "failed" => counts.failed += 1,
-                    _ => counts.canceled += 1,
-                }
-            }
-            Ok(counts)
-        });
-        let world = Arc::clone(&self.world);
-        reports.expect_job_timings().returning(move |from, to| {
-            let w = world.lock().unwrap();
-            Ok(w.timings
-                .iter()
-                .filter(|t| t.enqueued_at < to && t.finished_at.is_none_or(|f| f > from))
-                .cloned()
-                .collect())
-        });
-        let world = Arc::clone(&self.world);
-        reports.expect_slot_intervals().returning(move |from, to| {
-            let w = world.lock().unwrap();
-            Ok(w.slot_history
-                .iter()
-                .filter(|s| s.claimed_at < to && s.released_at.is_none_or(|r| r > from))
-                .cloned()
-                .collect())
-        });
-        reports
-    }
-
-    fn usage(&self) -> MockUsageStore {
-        let mut usage = MockUsageStore::new();
-        let world = Arc::clone(&self.world);
-        usage.expect_save_media().returning(move |record| {
-            world.lock().unwrap().saved_media.push(record.clone());
-            Ok(())
-        });
-        let world = Arc::clone(&self.world);
-        usage.expect_media_for_job().returning(move |job| {
-            Ok(world.lock().unwrap().saved_media.iter().filter(|r| r.job == job).cloned().collect())
-        });
-        let world = Arc::clone(&self.world);
-        usage.expect_usage_by_model().returning(move |_, _| {
-            let w = world.lock().unwrap();
-            Ok(vec![ModelUsage {
-                model: ModelId::new("fal-ai/nano-banana"),
-                succeeded: 10,
-                failed: 0,
-                user_charged: w.fal_cost_this_month,
-                fal_cost: w.fal_cost_this_month,
-            }])
-        });
-        let world = Arc::clone(&self.world);
-        usage.expect_request_count().returning(move |_, _| Ok(world.lock().unwrap().requests_this_month));
-        usage
     }
 }
 
