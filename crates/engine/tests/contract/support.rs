@@ -100,9 +100,9 @@ pub struct World {
     pub claims: Vec<ClaimRequest>,
     /// Jobs in flight per account (every stored account) when each claim came in.
     pub claim_in_flight: Vec<HashMap<AccountId, u32>>,
-    /// Requeues storage took: the job, the reason, and when it may run again, counted from
-    /// the scene's start (`now` plus the back-off the engine asked for).
-    pub requeues: Vec<(JobId, String, Option<Timestamp>)>,
+    /// Requeues storage took: the job, the reason, and the back-off the engine asked for
+    /// (`not_before` minus the requeue's instant; `None` for "at once").
+    pub requeues: Vec<(JobId, String, Option<chrono::TimeDelta>)>,
     /// Finishes storage took (an `AlreadyFinished` is not one).
     pub finishes: Vec<(JobId, Finish)>,
     /// Jobs storage recorded as running, once per call it took.
@@ -705,8 +705,7 @@ impl JobQueue for Storage {
         self.up()?;
         let requeued = self.store.requeue(job, lease, reason, not_before, now).await?;
         let mut w = self.world();
-        let from_start = not_before.map(|at| w.now + (at - now));
-        w.requeues.push((job, reason.to_owned(), from_start));
+        w.requeues.push((job, reason.to_owned(), not_before.map(|at| at - now)));
         Ok(requeued)
     }
 
