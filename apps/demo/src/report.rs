@@ -435,8 +435,8 @@ pub async fn collect(inputs: Inputs<'_>) -> anyhow::Result<Report> {
             report.notes.push(format!(
                 "{}: the bot recorded {} as fal's cost, the simulator billed {}{what}",
                 row.model,
-                exact(row.fal_cost),
-                exact(row.fal_billed)
+                row.fal_cost.exact_text(),
+                row.fal_billed.exact_text()
             ));
         }
     }
@@ -492,11 +492,6 @@ pub async fn collect(inputs: Inputs<'_>) -> anyhow::Result<Report> {
         .collect();
     report.problems.extend(operator.problems.iter().cloned());
     Ok(report)
-}
-
-/// Dollars to the micro-dollar, where four decimals would hide a difference.
-fn exact(money: Money) -> String {
-    money.exact_text()
 }
 
 fn indent(text: &str, by: &str) -> String {
@@ -737,9 +732,9 @@ mod tests {
 
     #[test]
     fn exact_amounts_keep_every_micro_dollar() {
-        assert_eq!(exact(Money::from_micros(106)), "$0.000106");
-        assert_eq!(exact(Money::from_micros(8_256_106)), "$8.256106");
-        assert_eq!(exact(Money::from_micros(-5)), "-$0.000005");
+        assert_eq!(Money::from_micros(106).exact_text(), "$0.000106");
+        assert_eq!(Money::from_micros(8_256_106).exact_text(), "$8.256106");
+        assert_eq!(Money::from_micros(-5).exact_text(), "-$0.000005");
     }
 
     #[test]

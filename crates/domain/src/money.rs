@@ -136,6 +136,17 @@ impl Money {
         format!("{sign}${whole}.{frac:06}")
     }
 
+    /// Whole dollars without decimals when there are no cents (`$500`), else the usual
+    /// four decimals (`$10.5000`): for amounts people choose, like credit tiers.
+    pub fn whole_or_display(self) -> String {
+        if self.0 % Self::MICROS_PER_DOLLAR == 0 {
+            let (sign, whole, _) = self.parts();
+            format!("{sign}${whole}")
+        } else {
+            self.to_string()
+        }
+    }
+
     /// Dollars as a float, for drawing and metrics (never for arithmetic).
     pub fn dollars_f64(self) -> f64 {
         self.0 as f64 / Self::MICROS_PER_DOLLAR as f64
@@ -190,6 +201,13 @@ impl FromStr for Money {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn whole_amounts_drop_the_decimals_and_others_keep_four() {
+        assert_eq!(Money::from_dollars(500).whole_or_display(), "$500");
+        assert_eq!(Money::from_dollars(-3).whole_or_display(), "-$3");
+        assert_eq!(Money::from_cents(1_050).whole_or_display(), "$10.5000");
+    }
     use super::*;
 
     #[test]

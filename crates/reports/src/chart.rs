@@ -3,7 +3,6 @@
 //! Text is drawn with DejaVu Sans embedded from the `dejavu` crate (plotters' `ab_glyph`
 //! backend), so no system font library is needed.
 
-use mediagen_domain::Money;
 use mediagen_domain::insights::Report;
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
@@ -60,10 +59,6 @@ fn register() {
         let _ = register_font(FONT, FontStyle::Normal, dejavu::sans::regular());
         let _ = register_font(FONT, FontStyle::Bold, dejavu::sans::bold());
     });
-}
-
-fn dollars(money: Money) -> f64 {
-    money.dollars_f64()
 }
 
 /// The file name of `report`'s chart: `mediagen-day-2026-11-25.png`.
@@ -142,7 +137,7 @@ fn draw(report: &Report, pixels: &mut [u8]) -> Result<(), ChartError> {
     let mut totals = vec![0f64; n];
     for model in &report.models {
         for (x, (_, cost)) in model.days.iter().enumerate() {
-            totals[x] += dollars(*cost);
+            totals[x] += cost.dollars_f64();
         }
     }
     let max_cost = totals.iter().copied().fold(0.0, f64::max);
@@ -164,7 +159,7 @@ fn draw(report: &Report, pixels: &mut [u8]) -> Result<(), ChartError> {
     let mut base = vec![0f64; n];
     for (i, model) in report.models.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
-        let top: Vec<f64> = model.days.iter().enumerate().map(|(x, (_, c))| base[x] + dollars(*c)).collect();
+        let top: Vec<f64> = model.days.iter().enumerate().map(|(x, (_, c))| base[x] + c.dollars_f64()).collect();
         let mut polygon: Vec<(f64, f64)> = top.iter().enumerate().map(|(x, y)| (x as f64, *y)).collect();
         polygon.extend(base.iter().enumerate().rev().map(|(x, y)| (x as f64, *y)));
         chart.draw_series(std::iter::once(Polygon::new(polygon, color.mix(0.55).filled()))).map_err(err)?;

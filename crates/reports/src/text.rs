@@ -180,17 +180,8 @@ pub fn chart_caption(report: &Report) -> String {
 fn tier_name(option: &TierForecast) -> String {
     match option.min_window_sum {
         Some(sum) if sum == Money::ZERO => format!("new account / {}", option.limit),
-        Some(sum) => format!("{} / {}", whole_dollars(sum), option.limit),
+        Some(sum) => format!("{} / {}", sum.whole_or_display(), option.limit),
         None => format!("enterprise / {}", option.limit),
-    }
-}
-
-fn whole_dollars(money: Money) -> String {
-    let micros = money.micros();
-    if micros % Money::MICROS_PER_DOLLAR == 0 {
-        format!("${}", micros / Money::MICROS_PER_DOLLAR)
-    } else {
-        money.to_string()
     }
 }
 
@@ -284,8 +275,8 @@ pub fn plan(report: &PlanReport) -> String {
                 let _ = write!(
                     out,
                     "Recommendation: the {} tier — keep at least {} of purchases in every {}-day window on each of {} account(s) for {} slots each (p95 wait {}).",
-                    whole_dollars(sum),
-                    whole_dollars(sum),
+                    sum.whole_or_display(),
+                    sum.whole_or_display(),
                     report.window_days,
                     p.current.accounts,
                     option.limit,
@@ -329,7 +320,5 @@ mod tests {
         assert_eq!(duration(3_725.0), "1 h 02 min");
         assert_eq!(duration(f64::INFINITY), "never");
         assert_eq!(wait(None), "never drains");
-        assert_eq!(whole_dollars(Money::from_dollars(500)), "$500");
-        assert_eq!(whole_dollars(Money::from_cents(1_050)), "$10.5000");
     }
 }
