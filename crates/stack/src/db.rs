@@ -516,6 +516,8 @@ mod tests {
         let db = FreshDb::create(&Database::SqliteFile(file.clone())).await.expect("created over the leftover");
         assert!(db.url().starts_with("sqlite://"));
         assert_eq!(ledger(&db, 1, "charge").await, 0, "migrated and empty");
+        #[cfg(feature = "bot")]
+        assert_eq!(db.storage().queue.queued_count().await.unwrap(), 0);
         let closed = db.close().await.unwrap();
         assert!(closed.cleanup.contains("removed"), "{closed:?}");
         assert!(sqlite_files(&file).iter().all(|f| !f.exists()));
