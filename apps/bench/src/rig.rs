@@ -63,7 +63,10 @@ impl Sim {
     /// When it cannot bind or the configuration is invalid.
     pub fn start(runtime: &tokio::runtime::Runtime, accounts: &[Account], time_scale: f64) -> anyhow::Result<Sim> {
         let options = FalSimOptions {
-            accounts: accounts.iter().map(|a| FalAccount::new(a.name, a.limit).with_key(a.key)).collect(),
+            accounts: accounts
+                .iter()
+                .map(|a| FalAccount::new(a.name, a.limit).with_key(&format!("{}-key", a.name), a.key))
+                .collect(),
             time_scale,
             seed: Some(SIM_SEED),
             ..FalSimOptions::default()

@@ -31,7 +31,7 @@ impl DemoAccount {
     /// The account as the stack configures it; limit 1 at the simulator until
     /// [`set_limits`] gives it the bot's.
     pub fn fal(&self) -> FalAccount {
-        FalAccount::new(self.name, 1).with_key(self.key)
+        FalAccount::new(self.name, 1).with_key("primary", self.key)
     }
 }
 

@@ -25,14 +25,23 @@ pub struct FalAccount {
     pub key_known: bool,
     /// Further keys configured for it that the simulator refuses (revoked keys among good ones).
     pub bad_keys: u32,
-    /// The key's secret; `None`: [`FAL_KEY`] for `main`, a made-up one for the others.
+    /// The good key's name in the bot's configuration (`k` unless told).
+    pub key_name: String,
+    /// The good key's secret; `None`: [`FAL_KEY`] for `main`, a made-up one for the others.
     pub secret: Option<String>,
 }
 
 impl FalAccount {
     /// An account the simulator knows, with `limit` slots.
     pub fn new(name: &str, limit: u32) -> Self {
-        FalAccount { name: name.to_owned(), limit, key_known: true, bad_keys: 0, secret: None }
+        FalAccount {
+            name: name.to_owned(),
+            limit,
+            key_known: true,
+            bad_keys: 0,
+            key_name: "k".to_owned(),
+            secret: None,
+        }
     }
 
     /// The same account with `count` more keys that fal refuses, listed first.
@@ -41,8 +50,10 @@ impl FalAccount {
         self
     }
 
-    /// The same account with this key's secret.
-    pub fn with_key(mut self, secret: &str) -> Self {
+    /// The same account with its good key named `name` in the bot's configuration and
+    /// holding `secret`.
+    pub fn with_key(mut self, name: &str, secret: &str) -> Self {
+        name.clone_into(&mut self.key_name);
         self.secret = Some(secret.to_owned());
         self
     }
@@ -61,15 +72,15 @@ impl FalAccount {
         }
     }
 
-    /// The names of its keys in the bot's configuration: the refused ones first, then `k`
-    /// (whose secret is [`FalAccount::key`]).
+    /// The names of its keys in the bot's configuration: the refused ones first, then the
+    /// good one (whose secret is [`FalAccount::key`]).
     pub fn key_names(&self) -> Vec<String> {
-        (1..=self.bad_keys).map(|i| format!("bad{i}")).chain(["k".to_owned()]).collect()
+        (1..=self.bad_keys).map(|i| format!("bad{i}")).chain([self.key_name.clone()]).collect()
     }
 
     /// The secret configured under one of [`FalAccount::key_names`].
     pub fn secret_of(&self, key_name: &str) -> String {
-        if key_name == "k" { self.key() } else { format!("revoked-{}-{key_name}:secret", self.name) }
+        if key_name == self.key_name { self.key() } else { format!("revoked-{}-{key_name}:secret", self.name) }
     }
 }
 
@@ -146,7 +157,9 @@ mod tests {
         assert_eq!(other.key_names(), ["bad1", "bad2", "k"]);
         assert_eq!(other.secret_of("k"), "sim-key-b:secret");
         assert_eq!(other.secret_of("bad2"), "revoked-b-bad2:secret");
-        assert_eq!(FalAccount::new("a", 1).with_key("s:1").key(), "s:1");
+        let named = FalAccount::new("a", 1).with_key("primary", "s:1");
+        assert_eq!((named.key(), named.key_names()), ("s:1".to_owned(), vec!["primary".to_owned()]));
+        assert_eq!(named.secret_of("primary"), "s:1");
         assert!(!FalAccount::refused("x").key_known);
     }
 
