@@ -49,7 +49,16 @@ impl Say {
 /// the bot failing at start). Problems found while running are in [`Report::problems`].
 pub async fn run(options: Options) -> anyhow::Result<Report> {
     let say = Say(options.status.resolve());
-    let parts = Parts::try_start(stack::stack_options(&options)).await?;
+    let parts = match Parts::try_start(stack::stack_options(&options)).await {
+        Ok(parts) => parts,
+        Err(error) if options.storage.is_postgres() => {
+            return Err(error.context(
+                "PostgreSQL was chosen by --database-url or DEMO_DATABASE_URL; leave both unset for the embedded \
+                 SQLite default",
+            ));
+        }
+        Err(error) => return Err(error),
+    };
     let settings = parts.settings()?;
     settings.require_fal_keys()?;
     let overhang = settings.engine.overhang;

@@ -102,8 +102,9 @@ impl Drop for Bot {
 /// (`stack.telegram`, `stack.fal`, `stack.db`). Dropping it stops the bot and the fakes and
 /// removes the database.
 pub struct Stack {
-    parts: Parts,
+    // First: the bot is stopped before the parts under it go.
     bot: Option<Bot>,
+    parts: Parts,
 }
 
 impl std::ops::Deref for Stack {
@@ -139,7 +140,7 @@ impl Stack {
     /// see [`Stack::is_finished`] and [`Stack::failure`].
     pub fn launch(parts: Parts) -> anyhow::Result<Stack> {
         let bot = Bot::start(&parts)?;
-        Ok(Stack { parts, bot: Some(bot) })
+        Ok(Stack { bot: Some(bot), parts })
     }
 
     /// Stops the bot (gracefully) and starts it again with another `DATABASE_URL`; the
@@ -190,7 +191,7 @@ impl Stack {
 
     /// The parts, the bot stopped first if it still runs (aborted, without waiting).
     pub fn into_parts(self) -> Parts {
-        let Stack { parts, bot } = self;
+        let Stack { bot, parts } = self;
         drop(bot);
         parts
     }
