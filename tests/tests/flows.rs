@@ -173,7 +173,7 @@ async fn enhance_is_a_paid_job_billed_as_fal_bills_it_and_a_repeat_is_free(datab
     assert_eq!(charge, billed, "the user pays the call's real price");
     assert_eq!(charge + refund, hold, "what was held is charged or refunded, nothing else");
     // The operator's usage report shows the call under the prompt helper's model.
-    let storage = stack.db.storage().await;
+    let storage = stack.db.storage();
     let now = chrono::Utc::now();
     let usage = storage
         .usage

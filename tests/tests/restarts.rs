@@ -161,7 +161,7 @@ async fn a_revoked_key_and_a_removed_account_cost_no_job() {
     };
     let parts = Parts::start(options).await;
     // An earlier configuration had an account `gone`: it is still in the database.
-    let storage = parts.db.storage().await;
+    let storage = parts.db.storage();
     storage.accounts.upsert_account(&mediagen_domain::AccountId::new("gone"), &["k".into()]).await.unwrap();
     let bot = BotProcess::spawn(&parts, &[], "bot");
     let people = users(&parts.telegram, 3, 9_300);

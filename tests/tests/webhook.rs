@@ -1,20 +1,16 @@
 //! Webhook mode: the bot registers its URL with a secret token, refuses posts without the
 //! token, and answers updates posted with it.
 
-use mediagen_e2e::{Database, Stack, StackOptions, on_both_databases};
+use mediagen_e2e::{Database, Listen, Stack, StackOptions, on_both_databases};
 use mediagen_telegram_fake::SimUser;
 use serde_json::json;
 use std::time::Duration;
 
 on_both_databases!(webhook_mode_checks_telegrams_secret_token);
 async fn webhook_mode_checks_telegrams_secret_token(database: Database) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let url = format!("http://127.0.0.1:{port}/telegram");
-    let env = vec![
-        ("MEDIAGEN__TELEGRAM__WEBHOOK_URL".to_owned(), url.clone()),
-        ("MEDIAGEN__TELEGRAM__WEBHOOK_LISTEN".to_owned(), format!("127.0.0.1:{port}")),
-    ];
-    let stack = Stack::start(StackOptions { database, env, ..StackOptions::default() }).await;
+    let stack =
+        Stack::start(StackOptions { database, webhook: Some(Listen::Ephemeral), ..StackOptions::default() }).await;
+    let url = stack.webhook_url().expect("webhook mode").to_owned();
     let sam = SimUser::new(5_001, "Sam").with_language("en");
     stack.telegram.add_user(&sam);
 

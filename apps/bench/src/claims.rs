@@ -1,7 +1,7 @@
 //! PostgreSQL alone: how fast `JobQueue::claim` on `PgStore` drains a full queue with one
 //! or several claimers (each its own "process" with its own pool), no engine, no fal.
 
-use crate::rig::on_counted_runtime;
+use crate::rig::{fresh_postgres, on_counted_runtime};
 use anyhow::Context;
 use mediagen_domain::quota::Plan;
 use mediagen_domain::{
@@ -11,7 +11,7 @@ use mediagen_domain::{
 use mediagen_ports::{
     AccountCapacity, AccountStore, ClaimRequest, EnqueueOutcome, EnqueueRequest, JobQueue, NewUser, UserStore,
 };
-use mediagen_postgres::testing::fresh_database;
+use mediagen_postgres::PgStore;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -50,8 +50,8 @@ pub struct ClaimFigures {
 /// When the database fails, or a job is claimed twice or not at all.
 pub fn measure(jobs: usize, claimers: usize, batch: u32) -> anyhow::Result<ClaimFigures> {
     on_counted_runtime("bench-claims", move |_| async move {
-        let db = fresh_database().await;
-        let store = Arc::new(db.store().await);
+        let (db, store) = fresh_postgres().await?;
+        let store = Arc::new(store);
         let account = AccountId::new("claims");
         store.upsert_account(&account, &["k".to_owned()]).await?;
         for user in 1..=USERS {
@@ -82,7 +82,7 @@ pub fn measure(jobs: usize, claimers: usize, batch: u32) -> anyhow::Result<Claim
         // Each claimer has a pool of its own, as a separate process would.
         let mut stores = Vec::new();
         for _ in 0..claimers {
-            stores.push(Arc::new(db.separate_store(2).await));
+            stores.push(Arc::new(PgStore::connect(db.url(), 2).await.context("a claimer's own store")?));
         }
         let start = Instant::now();
         let mut tasks = tokio::task::JoinSet::new();

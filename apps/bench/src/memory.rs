@@ -8,13 +8,12 @@
 
 use crate::ours::{OVERHANG, bench_plans, engine, engine_config, register_accounts};
 use crate::proc_stats::memory_kib;
-use crate::rig::{OURS, Sim};
+use crate::rig::{OURS, Sim, fresh_postgres};
 use crate::workload::{Arrival, Model};
 use anyhow::Context;
 use mediagen_engine::IntakeOutcome;
 use mediagen_ports::JobQueue;
 use mediagen_postgres::PgStore;
-use mediagen_postgres::testing::fresh_database;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -58,8 +57,8 @@ pub fn measure(exe: &Path, sim_runtime: &tokio::runtime::Runtime, jobs: usize) -
     let sim = Sim::start(sim_runtime, &OURS, PROBE_TIME_SCALE)?;
     let helper = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let db = helper.block_on(async {
-        let db = fresh_database().await;
-        register_accounts(&db.store().await, &OURS).await?;
+        let (db, store) = fresh_postgres().await?;
+        register_accounts(&store, &OURS).await?;
         anyhow::Ok(db)
     })?;
     let output = Command::new(exe)

@@ -5,7 +5,7 @@
 use crate::counting::Counting;
 use crate::proc_stats::ThreadCpu;
 use crate::recorder::{Ending, Recorder};
-use crate::rig::{Account, BotRun, JobRecord, fal_config, photo};
+use crate::rig::{Account, BotRun, JobRecord, fal_config, fresh_postgres, photo};
 use crate::workload::{Arrival, Workload};
 use anyhow::Context;
 use mediagen_domain::catalog::Catalog;
@@ -16,7 +16,6 @@ use mediagen_engine::{Engine, EngineConfig, IntakeOutcome, IntakeRequest, Ports}
 use mediagen_fal::FalGeneration;
 use mediagen_ports::{AccountStore, SystemClock};
 use mediagen_postgres::PgStore;
-use mediagen_postgres::testing::fresh_database;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -144,8 +143,8 @@ pub async fn run(
     overhang: u32,
     cpu: Arc<ThreadCpu>,
 ) -> anyhow::Result<BotRun> {
-    let db = fresh_database().await;
-    let store = Arc::new(db.store().await);
+    let (db, store) = fresh_postgres().await?;
+    let store = Arc::new(store);
     register_accounts(&store, &accounts).await?;
     let scale = workload.time_scale;
     let config = engine_config(plans, &format!("bench-{}", workload.key), scale, overhang);

@@ -1,9 +1,12 @@
-//! What every run shares: the fal accounts, the simulator, the fal adapter's settings
-//! scaled to simulated time, and what one run hands to the analysis.
+//! What every run shares: the fal accounts, the simulator and fresh databases (started
+//! by `mediagen-stack`), the fal adapter's settings scaled to simulated time, and what one
+//! run hands to the analysis.
 
 use anyhow::Context;
 use mediagen_fal::{FalAccountConfig, FalConfig, FalKey, PollConfig, RetryConfig};
-use mediagen_fal_sim::{AccountConfig, AccountSnapshot, RequestRecord, RunningSim, SimConfig};
+use mediagen_fal_sim::{AccountSnapshot, RequestRecord, RunningSim};
+use mediagen_postgres::PgStore;
+use mediagen_stack::{Database, FalAccount, FalSimOptions, FreshDb, Pool};
 use secrecy::SecretString;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -59,13 +62,17 @@ impl Sim {
     /// # Errors
     /// When it cannot bind or the configuration is invalid.
     pub fn start(runtime: &tokio::runtime::Runtime, accounts: &[Account], time_scale: f64) -> anyhow::Result<Sim> {
-        let mut config = SimConfig::default().with_time_scale(time_scale);
-        config.seed = SIM_SEED;
-        for account in accounts {
-            config = config.with_account(AccountConfig::new(account.name, account.key, account.limit));
-        }
+        let options = FalSimOptions {
+            accounts: accounts
+                .iter()
+                .map(|a| FalAccount::new(a.name, a.limit).with_key(&format!("{}-key", a.name), a.key))
+                .collect(),
+            time_scale,
+            seed: Some(SIM_SEED),
+            ..FalSimOptions::default()
+        };
         let before = Instant::now();
-        let running = runtime.block_on(mediagen_fal_sim::spawn(config)).context("start the fal simulator")?;
+        let running = runtime.block_on(mediagen_stack::start_fal_sim(options))?;
         let after = Instant::now();
         // The simulator reads its clock while starting, between these two instants.
         Ok(Sim { running, epoch: before + (after - before) / 2 })
@@ -75,6 +82,18 @@ impl Sim {
     pub fn base_url(&self) -> String {
         self.running.base_url().trim_end_matches('/').to_owned()
     }
+}
+
+/// A fresh PostgreSQL database from `TEST_DATABASE_URL`'s server (dropped with the
+/// returned value) and a store on its own pool.
+///
+/// # Errors
+/// When the server cannot be reached or a migration fails.
+pub async fn fresh_postgres() -> anyhow::Result<(FreshDb, PgStore)> {
+    let db = FreshDb::create(&Database::Postgres).await?;
+    let Pool::Postgres(pool) = db.pool() else { anyhow::bail!("a PostgreSQL database has a PostgreSQL pool") };
+    let store = PgStore::new(pool.clone()).await.context("a store on the fresh database")?;
+    Ok((db, store))
 }
 
 /// The fal adapter's settings for `accounts` on the simulator at `base`, with every

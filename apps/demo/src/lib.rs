@@ -10,12 +10,12 @@ pub mod storage;
 
 pub use options::{Options, StatusMode};
 pub use report::Report;
-pub use storage::StorageChoice;
 
 use crate::scenario::{Incident, OperatorLog, Pictures, Played, Script};
-use crate::stack::{AccountLimit, Bot, Fakes, OPERATOR_ID};
-use crate::storage::{Database, Store};
+use crate::stack::{AccountLimit, OPERATOR_ID};
 use anyhow::Context;
+use mediagen_stack::{Parts, Stack, Store};
+use mediagen_telegram_fake::{FakeTelegram, SimUser};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -49,32 +49,43 @@ impl Say {
 /// the bot failing at start). Problems found while running are in [`Report::problems`].
 pub async fn run(options: Options) -> anyhow::Result<Report> {
     let say = Say(options.status.resolve());
-    let db = Database::create(&options.storage).await?;
-    let fakes = Fakes::start(&options).await?;
-    let settings = stack::bot_settings(&options, &fakes, &db)?;
+    let parts = match Parts::try_start(stack::stack_options(&options)).await {
+        Ok(parts) => parts,
+        Err(error) if options.storage.is_postgres() => {
+            return Err(error.context(
+                "PostgreSQL was chosen by --database-url or DEMO_DATABASE_URL; leave both unset for the embedded \
+                 SQLite default",
+            ));
+        }
+        Err(error) => return Err(error),
+    };
+    let settings = parts.settings()?;
+    settings.require_fal_keys()?;
     let overhang = settings.engine.overhang;
-    let limits = stack::record_purchases(&db, &settings, chrono::Utc::now()).await?;
-    fakes.set_limits(&limits);
+    let limits = stack::record_purchases(&parts.db, &settings, chrono::Utc::now()).await?;
+    stack::set_limits(&parts.fal, &limits);
     let scripts = scenario::plan(&options);
 
-    header(&say, &options, &limits, &fakes, &scripts);
+    header(&say, &options, &limits, &parts, &scripts);
 
-    let mut bot = Bot::start(settings, &fakes.telegram);
-    let polling = fakes.telegram.wait_for(|view| view.polls() > 0, START_TIMEOUT).await;
-    if !bot.is_running() {
-        return Err(bot.failure().await);
+    // The operator is known to the fake Bot API first, so alerts reach them before they write.
+    parts.telegram.add_user(&SimUser::new(OPERATOR_ID, "Operator").with_username("operator").with_language("en"));
+    let mut stack = Stack::launch(parts)?;
+    let polling = stack.telegram.wait_for(|view| view.polls() > 0, START_TIMEOUT).await;
+    if stack.is_finished() {
+        return Err(stack.failure().await);
     }
     if polling.is_err() {
         anyhow::bail!("the bot did not start polling the fake Bot API within {} s", START_TIMEOUT.as_secs());
     }
 
-    let store = db.store().clone();
+    let store = stack.db.store();
     let (users_done, users_done_rx) = watch::channel(false);
     let (stop_status, stop_status_rx) = watch::channel(false);
     let started = Instant::now();
     let monitor = tokio::spawn(status::monitor(
         store.clone(),
-        fakes.fal.handle().clone(),
+        stack.fal.handle().clone(),
         limits.clone(),
         options.status,
         started,
@@ -82,20 +93,20 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     ));
     let incident = tokio::spawn(scenario::run_incident(
         Incident::new(options.incident_after),
-        fakes.telegram.clone(),
-        fakes.fal.handle().clone(),
+        stack.telegram.clone(),
+        stack.fal.handle().clone(),
         store.clone(),
         users_done_rx,
     ));
     // Every user exists on Telegram before they write (the sticker arrives as a raw update).
     for script in &scripts {
-        fakes.telegram.add_user(&script.user);
+        stack.telegram.add_user(&script.user);
     }
     let pictures = Pictures::new();
     let players: Vec<_> = scripts
         .iter()
         .cloned()
-        .map(|script| tokio::spawn(scenario::play(fakes.telegram.clone(), script, pictures.clone())))
+        .map(|script| tokio::spawn(scenario::play(stack.telegram.clone(), script, pictures.clone())))
         .collect();
     let mut played = Vec::with_capacity(players.len());
     for player in players {
@@ -105,18 +116,18 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     say.line(format!("{:>5.1}s   the users are done; waiting for the last jobs", started.elapsed().as_secs_f64()));
     let mut operator: OperatorLog = incident.await.context("the operator panicked")?;
 
-    let drained = drain(&store, &fakes, options.drain_timeout).await;
+    let drained = drain(&store, &stack.telegram, options.drain_timeout).await;
     let _ = stop_status.send(true);
     let peaks = monitor.await.context("the status line panicked")?;
     let elapsed = started.elapsed();
 
     // The bot's own view of its accounts, for the report.
-    scenario::operator_command(&fakes.telegram, "/accounts", &mut operator).await;
+    scenario::operator_command(&stack.telegram, "/accounts", &mut operator).await;
 
     let mut report = report::collect(report::Inputs {
         store: &store,
-        telegram: &fakes.telegram,
-        fal: fakes.fal.handle(),
+        telegram: &stack.telegram,
+        fal: stack.fal.handle(),
         scripts: &scripts,
         limits: &limits,
         peaks: &peaks,
@@ -131,14 +142,15 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     }
 
     drop(store);
-    match bot.stop(&fakes.telegram).await {
+    match stack.stop_bot().await {
         Ok(()) => report.cleanup.push("the bot stopped cleanly".to_owned()),
         Err(error) => report.problems.push(format!("stopping the bot: {error:#}")),
     }
-    fakes.shutdown().await;
+    let parts = stack.into_parts();
+    let name = parts.db.name();
+    let closed = parts.shutdown().await;
     report.cleanup.push("the fal simulator and the fake Bot API are shut down".to_owned());
-    let name = db.name();
-    match db.close().await {
+    match closed {
         Ok(closed) => {
             report.cleanup.push(closed.cleanup);
             report.notes.extend(closed.note);
@@ -149,7 +161,7 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
 }
 
 /// What was started, before the status line takes over.
-fn header(say: &Say, options: &Options, limits: &[AccountLimit], fakes: &Fakes, scripts: &[Script]) {
+fn header(say: &Say, options: &Options, limits: &[AccountLimit], parts: &Parts, scripts: &[Script]) {
     say.line(format!(
         "mediagen demo: {} users, {} fal accounts, simulator time scale {}×",
         scripts.len(),
@@ -170,8 +182,8 @@ fn header(say: &Say, options: &Options, limits: &[AccountLimit], fakes: &Fakes, 
             limit.account.name, limit.account.bought, limit.limit
         ));
     }
-    say.line(format!("  fal sim    {}", fakes.fal.base_url()));
-    say.line(format!("  Telegram   {} (fake Bot API), operator {OPERATOR_ID}", fakes.telegram.base_url()));
+    say.line(format!("  fal sim    {}", parts.fal.base_url()));
+    say.line(format!("  Telegram   {} (fake Bot API), operator {OPERATOR_ID}", parts.telegram.base_url()));
     let russian = scripts.iter().filter(|s| s.user.language_code.as_deref() == Some("ru")).count();
     say.line(format!(
         "  users      {} ({} en, {russian} ru) with {} scripted requests; alpha runs dry mid-run",
@@ -183,15 +195,15 @@ fn header(say: &Say, options: &Options, limits: &[AccountLimit], fakes: &Fakes, 
 
 /// Waits until no job is left in the queue or in flight and the fake Bot API has been
 /// quiet for a moment (final progress edits are throttled); `Err` says what was left.
-async fn drain(store: &Store, fakes: &Fakes, timeout: Duration) -> Result<(), String> {
+async fn drain(store: &Store, telegram: &FakeTelegram, timeout: Duration) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
-    let mut calls = call_count(&fakes.telegram).await;
+    let mut calls = call_count(telegram).await;
     let mut quiet_since = Instant::now();
     loop {
         let open = queries::job_counts(store)
             .await
             .map_or(-1, |counts| i64::try_from(queries::open_jobs(&counts)).unwrap_or(i64::MAX));
-        let now_calls = call_count(&fakes.telegram).await;
+        let now_calls = call_count(telegram).await;
         if now_calls != calls {
             calls = now_calls;
             quiet_since = Instant::now();
@@ -207,6 +219,6 @@ async fn drain(store: &Store, fakes: &Fakes, timeout: Duration) -> Result<(), St
 }
 
 /// Bot API calls recorded so far, read without copying the record.
-async fn call_count(telegram: &mediagen_telegram_fake::FakeTelegram) -> usize {
+async fn call_count(telegram: &FakeTelegram) -> usize {
     telegram.wait_for_value(|view| Some(view.calls().len()), Duration::ZERO).await.unwrap_or_default()
 }

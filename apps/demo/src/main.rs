@@ -2,8 +2,8 @@
 //! See the crate README for what it shows and its options.
 
 use clap::{Parser, ValueEnum};
-use mediagen_demo::storage::DEFAULT_DATABASE;
-use mediagen_demo::{Options, StatusMode, StorageChoice};
+use mediagen_demo::storage::{self, DEFAULT_DATABASE};
+use mediagen_demo::{Options, StatusMode};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -60,9 +60,9 @@ impl Cli {
         options.time_scale = self.time_scale.unwrap_or(options.time_scale);
         options.seed = self.seed.unwrap_or(options.seed);
         options.storage = match self.database_url {
-            None => StorageChoice::sqlite(&self.database_name)?,
+            None => storage::sqlite(&self.database_name)?,
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                StorageChoice::postgres(Some(url), self.database_name)
+                storage::postgres(Some(url), self.database_name)
             }
             Some(_) => anyhow::bail!(
                 "--database-url (DEMO_DATABASE_URL) must be a postgres:// admin URL; leave it unset for the \

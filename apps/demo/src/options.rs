@@ -1,7 +1,7 @@
 //! What a demo run looks like: its size, its pace, where it keeps data and how it shows
 //! progress.
 
-use crate::storage::StorageChoice;
+use mediagen_stack::Database;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -44,7 +44,7 @@ pub struct Options {
     /// Seeds the users' scripts and the simulator (timing still varies from run to run).
     pub seed: u64,
     /// Where the bot keeps its data: an embedded SQLite file unless PostgreSQL is chosen.
-    pub storage: StorageChoice,
+    pub storage: Database,
     /// How progress is shown.
     pub status: StatusMode,
     /// Where `config/` lives (the shipped settings, catalog and plans).
@@ -69,7 +69,7 @@ impl Options {
             gap_ms: (300, 4_000),
             time_scale: 10.0,
             seed: 7,
-            storage: StorageChoice::default(),
+            storage: crate::storage::default_database(),
             status: StatusMode::Auto,
             home: workspace_home(),
             drain_timeout: Duration::from_secs(40),

@@ -4,9 +4,9 @@
 //! job, the alerts that fired) are plain SQL that both dialects run unchanged. Read-only;
 //! money in micro-dollars.
 
-use crate::storage::{Pool, Store};
 use mediagen_domain::{AccountId, Money, Timestamp};
 use mediagen_ports::JobCounts;
+use mediagen_stack::{Store, with_pool};
 
 /// Every ledger row: `(job_id, kind, amount_micros)`.
 const LEDGER: &str = "SELECT job_id, kind, amount_micros FROM ledger ORDER BY job_id, id";
@@ -56,10 +56,7 @@ pub async fn locked_accounts(store: &Store) -> anyhow::Result<Vec<AccountId>> {
 /// # Errors
 /// When the query fails.
 pub async fn ledger(store: &Store) -> anyhow::Result<Vec<(i64, String, i64)>> {
-    Ok(match store.pool() {
-        Pool::Sqlite(pool) => sqlx::query_as(LEDGER).fetch_all(pool).await?,
-        Pool::Postgres(pool) => sqlx::query_as(LEDGER).fetch_all(pool).await?,
-    })
+    Ok(with_pool!(store, |pool| sqlx::query_as(LEDGER).fetch_all(pool).await?))
 }
 
 /// The keys of the alerts that fired, in order.
@@ -67,8 +64,5 @@ pub async fn ledger(store: &Store) -> anyhow::Result<Vec<(i64, String, i64)>> {
 /// # Errors
 /// When the query fails.
 pub async fn alert_keys(store: &Store) -> anyhow::Result<Vec<String>> {
-    Ok(match store.pool() {
-        Pool::Sqlite(pool) => sqlx::query_scalar(ALERTS).fetch_all(pool).await?,
-        Pool::Postgres(pool) => sqlx::query_scalar(ALERTS).fetch_all(pool).await?,
-    })
+    Ok(with_pool!(store, |pool| sqlx::query_scalar(ALERTS).fetch_all(pool).await?))
 }

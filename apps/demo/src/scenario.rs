@@ -5,9 +5,9 @@
 use crate::options::Options;
 use crate::queries;
 use crate::stack::{ACCOUNTS, OPERATOR_ID};
-use crate::storage::Store;
 use bytes::Bytes;
 use mediagen_fal_sim::{AccountUpdate, FaultKind, FaultRule, SimHandle};
+use mediagen_stack::Store;
 use mediagen_telegram_fake::{ChatMessage, FakeTelegram, SimUser};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -5,9 +5,9 @@
 use crate::options::StatusMode;
 use crate::queries;
 use crate::stack::AccountLimit;
-use crate::storage::Store;
 use mediagen_domain::Money;
 use mediagen_fal_sim::SimHandle;
+use mediagen_stack::Store;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;

@@ -4,18 +4,19 @@
 //! the embedded SQLite default and once on PostgreSQL (`TEST_DATABASE_URL`, else the
 //! local server), each on a database of its own.
 
-use mediagen_demo::{Options, Report, StatusMode, StorageChoice};
+use mediagen_demo::{Options, Report, StatusMode, storage};
+use mediagen_stack::Database;
 use tokio::sync::Mutex;
 
 /// One run at a time: two bots, two simulators and two crowds at once would only slow
 /// each other down on a small machine.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
-async fn quick_run(storage: StorageChoice) -> (Report, String) {
+async fn quick_run(database: Database) -> (Report, String) {
     let _turn = ONE_AT_A_TIME.lock().await;
     let mut options = Options::quick();
     options.status = StatusMode::Off;
-    options.storage = storage;
+    options.storage = database;
     let report = mediagen_demo::run(options).await.expect("the demo runs");
     let shown = report.to_string();
     (report, shown)
@@ -59,10 +60,10 @@ fn check(report: &Report, shown: &str, removed: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quick_demo_on_sqlite_answers_everyone_and_keeps_within_fal_limits() {
     // A file of its own, so `just demo` running at the same time is not disturbed.
-    let storage = StorageChoice::sqlite(&format!("mediagen_demo_test_{}", std::process::id())).expect("a plain name");
-    let StorageChoice::Sqlite { file } = &storage else { unreachable!("a SQLite choice") };
+    let database = storage::sqlite(&format!("mediagen_demo_test_{}", std::process::id())).expect("a plain name");
+    let Database::SqliteFile(file) = &database else { unreachable!("a SQLite file") };
     let file = file.clone();
-    let (report, shown) = quick_run(storage).await;
+    let (report, shown) = quick_run(database).await;
     check(&report, &shown, "removed");
     assert!(shown.contains("SQLite file"), "{shown}");
     for suffix in ["", "-wal", "-shm"] {
@@ -76,6 +77,6 @@ async fn a_quick_demo_on_sqlite_answers_everyone_and_keeps_within_fal_limits() {
 async fn a_quick_demo_on_postgres_answers_everyone_and_keeps_within_fal_limits() {
     let admin_url = std::env::var("TEST_DATABASE_URL").ok();
     let name = format!("mediagen_demo_test_pg_{}", std::process::id());
-    let (report, shown) = quick_run(StorageChoice::postgres(admin_url, name)).await;
+    let (report, shown) = quick_run(storage::postgres(admin_url, name)).await;
     check(&report, &shown, "dropped");
 }

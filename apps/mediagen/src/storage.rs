@@ -79,12 +79,12 @@ impl std::fmt::Debug for Storage {
 }
 
 impl Storage {
-    /// The ports of one store.
-    fn of<S>(backend: Backend, store: S) -> Storage
+    /// Every port of one store (as [`open`] makes them), for callers that opened the store
+    /// themselves, such as a harness that also keeps the store's pool.
+    pub fn of<S>(backend: Backend, store: Arc<S>) -> Storage
     where
         S: UserStore + JobQueue + AccountStore + PromptCache + AlertLog + UsageStore + ReportStore + 'static,
     {
-        let store = Arc::new(store);
         Storage {
             backend,
             users: store.clone(),
@@ -109,11 +109,11 @@ pub async fn open(url: &str, max_connections: u32) -> anyhow::Result<Storage> {
     let storage = match backend {
         Backend::Sqlite => {
             let store = SqliteStore::connect(url, max_connections).await.context("cannot open the SQLite database")?;
-            Storage::of(backend, store)
+            Storage::of(backend, Arc::new(store))
         }
         Backend::Postgres => {
             let store = PgStore::connect(url, max_connections).await.context("cannot open the PostgreSQL database")?;
-            Storage::of(backend, store)
+            Storage::of(backend, Arc::new(store))
         }
     };
     tracing::info!(backend = backend.name(), "storage open");

@@ -38,11 +38,28 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<Storage> {
     storage::open(url, settings.database_max_connections).await.context("cannot open the database (check DATABASE_URL)")
 }
 
+/// Sockets the caller bound for the bot's own HTTP endpoints. An endpoint without one is
+/// bound from its setting, as the binary does; a harness binds first so the address is
+/// known, and held, before the bot starts.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    /// Where `/metrics` is served, whatever `[metrics] listen` says.
+    pub metrics: Option<tokio::net::TcpListener>,
+}
+
 /// Runs the bot until `shutdown` turns true.
 ///
 /// # Errors
 /// When a setting is missing or an adapter cannot start.
 pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    run_on(settings, Listeners::default(), shutdown).await
+}
+
+/// [`run`] with some of its listeners bound by the caller.
+///
+/// # Errors
+/// When a setting is missing or an adapter cannot start.
+pub async fn run_on(settings: Settings, listeners: Listeners, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let token = settings.bot_token.clone().context("TELOXIDE_TOKEN is not set")?;
     settings.require_fal_keys()?;
     let store = connect(&settings).await?;
@@ -115,12 +132,18 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow:
         ..BotConfig::default()
     };
     let app = BotApp::new(deps, bot_config);
-    let metrics = match settings.metrics.listen.trim() {
-        "" => None,
-        address => {
-            let listener = tokio::net::TcpListener::bind(address)
+    let metrics_listener = match (listeners.metrics, settings.metrics.listen.trim()) {
+        (Some(listener), _) => Some(listener),
+        (None, "") => None,
+        (None, address) => Some(
+            tokio::net::TcpListener::bind(address)
                 .await
-                .with_context(|| format!("[metrics] cannot listen on {address}"))?;
+                .with_context(|| format!("[metrics] cannot listen on {address}"))?,
+        ),
+    };
+    let metrics = match metrics_listener {
+        None => None,
+        Some(listener) => {
             tracing::info!(address = %listener.local_addr()?, "serving Prometheus metrics on /metrics");
             let render = crate::metrics::of_engine(engine.clone());
             Some(tokio::spawn(crate::metrics::serve(listener, render, shutdown.clone())))

@@ -67,6 +67,16 @@ pub async fn spawn(config: SimConfig) -> Result<RunningSim, SimError> {
     let listen = config.listen;
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|source| SimError::Bind { addr: listen, source })?;
+    spawn_on(listener, config).await
+}
+
+/// [`spawn`] on a listener the caller bound already (`config.listen` is ignored), so the
+/// address is known, and cannot be taken by anyone else, before the simulator starts.
+///
+/// # Errors
+/// `Config` for an invalid configuration, `Io` when the listener's address cannot be read.
+pub async fn spawn_on(listener: tokio::net::TcpListener, config: SimConfig) -> Result<RunningSim, SimError> {
+    config.validate().map_err(SimError::Config)?;
     let addr = listener.local_addr()?;
     let base_url = config.public_url.clone().unwrap_or_else(|| {
         // A wildcard bind is reachable on loopback; never hand out http://0.0.0.0 URLs.

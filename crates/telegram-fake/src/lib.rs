@@ -33,15 +33,21 @@ use std::sync::Arc;
 /// [`Error::InvalidConfig`] for a token without `:` or an unusable fault rule;
 /// [`Error::Bind`] when the address cannot be bound.
 pub async fn spawn(config: FakeConfig) -> Result<FakeTelegram> {
-    if !config.token.contains(':') || config.token.contains('/') {
-        return Err(Error::InvalidConfig("a bot token looks like `123456:secret`, without `/`".to_owned()));
-    }
-    for rule in &config.faults {
-        rule.validate().map_err(Error::InvalidConfig)?;
-    }
+    validate(&config)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Bind { addr: config.listen, source })?;
+    spawn_on(listener, config).await
+}
+
+/// [`spawn`] on a listener the caller bound already (`config.listen` is ignored), so the
+/// address is known, and cannot be taken by anyone else, before the server starts.
+///
+/// # Errors
+/// [`Error::InvalidConfig`] as for [`spawn`]; [`Error::Bind`] when the listener's address
+/// cannot be read.
+pub async fn spawn_on(listener: tokio::net::TcpListener, config: FakeConfig) -> Result<FakeTelegram> {
+    validate(&config)?;
     let addr = listener.local_addr().map_err(|source| Error::Bind { addr: config.listen, source })?;
     let core = Arc::new(Core::new(config));
     let handle = FakeTelegram::detached(Arc::clone(&core), addr);
@@ -64,4 +70,14 @@ pub async fn spawn(config: FakeConfig) -> Result<FakeTelegram> {
     });
     tracing::info!(%addr, "fake Telegram Bot API listening");
     Ok(handle.owning(stop, task))
+}
+
+fn validate(config: &FakeConfig) -> Result<()> {
+    if !config.token.contains(':') || config.token.contains('/') {
+        return Err(Error::InvalidConfig("a bot token looks like `123456:secret`, without `/`".to_owned()));
+    }
+    for rule in &config.faults {
+        rule.validate().map_err(Error::InvalidConfig)?;
+    }
+    Ok(())
 }

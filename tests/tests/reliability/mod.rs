@@ -2,7 +2,7 @@
 //! and the fal simulator: every accepted job ended once, was told once, paid once.
 #![allow(dead_code)] // Each scenario file uses its own share of these helpers.
 
-use mediagen_e2e::{TestDb, with_pool};
+use mediagen_e2e::{FreshDb, with_pool};
 use mediagen_fal_sim::RunningSim;
 use mediagen_telegram_fake::{ChatMessage, Content, FakeTelegram};
 use std::collections::HashMap;
@@ -42,7 +42,7 @@ pub struct JobRow {
 }
 
 /// Every job in the database.
-pub async fn jobs(db: &TestDb) -> Vec<JobRow> {
+pub async fn jobs(db: &FreshDb) -> Vec<JobRow> {
     let sql = "SELECT id, user_id, state, spec->>'prompt', CAST(failure AS TEXT), delivered_at IS NOT NULL
                FROM jobs ORDER BY id";
     let rows: Vec<(i64, i64, String, String, Option<String>, bool)> =
@@ -54,7 +54,7 @@ pub async fn jobs(db: &TestDb) -> Vec<JobRow> {
 
 /// Waits until at least `expected` jobs exist, every one finished and its delivery
 /// recorded, or `limit` passes.
-pub async fn settle_down(db: &TestDb, expected: u64, limit: Duration) -> bool {
+pub async fn settle_down(db: &FreshDb, expected: u64, limit: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         let sql = "SELECT count(*), count(*) FILTER (WHERE delivered_at IS NULL) FROM jobs";
@@ -124,7 +124,7 @@ fn deliveries(messages: &[ChatMessage], job: i64) -> usize {
 
 /// Checks every accepted job: finished, told to its user once, at most one accepted
 /// submit per job at fal, one settlement, charged only on success.
-pub async fn tally(db: &TestDb, telegram: &FakeTelegram, fal: &RunningSim) -> Tally {
+pub async fn tally(db: &FreshDb, telegram: &FakeTelegram, fal: &RunningSim) -> Tally {
     let jobs = jobs(db).await;
     let mut tally = Tally { jobs: jobs.len(), ..Tally::default() };
     let mut by_user: HashMap<i64, Vec<ChatMessage>> = HashMap::new();
@@ -262,7 +262,7 @@ pub struct FalAudit {
 }
 
 /// Compares fal's records (the simulator's run and billing counts per prompt) with ours.
-pub async fn fal_audit(db: &TestDb, fal: &RunningSim) -> FalAudit {
+pub async fn fal_audit(db: &FreshDb, fal: &RunningSim) -> FalAudit {
     let sql = "SELECT j.id, j.spec->>'prompt',
                 (SELECT l.amount_micros FROM ledger l WHERE l.job_id = j.id AND l.kind = 'fal_cost'),
                 coalesce(CAST(j.failure AS TEXT) LIKE '%submit outcome unknown%', false)

@@ -1,0 +1,37 @@
+#![doc = include_str!("../README.md")]
+
+#[cfg(feature = "bot")]
+mod bot;
+mod db;
+mod fakes;
+mod listen;
+#[cfg(feature = "bot")]
+mod parts;
+
+#[cfg(feature = "bot")]
+pub use bot::{BotProcess, Stack, bot_binary};
+#[cfg(feature = "bot")]
+pub use db::Store;
+pub use db::{Closed, DEFAULT_ADMIN_URL, Database, FreshDb, Pool, admin_url, check_name, ledger, sqlite_files};
+pub use fakes::{DEFAULT_TIME_SCALE, FAL_KEY, FalAccount, FalSimOptions, start_fake_telegram, start_fal_sim};
+pub use listen::Listen;
+#[cfg(feature = "bot")]
+pub use parts::{ADMIN_ID, Parts, StackOptions};
+
+use std::path::{Path, PathBuf};
+
+/// The workspace root, where `config/` lives.
+pub fn workspace() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.ancestors().nth(2).unwrap_or(manifest).to_path_buf()
+}
+
+/// A valid 1x1 PNG: the smallest picture any decoder accepts.
+pub fn tiny_png() -> Vec<u8> {
+    vec![
+        0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00,
+        0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4, 0x89, 0x00, 0x00, 0x00,
+        0x0D, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0xF8, 0xCF, 0xC0, 0xF0, 0x1F, 0x00, 0x05, 0x00, 0x01, 0xFF,
+        0x89, 0x99, 0x3D, 0x1D, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
+    ]
+}
