@@ -173,7 +173,18 @@ pub struct StackOptions {
     /// Simulated seconds per real second at the fal simulator (default 50: a 5 s job
     /// takes 0.1 s); lower keeps jobs at fal long enough to kill the bot meanwhile.
     pub fal_time_scale: Option<f64>,
+    /// Keep the shipped per-chat rate limits (one send a second, 20 a minute) instead of
+    /// the roomy ones of [`ROOMY_CHAT_LIMITS`].
+    pub shipped_rate_limits: bool,
 }
+
+/// The per-chat rate limits most tests run with. A test user gets many answers in a few
+/// seconds, which Telegram's per-chat pace would stretch to minutes; the sends still go
+/// through the throttle, and the limit over all chats stays as shipped.
+pub const ROOMY_CHAT_LIMITS: [(&str, &str); 2] = [
+    ("MEDIAGEN__TELEGRAM__RATE_LIMITS__MESSAGES_PER_SEC_CHAT", "100"),
+    ("MEDIAGEN__TELEGRAM__RATE_LIMITS__MESSAGES_PER_MIN_CHAT", "6000"),
+];
 
 /// The parts a bot runs against, without the bot: a fresh database, the fal simulator and
 /// the fake Bot API, and the settings (environment and overlay file) pointing at them.
@@ -228,6 +239,11 @@ impl Parts {
         set("MEDIAGEN__TELEGRAM__ALBUM_WAIT_MS", "300".to_owned());
         set("MEDIAGEN__ENGINE__MEAN_SERVICE_SECS", "2".to_owned());
         set("MEDIAGEN__ENGINE__SHUTDOWN_GRACE_SECS", "2".to_owned());
+        if !options.shipped_rate_limits {
+            for (name, value) in ROOMY_CHAT_LIMITS {
+                set(name, value.to_owned());
+            }
+        }
         let overlay = if options.fal_accounts.is_empty() {
             set("FAL_KEY", FAL_KEY.to_owned());
             None
