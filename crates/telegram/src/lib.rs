@@ -29,8 +29,8 @@ pub type TelegramBot = Throttle<Bot>;
 ///
 /// Throttle's own retry is off. It would re-send a refused request, unbounded, inside the
 /// caller's future, hiding the `RetryAfter` that the messenger's bounded back-offs and the
-/// engine act on, and spending an upload's deadline asleep. Every `RetryAfter` still pauses
-/// the queue for as long as Telegram asks.
+/// engine act on, and spending an upload's deadline asleep. A `RetryAfter` to a send still
+/// pauses the whole queue for as long as Telegram asks.
 ///
 /// Spawns the worker that releases requests, so it needs a Tokio runtime; the worker ends
 /// when the last clone of the returned bot is dropped.
