@@ -59,11 +59,16 @@ pub fn stack_options(options: &Options) -> StackOptions {
     // to 5 s for jobs of several seconds); unscaled, a 0.6 s job would sit done at fal for
     // most of a poll interval and the demo would show idle slots that real use does not have.
     let scaled = |ms: f64, floor: f64| format!("{}", (ms / options.time_scale).max(floor).round());
+    let faster = |per: f64| format!("{}", (per * options.time_scale).ceil());
     let env = [
         ("MEDIAGEN__FAL__POLL__INITIAL_INTERVAL_MS", scaled(500.0, 20.0)),
         ("MEDIAGEN__FAL__POLL__MAX_INTERVAL_MS", scaled(5_000.0, 100.0)),
         ("MEDIAGEN__ENGINE__MEAN_SERVICE_SECS", "1".to_owned()),
         ("MEDIAGEN__ENGINE__SHUTDOWN_GRACE_SECS", "5".to_owned()),
+        // Telegram's per-chat pace (one send a second, 20 a minute), sped up like the rest
+        // of the demo: the throttle still paces each chat, at the demo's clock.
+        ("MEDIAGEN__TELEGRAM__RATE_LIMITS__MESSAGES_PER_SEC_CHAT", faster(1.0)),
+        ("MEDIAGEN__TELEGRAM__RATE_LIMITS__MESSAGES_PER_MIN_CHAT", faster(20.0)),
     ];
     StackOptions {
         database: options.storage.clone(),
@@ -75,6 +80,7 @@ pub fn stack_options(options: &Options) -> StackOptions {
         // recraft, …): serve them as FLUX-style image models, as fal would run them.
         unknown_models: Some(UnknownModelPolicy::Image),
         home: Some(options.home.clone()),
+        shipped_rate_limits: true,
         ..StackOptions::default()
     }
 }

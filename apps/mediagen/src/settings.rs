@@ -171,6 +171,65 @@ pub struct TelegramSettings {
     /// Local address the webhook server listens on.
     #[serde(default = "default_webhook_listen")]
     pub webhook_listen: String,
+    /// The pace the Bot API client keeps its sends to.
+    #[serde(default)]
+    pub rate_limits: RateLimits,
+}
+
+/// `[telegram.rate_limits]`: Telegram's limits on the bot's sends, which the Bot API client
+/// keeps to by holding each send until it fits. Telegram's documented figures by default
+/// (teloxide's `Limits::default()`); an operator whose limits @BotSupport raised says so here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimits {
+    /// Sends to one chat per second.
+    pub messages_per_sec_chat: u32,
+    /// Sends to one private chat or basic group per minute.
+    pub messages_per_min_chat: u32,
+    /// Sends to one channel or supergroup per minute.
+    pub messages_per_min_channel_or_supergroup: u32,
+    /// Sends to all chats together per second.
+    pub messages_per_sec_overall: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        let limits = mediagen_telegram::Limits::default();
+        RateLimits {
+            messages_per_sec_chat: limits.messages_per_sec_chat,
+            messages_per_min_chat: limits.messages_per_min_chat,
+            messages_per_min_channel_or_supergroup: limits.messages_per_min_channel_or_supergroup,
+            messages_per_sec_overall: limits.messages_per_sec_overall,
+        }
+    }
+}
+
+impl RateLimits {
+    /// A zero would hold every send forever (and the client's queue cannot be empty-sized).
+    fn check(&self) -> anyhow::Result<()> {
+        for (name, value) in [
+            ("messages_per_sec_chat", self.messages_per_sec_chat),
+            ("messages_per_min_chat", self.messages_per_min_chat),
+            ("messages_per_min_channel_or_supergroup", self.messages_per_min_channel_or_supergroup),
+            ("messages_per_sec_overall", self.messages_per_sec_overall),
+        ] {
+            if value == 0 {
+                bail!("[telegram.rate_limits] {name} must be at least 1");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl From<RateLimits> for mediagen_telegram::Limits {
+    fn from(limits: RateLimits) -> Self {
+        mediagen_telegram::Limits {
+            messages_per_sec_chat: limits.messages_per_sec_chat,
+            messages_per_min_chat: limits.messages_per_min_chat,
+            messages_per_min_channel_or_supergroup: limits.messages_per_min_channel_or_supergroup,
+            messages_per_sec_overall: limits.messages_per_sec_overall,
+        }
+    }
 }
 
 fn default_webhook_listen() -> String {
@@ -344,6 +403,7 @@ impl Settings {
     pub fn load(base_dir: &Path, overlay: Option<&Path>, vars: &HashMap<String, String>) -> anyhow::Result<Settings> {
         let env = |name: &str| vars.get(name).filter(|v| !v.is_empty()).cloned();
         let file = layers(base_dir, overlay, vars)?;
+        file.telegram.rate_limits.check()?;
 
         let mut layers = vec![BUILTIN_TOML.to_owned()];
         for path in &file.catalog_overrides {
@@ -552,6 +612,24 @@ mod tests {
             let error = Settings::load(&workspace(), Some(&overlay), &env_of(&[("FAL_KEY", "k")])).unwrap_err();
             assert!(format!("{error:#}").contains(named), "{bad}: {error:#}");
         }
+    }
+
+    #[test]
+    fn rate_limits_ship_telegrams_figures_and_can_be_changed() {
+        let shipped = Settings::load(&workspace(), None, &env_of(&[("FAL_KEY", "k")])).unwrap();
+        let limits = mediagen_telegram::Limits::from(shipped.telegram.rate_limits);
+        assert_eq!(limits, mediagen_telegram::Limits::default(), "config/default.toml has teloxide's defaults");
+        assert_eq!(shipped.telegram.rate_limits, RateLimits::default());
+
+        let overlay = temp_file("rate-limits", "[telegram.rate_limits]\nmessages_per_min_chat = 60\n");
+        let env = env_of(&[("FAL_KEY", "k"), ("MEDIAGEN__TELEGRAM__RATE_LIMITS__MESSAGES_PER_SEC_OVERALL", "25")]);
+        let changed = Settings::load(&workspace(), Some(&overlay), &env).unwrap().telegram.rate_limits;
+        assert_eq!((changed.messages_per_min_chat, changed.messages_per_sec_overall), (60, 25));
+        assert_eq!(changed.messages_per_sec_chat, 1, "untouched limits keep Telegram's figures");
+
+        let zero = env_of(&[("FAL_KEY", "k"), ("MEDIAGEN__TELEGRAM__RATE_LIMITS__MESSAGES_PER_SEC_CHAT", "0")]);
+        let error = Settings::load(&workspace(), None, &zero).unwrap_err();
+        assert!(format!("{error:#}").contains("messages_per_sec_chat must be at least 1"), "{error:#}");
     }
 
     #[test]

@@ -92,6 +92,8 @@ pub async fn run_on(settings: Settings, listeners: Listeners, shutdown: watch::R
     let api_url = settings.telegram.api_url.parse().context("[telegram] api_url is not a URL")?;
     let client = mediagen_telegram::http_client().context("cannot set up the HTTP client for Telegram")?;
     let bot = Bot::with_client(token.expose_secret(), client).set_api_url(api_url);
+    // One throttle for the handlers and the messenger alike: they share Telegram's limits.
+    let bot = mediagen_telegram::throttled(bot, settings.telegram.rate_limits.into());
     let admins: Vec<UserId> = settings.admins.iter().copied().map(UserId).collect();
     let messaging = Arc::new(TelegramMessaging::new(bot.clone(), admins.iter().map(|u| ChatId(u.0)).collect()));
 

@@ -16,7 +16,7 @@ pub use db::{Closed, DEFAULT_ADMIN_URL, Database, FreshDb, Pool, admin_url, chec
 pub use fakes::{DEFAULT_TIME_SCALE, FAL_KEY, FalAccount, FalSimOptions, start_fake_telegram, start_fal_sim};
 pub use listen::Listen;
 #[cfg(feature = "bot")]
-pub use parts::{ADMIN_ID, Parts, StackOptions};
+pub use parts::{ADMIN_ID, Parts, ROOMY_CHAT_LIMITS, StackOptions};
 
 use std::path::{Path, PathBuf};
 

@@ -47,7 +47,18 @@ pub struct StackOptions {
     pub metrics: Option<Listen>,
     /// Webhook mode, its server here at `/telegram` (long polling by default).
     pub webhook: Option<Listen>,
+    /// Keep the shipped per-chat rate limits (one send a second, 20 a minute) instead of
+    /// the roomy ones of [`ROOMY_CHAT_LIMITS`].
+    pub shipped_rate_limits: bool,
 }
+
+/// The per-chat rate limits most stacks run with. A test user gets many answers in a few
+/// seconds, which Telegram's per-chat pace would stretch to minutes; the sends still go
+/// through the throttle, and the limit over all chats stays as shipped.
+pub const ROOMY_CHAT_LIMITS: [(&str, &str); 2] = [
+    ("MEDIAGEN__TELEGRAM__RATE_LIMITS__MESSAGES_PER_SEC_CHAT", "100"),
+    ("MEDIAGEN__TELEGRAM__RATE_LIMITS__MESSAGES_PER_MIN_CHAT", "6000"),
+];
 
 /// The parts a bot runs against, without the bot: a fresh database, the fal simulator and
 /// the fake Bot API, and the settings (environment and overlay file) pointing at them.
@@ -111,6 +122,7 @@ impl Parts {
             telegram_listen,
             metrics,
             webhook,
+            shipped_rate_limits,
         } = options;
         let db = FreshDb::create(&database).await?;
         let one_account = fal_accounts.is_empty();
@@ -145,6 +157,11 @@ impl Parts {
         set("MEDIAGEN__TELEGRAM__ALBUM_WAIT_MS", "300".to_owned());
         set("MEDIAGEN__ENGINE__MEAN_SERVICE_SECS", "2".to_owned());
         set("MEDIAGEN__ENGINE__SHUTDOWN_GRACE_SECS", "2".to_owned());
+        if !shipped_rate_limits {
+            for (name, value) in ROOMY_CHAT_LIMITS {
+                set(name, value.to_owned());
+            }
+        }
         let overlay = if one_account {
             set("FAL_KEY", FAL_KEY.to_owned());
             None

@@ -1,7 +1,9 @@
 //! Operator commands. Only reached after the admin check; replies are for operators (English).
 
+use crate::TelegramBot;
 use crate::app::BotApp;
 use crate::command::AdminCommand;
+use futures::StreamExt;
 use mediagen_domain::{AccountId, ChatId, Money, Role};
 use mediagen_ports::{MediaBytes, ModelUsage, StorageError};
 use std::fmt::Write;
@@ -60,7 +62,7 @@ pub(crate) fn caption(text: &str) -> String {
 
 /// Sends a reply: its text (in as many messages as it needs), then its file: a PNG as a
 /// picture, anything else as a document.
-pub(crate) async fn send(bot: &Bot, chat: ChatId, reply: AdminReply) -> Result<(), teloxide::RequestError> {
+pub(crate) async fn send(bot: &TelegramBot, chat: ChatId, reply: AdminReply) -> Result<(), teloxide::RequestError> {
     let to = teloxide::types::ChatId(chat.0);
     for part in chunks(&reply.text) {
         bot.send_message(to, part).await?;
@@ -77,7 +79,7 @@ pub(crate) async fn send(bot: &Bot, chat: ChatId, reply: AdminReply) -> Result<(
 }
 
 /// Runs an operator command and returns the reply.
-pub(crate) async fn run(bot: &Bot, app: &BotApp, command: AdminCommand) -> AdminReply {
+pub(crate) async fn run(bot: &TelegramBot, app: &BotApp, command: AdminCommand) -> AdminReply {
     let engine = &app.deps.engine;
     let result = match command {
         AdminCommand::Report(kind) => {
@@ -255,25 +257,33 @@ async fn top_up(app: &BotApp, account: String, amount: Money) -> anyhow::Result<
     Ok(format!("Recorded a purchase of {amount} for {id}. Its limit is now {limit}."))
 }
 
-async fn broadcast(bot: &Bot, app: &BotApp, text: String) -> anyhow::Result<String> {
+async fn broadcast(bot: &TelegramBot, app: &BotApp, text: String) -> anyhow::Result<String> {
     let users = app.deps.engine.people.users().await?;
-    let (mut sent, mut failed) = (0, 0);
-    for user in users.iter().filter(|u| !u.blocked && u.role != Role::Admin) {
-        match bot.send_message(teloxide::types::ChatId(user.id.0), text.clone()).await {
-            Ok(_) => sent += 1,
-            Err(teloxide::RequestError::RetryAfter(wait)) => {
-                tokio::time::sleep(wait.duration()).await;
-                match bot.send_message(teloxide::types::ChatId(user.id.0), text.clone()).await {
-                    Ok(_) => sent += 1,
-                    Err(_) => failed += 1,
-                }
-            }
-            Err(_) => failed += 1,
-        }
-        // Throttled: Telegram allows about 30 messages a second over all chats.
-        tokio::time::sleep(app.config.broadcast_gap).await;
-    }
+    let chats: Vec<_> =
+        users.iter().filter(|u| !u.blocked && u.role != Role::Admin).map(|u| teloxide::types::ChatId(u.id.0)).collect();
+    // The throttle keeps the pace within Telegram's limits; a few in flight at once use part
+    // of the global limit and leave the rest to replies and results meanwhile. Each send
+    // owns its bot and text, so the handler's future stays `Send`.
+    let reached: Vec<bool> = futures::stream::iter(chats)
+        .map(|chat| broadcast_to(bot.clone(), chat, text.clone()))
+        .buffer_unordered(app.config.broadcast_in_flight.max(1))
+        .collect()
+        .await;
+    let sent = reached.iter().filter(|ok| **ok).count();
+    let failed = reached.len() - sent;
     Ok(format!("Broadcast sent to {sent} users ({failed} could not be reached)."))
+}
+
+/// One broadcast message, sent again once after a 429; whether it arrived.
+async fn broadcast_to(bot: TelegramBot, chat: teloxide::types::ChatId, text: String) -> bool {
+    match bot.send_message(chat, text.clone()).await {
+        Ok(_) => true,
+        Err(teloxide::RequestError::RetryAfter(wait)) => {
+            tokio::time::sleep(wait.duration()).await;
+            bot.send_message(chat, text).await.is_ok()
+        }
+        Err(_) => false,
+    }
 }
 
 #[cfg(test)]

@@ -22,8 +22,10 @@ pub struct BotConfig {
     pub flood_limit: u32,
     /// The flood window.
     pub flood_window: Duration,
-    /// Pause between broadcast messages (Telegram allows about 30 a second in all).
-    pub broadcast_gap: Duration,
+    /// Broadcast messages in flight at once. The throttle releases queued sends four times
+    /// a second, so each one in flight sends at most about four a second: 5 use some 20 of
+    /// Telegram's 30 a second, and replies and results get the rest.
+    pub broadcast_in_flight: usize,
 }
 
 impl Default for BotConfig {
@@ -33,7 +35,7 @@ impl Default for BotConfig {
             album_wait: Duration::from_millis(1200),
             flood_limit: 20,
             flood_window: Duration::from_secs(60),
-            broadcast_gap: Duration::from_millis(50),
+            broadcast_in_flight: 5,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The update handlers: a teloxide `dptree` schema that turns updates into engine calls.
 
+use crate::TelegramBot;
 use crate::admin;
 use crate::app::{Album, BotApp};
 use crate::command::{ButtonAction, SettingsChange, UserCommand, parse_text};
@@ -45,7 +46,7 @@ impl Ctx {
 
 /// Finds or creates the user. `None` when the update has no human sender, or storage is
 /// down (then the user is told to try again).
-async fn resolve_user(bot: &Bot, app: &BotApp, from: &teloxide::types::User, chat: ChatId) -> Option<Ctx> {
+async fn resolve_user(bot: &TelegramBot, app: &BotApp, from: &teloxide::types::User, chat: ChatId) -> Option<Ctx> {
     if from.is_bot {
         return None;
     }
@@ -72,7 +73,7 @@ fn flooded(app: &BotApp, from: &teloxide::types::User) -> Option<crate::app::Flo
 
 /// Tells a flooding sender to wait, once per window, in their Telegram language.
 async fn refuse_flood(
-    bot: &Bot,
+    bot: &TelegramBot,
     chat: ChatId,
     from: &teloxide::types::User,
     flooded: crate::app::Flooded,
@@ -89,13 +90,13 @@ fn tg(chat: ChatId) -> teloxide::types::ChatId {
     teloxide::types::ChatId(chat.0)
 }
 
-async fn say(bot: &Bot, chat: ChatId, text: String) -> HandlerResult {
+async fn say(bot: &TelegramBot, chat: ChatId, text: String) -> HandlerResult {
     // Telegram refuses messages over 4096 characters; long admin listings are cut.
     let text = if text.chars().count() > 4000 { text.chars().take(4000).collect::<String>() + "…" } else { text };
     bot.send_message(tg(chat), text).await.map(|_| ())
 }
 
-async fn on_message(bot: Bot, msg: Message, update: Update, app: BotApp, handling: Handling) -> HandlerResult {
+async fn on_message(bot: TelegramBot, msg: Message, update: Update, app: BotApp, handling: Handling) -> HandlerResult {
     let Some(from) = msg.from.as_ref() else { return Ok(()) };
     if !msg.chat.is_private() {
         // Group chats are out of scope: progress messages and quotas are per person.
@@ -282,7 +283,7 @@ fn image_models(app: &BotApp) -> Vec<&mediagen_domain::catalog::ModelSpec> {
     app.catalog().enabled().filter(|m| m.kind == ModelKind::TextToImage).collect()
 }
 
-async fn offer_models(bot: &Bot, app: &BotApp, ctx: &Ctx, prompt: String) -> HandlerResult {
+async fn offer_models(bot: &TelegramBot, app: &BotApp, ctx: &Ctx, prompt: String) -> HandlerResult {
     let pending = app.pending.put(ctx.user.id, prompt);
     let mut rows = Vec::new();
     for (model_index, model) in image_models(app).into_iter().enumerate().take(8) {
@@ -312,7 +313,7 @@ async fn offer_models(bot: &Bot, app: &BotApp, ctx: &Ctx, prompt: String) -> Han
         .map(|_| ())
 }
 
-async fn enhance(bot: &Bot, app: &BotApp, ctx: &Ctx, key: IdempotencyKey, prompt: String) -> HandlerResult {
+async fn enhance(bot: &TelegramBot, app: &BotApp, ctx: &Ctx, key: IdempotencyKey, prompt: String) -> HandlerResult {
     let request = EnhanceRequest { key, user: ctx.user.id, chat: ctx.chat, language: ctx.language(), prompt };
     // The engine told the user what happened (the rewrite, queued or refused).
     match app.deps.engine.intake.enhance(request).await {
@@ -341,7 +342,7 @@ fn models_text(app: &BotApp, language: Language) -> String {
     text
 }
 
-async fn settings(bot: &Bot, app: &BotApp, mut ctx: Ctx, change: Option<SettingsChange>) -> HandlerResult {
+async fn settings(bot: &TelegramBot, app: &BotApp, mut ctx: Ctx, change: Option<SettingsChange>) -> HandlerResult {
     let s = strings(ctx.language());
     if let Some(change) = change {
         match change {
@@ -361,7 +362,7 @@ async fn settings(bot: &Bot, app: &BotApp, mut ctx: Ctx, change: Option<Settings
     show_settings(bot, app, &ctx.user, ctx.chat).await
 }
 
-async fn show_settings(bot: &Bot, app: &BotApp, user: &User, chat: ChatId) -> HandlerResult {
+async fn show_settings(bot: &TelegramBot, app: &BotApp, user: &User, chat: ChatId) -> HandlerResult {
     let s = strings(user.language);
     let model = user.settings.default_model.clone().unwrap_or_else(|| app.catalog().default_model().id.clone());
     let size = user.settings.default_size.map_or_else(|| "auto".to_owned(), |s| s.to_string());
@@ -375,12 +376,12 @@ async fn show_settings(bot: &Bot, app: &BotApp, user: &User, chat: ChatId) -> Ha
     bot.send_message(tg(chat), text).reply_markup(ReplyMarkup::InlineKeyboard(keyboard)).await.map(|_| ())
 }
 
-async fn storage_trouble(bot: &Bot, ctx: &Ctx, error: StorageError) -> HandlerResult {
+async fn storage_trouble(bot: &TelegramBot, ctx: &Ctx, error: StorageError) -> HandlerResult {
     tracing::warn!(error = %error, "storage error in a command");
     say(bot, ctx.chat, strings(ctx.language()).refusal(&Refusal::TemporarilyUnavailable)).await
 }
 
-async fn balance(bot: &Bot, app: &BotApp, ctx: &Ctx) -> HandlerResult {
+async fn balance(bot: &TelegramBot, app: &BotApp, ctx: &Ctx) -> HandlerResult {
     let usage = match app.deps.engine.people.usage_of(ctx.user.id).await {
         Ok(usage) => usage,
         Err(error) => return storage_trouble(bot, ctx, error).await,
@@ -396,7 +397,7 @@ async fn balance(bot: &Bot, app: &BotApp, ctx: &Ctx) -> HandlerResult {
     say(bot, ctx.chat, strings(ctx.language()).balance(&view)).await
 }
 
-async fn history(bot: &Bot, app: &BotApp, ctx: &Ctx) -> HandlerResult {
+async fn history(bot: &TelegramBot, app: &BotApp, ctx: &Ctx) -> HandlerResult {
     let s = strings(ctx.language());
     let jobs = match app.deps.engine.people.recent_jobs(ctx.user.id, 10).await {
         Ok(jobs) => jobs,
@@ -438,7 +439,7 @@ async fn history(bot: &Bot, app: &BotApp, ctx: &Ctx) -> HandlerResult {
     Ok(())
 }
 
-async fn cancel_latest(bot: &Bot, app: &BotApp, ctx: &Ctx) -> HandlerResult {
+async fn cancel_latest(bot: &TelegramBot, app: &BotApp, ctx: &Ctx) -> HandlerResult {
     let jobs = match app.deps.engine.people.recent_jobs(ctx.user.id, 20).await {
         Ok(jobs) => jobs,
         Err(error) => return storage_trouble(bot, ctx, error).await,
@@ -449,7 +450,7 @@ async fn cancel_latest(bot: &Bot, app: &BotApp, ctx: &Ctx) -> HandlerResult {
     cancel_job(bot, app, ctx, job.id).await
 }
 
-async fn cancel_job(bot: &Bot, app: &BotApp, ctx: &Ctx, job: JobId) -> HandlerResult {
+async fn cancel_job(bot: &TelegramBot, app: &BotApp, ctx: &Ctx, job: JobId) -> HandlerResult {
     let s = strings(ctx.language());
     match app.deps.engine.intake.cancel(ctx.user.id, job).await {
         // The engine told the user.
@@ -459,7 +460,7 @@ async fn cancel_job(bot: &Bot, app: &BotApp, ctx: &Ctx, job: JobId) -> HandlerRe
     }
 }
 
-async fn on_button(bot: Bot, query: CallbackQuery, app: BotApp) -> HandlerResult {
+async fn on_button(bot: TelegramBot, query: CallbackQuery, app: BotApp) -> HandlerResult {
     // Answer first: Telegram drops answers that come late ("query is too old").
     if let Err(error) = bot.answer_callback_query(query.id.clone()).await {
         tracing::debug!(error = %classify(error), "callback answer failed");

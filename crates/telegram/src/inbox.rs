@@ -8,6 +8,7 @@
 //! then leaves the unhandled updates with Telegram, which sends them again to the next
 //! process; enqueue is idempotent on the update id, so none is handled twice.
 
+use crate::TelegramBot;
 use futures::StreamExt;
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -96,7 +97,7 @@ impl Drop for HandlingInner {
 
 /// What the listener keeps between batches.
 struct Poller {
-    bot: Bot,
+    bot: TelegramBot,
     inbox: Inbox,
     offset: i32,
     batch: VecDeque<Update>,
@@ -107,7 +108,7 @@ struct Poller {
 
 /// A long-polling listener that asks Telegram for the next batch (confirming the last)
 /// only once `inbox` says the last batch was handled.
-pub fn confirmed_polling(bot: Bot, inbox: Inbox) -> impl UpdateListener<Err = teloxide::RequestError> {
+pub fn confirmed_polling(bot: TelegramBot, inbox: Inbox) -> impl UpdateListener<Err = teloxide::RequestError> {
     let (stop, stopped) = mk_stop_token();
     let state = Poller { bot, inbox, offset: 0, batch: VecDeque::new(), stop, stopped, allowed: None };
     StatefulListener::new_with_hints(

@@ -12,9 +12,34 @@ pub mod texts;
 pub use app::{BotApp, BotConfig, BotDeps};
 pub use handlers::schema;
 pub use messaging::TelegramMessaging;
+pub use teloxide::adaptors::throttle::Limits;
 
+use teloxide::adaptors::Throttle;
+use teloxide::adaptors::throttle::Settings;
 use teloxide::prelude::*;
 use tokio::sync::watch;
+
+/// The Bot API client every part of the front end sends through: one queue for the whole
+/// process, so handlers, the messenger and broadcasts share Telegram's limits.
+pub type TelegramBot = Throttle<Bot>;
+
+/// Wraps `bot` in teloxide's `Throttle`, which holds each send (`sendMessage`, `sendPhoto`,
+/// `sendDocument`, …) until it fits `limits`, per chat and over all chats. Edits, callback
+/// answers and downloads pass straight through: the engine paces progress edits itself.
+///
+/// Throttle's own retry is off. It would re-send a refused request, unbounded, inside the
+/// caller's future, hiding the `RetryAfter` that the messenger's bounded back-offs and the
+/// engine act on, and spending an upload's deadline asleep. A `RetryAfter` to a send still
+/// pauses the whole queue for as long as Telegram asks.
+///
+/// Spawns the worker that releases requests, so it needs a Tokio runtime; the worker ends
+/// when the last clone of the returned bot is dropped.
+///
+/// # Panics
+/// When `limits.messages_per_sec_overall` is 0 (the queue's capacity).
+pub fn throttled(bot: Bot, limits: Limits) -> TelegramBot {
+    Throttle::spawn_with_settings(bot, Settings::default().limits(limits).no_retry())
+}
 
 /// Where updates come from.
 #[derive(Debug, Clone)]
@@ -58,7 +83,7 @@ pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
 /// # Errors
 /// When the webhook cannot be registered with Telegram.
 pub async fn run(
-    bot: Bot,
+    bot: TelegramBot,
     app: BotApp,
     source: UpdateSource,
     mut shutdown: watch::Receiver<bool>,

@@ -1,5 +1,6 @@
 //! The messaging port over teloxide.
 
+use crate::TelegramBot;
 use crate::command::ButtonAction;
 use crate::texts::{Button, render_notice, strings};
 use async_trait::async_trait;
@@ -25,18 +26,23 @@ const DOCUMENT_LIMIT_BYTES: usize = 50 * 1024 * 1024;
 /// Back-offs (429 with `retry_after`) waited out for one message of a result before the
 /// error goes to the engine. Waiting here, per message, means an album or its follow-up
 /// that hits flood control mid-way does not make the engine send the earlier items again.
+/// The throttle paces sends but leaves its retry off (see [`crate::throttled`]), so a 429
+/// still arrives here.
 const SEND_BACKOFFS: u32 = 10;
+/// How long a result's message may wait in the throttle's queue before its upload starts:
+/// one minute, the window of Telegram's per-chat limit.
+const QUEUE_ALLOWANCE: Duration = Duration::from_secs(60);
 
 /// Sends the engine's messages through the Bot API.
 #[derive(Clone)]
 pub struct TelegramMessaging {
-    bot: Bot,
+    bot: TelegramBot,
     operator_chats: Vec<ChatId>,
 }
 
 impl TelegramMessaging {
     /// A messenger that alerts `operator_chats`.
-    pub fn new(bot: Bot, operator_chats: Vec<ChatId>) -> Self {
+    pub fn new(bot: TelegramBot, operator_chats: Vec<ChatId>) -> Self {
         Self { bot, operator_chats }
     }
 
@@ -232,12 +238,13 @@ impl Messaging for TelegramMessaging {
                 ResultMedia::Bytes(bytes) => bytes.bytes.len(),
                 ResultMedia::Stored(_) => 0,
             };
-            let allowed = upload_allowance(size);
+            let allowed = QUEUE_ALLOWANCE + upload_allowance(size);
             let mut backoffs = 0;
             let message = loop {
                 let Ok(sent) = tokio::time::timeout(allowed, self.send_one(chat, item.clone(), as_file)).await else {
-                    // Still uploading at the deadline: Telegram never had the whole file, so
-                    // sending it again shows no duplicate (unlike a lost answer, `Unconfirmed`).
+                    // Still queued or uploading at the deadline: Telegram never had the whole
+                    // file, so sending it again shows no duplicate (unlike a lost answer,
+                    // `Unconfirmed`). A request dropped while queued is never sent.
                     return Err(MessagingError::Other(anyhow::anyhow!(
                         "the upload of {size} bytes did not finish within {} s",
                         allowed.as_secs()
