@@ -41,9 +41,9 @@ impl ReportRequest {
 /// The capacity plan as text, for `target_secs` (the configured target when `None`).
 ///
 /// # Errors
-/// When the database cannot be opened or read.
+/// When the database does not exist or cannot be opened or read.
 pub async fn plan(settings: &Settings, target_secs: Option<u64>, now: Timestamp) -> anyhow::Result<String> {
-    let storage = crate::wiring::connect(settings).await?;
+    let storage = crate::wiring::connect_existing(settings).await?;
     let sources = Sources { reports: &*storage.reports, accounts: &*storage.accounts, queue: &*storage.queue };
     let rules = Rules { discounts: settings.catalog.volume_discounts(), credit: &settings.credit };
     let mut planner = settings.planner.clone();
@@ -59,7 +59,8 @@ pub async fn plan(settings: &Settings, target_secs: Option<u64>, now: Timestamp)
 /// of the one so far.
 ///
 /// # Errors
-/// When the database cannot be opened or read, or the chart cannot be written.
+/// When the database does not exist or cannot be opened or read, or the chart cannot be
+/// written.
 pub async fn report(
     settings: &Settings,
     request: ReportRequest,
@@ -67,7 +68,7 @@ pub async fn report(
     chart_to: Option<&Path>,
     now: Timestamp,
 ) -> anyhow::Result<String> {
-    let storage = crate::wiring::connect(settings).await?;
+    let storage = crate::wiring::connect_existing(settings).await?;
     let sources = Sources { reports: &*storage.reports, accounts: &*storage.accounts, queue: &*storage.queue };
     let rules = Rules { discounts: settings.catalog.volume_discounts(), credit: &settings.credit };
     let period = |kind| if previous { Period::previous(kind, now) } else { Period::to_date(kind, now) };

@@ -4,5 +4,6 @@
 pub mod insights;
 pub mod metrics;
 pub mod settings;
+pub mod show;
 pub mod storage;
 pub mod wiring;

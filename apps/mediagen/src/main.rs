@@ -1,6 +1,7 @@
 //! The `mediagen` binary: `run` the bot, `migrate` the database, move a SQLite database to
-//! PostgreSQL (`migrate-storage`), start the `fal-sim` simulator, print the `catalog`, or
-//! answer the operator from the database: the capacity `plan` and usage `report`s.
+//! PostgreSQL (`migrate-storage`), start the `fal-sim` simulator, print the `catalog` or the
+//! settings in force (`config show`), or answer the operator from the database: the
+//! capacity `plan` and usage `report`s.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -11,7 +12,8 @@ use tokio::sync::watch;
 #[derive(Parser)]
 #[command(name = "mediagen", version, about = "A Telegram bot that makes images through fal.ai")]
 struct Cli {
-    /// Where `config/` lives.
+    /// Where `config/` lives; its files override the compiled-in ones, which are used
+    /// where it has none.
     #[arg(long, env = "MEDIAGEN_HOME", default_value = ".", global = true)]
     home: PathBuf,
     /// An operator's settings file layered over config/default.toml.
@@ -41,6 +43,9 @@ enum Command {
     FalSim(mediagen_fal_sim::SimArgs),
     /// Print the model catalog with its prices.
     Catalog,
+    /// The settings: `mediagen config show`.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Recommend the fal credit tier (or number of accounts) that keeps the p95 queue wait
     /// under a target, from the measured history.
     Plan {
@@ -61,6 +66,13 @@ enum Command {
         #[arg(long)]
         chart: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the settings in force, each with the file or variable it came from (secrets
+    /// are never shown), and the warnings the bot would log at start.
+    Show,
 }
 
 fn load(cli: &Cli) -> anyhow::Result<Settings> {
@@ -88,6 +100,9 @@ async fn main() -> anyhow::Result<()> {
     match cli.command.as_ref().unwrap_or(&Command::Run) {
         Command::Run => {
             let settings = load(&cli)?;
+            for warning in settings.warnings() {
+                tracing::warn!("{warning}");
+            }
             let (stop, shutdown) = watch::channel(false);
             tokio::spawn(async move {
                 wait_for_signal().await;
@@ -123,6 +138,11 @@ async fn main() -> anyhow::Result<()> {
             let request = mediagen::insights::ReportRequest::parse(what)?;
             let now = chrono::Utc::now();
             print!("{}", mediagen::insights::report(&settings, request, *previous, chart.as_deref(), now).await?);
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Show) => {
+            let vars = std::env::vars().collect();
+            print!("{}", mediagen::show::config_show(&cli.home, cli.config.as_deref(), &vars)?);
             Ok(())
         }
         Command::FalSim(args) => mediagen_fal_sim::run_cli(args.clone()).await.context("fal simulator"),

@@ -1,7 +1,7 @@
-//! Layered configuration: `config/default.toml`, then the operator's file
-//! (`MEDIAGEN_CONFIG`), then `MEDIAGEN__SECTION__KEY` variables, then secrets from the
-//! environment. Secrets are `SecretString`s and
-//! the settings' `Debug` never shows them.
+//! Layered configuration: the shipped `config/default.toml` (compiled in), the home's
+//! `config/default.toml` when there is one, the operator's file (`MEDIAGEN_CONFIG`), then
+//! `MEDIAGEN__SECTION__KEY` variables, then secrets from the environment. Secrets are
+//! `SecretString`s and the settings' `Debug` never shows them.
 
 use anyhow::{Context, bail};
 use chrono::{NaiveTime, Weekday};
@@ -14,7 +14,65 @@ use mediagen_fal::{FalAccountConfig, FalConfig, FalKey};
 use secrecy::SecretString;
 use serde::Deserialize;
 use std::collections::HashMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
+
+/// The shipped `config/default.toml`: the first layer, so the binary runs from any
+/// directory and a home's older copy still gets the settings added since.
+pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
+
+/// The shipped `config/plans.toml`, used when `plans_file` keeps its shipped value and the
+/// home has no such file.
+pub const PLANS_TOML: &str = include_str!("../../../config/plans.toml");
+
+/// `plans_file`'s shipped value.
+const SHIPPED_PLANS_FILE: &str = "config/plans.toml";
+
+/// Money settings a variable may set. They are read as written: a number-like variable
+/// would otherwise arrive as a float, and past 15 digits a float drops micro-dollars.
+const MONEY_KEYS: [&str; 2] = ["budget.monthly_budget", "credit.lock_threshold"];
+
+/// Where a setting, or a file of settings, came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Built into the binary: the shipped file of this name.
+    CompiledIn(&'static str),
+    /// A file under the home directory (`--home`, `MEDIAGEN_HOME`).
+    Home(PathBuf),
+    /// The operator's file (`--config`, `MEDIAGEN_CONFIG`).
+    Operator(PathBuf),
+    /// A file a setting names (`catalog_overrides`, `plans_file`).
+    Named(PathBuf),
+    /// An environment variable.
+    Variable(String),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::CompiledIn(name) => write!(f, "compiled-in {name}"),
+            Origin::Home(path) => write!(f, "{} (home)", path.display()),
+            Origin::Operator(path) => write!(f, "{} (operator's file)", path.display()),
+            Origin::Named(path) => write!(f, "{}", path.display()),
+            Origin::Variable(name) => f.write_str(name),
+        }
+    }
+}
+
+/// The files the settings were read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sources {
+    /// The home directory (`--home`, `MEDIAGEN_HOME`).
+    pub home: PathBuf,
+    /// Whether it exists: a home that does not is most likely a typo.
+    pub home_exists: bool,
+    /// The settings files, first to last; the variables come after them.
+    pub files: Vec<Origin>,
+    /// The model catalog's layers, first to last.
+    pub catalog: Vec<Origin>,
+    /// The quota plans.
+    pub plans: Origin,
+}
 
 /// Everything the app reads before it starts.
 pub struct Settings {
@@ -52,6 +110,8 @@ pub struct Settings {
     pub planner: PlannerSettings,
     /// The Prometheus endpoint.
     pub metrics: MetricsSettings,
+    /// The files all this was read from.
+    pub sources: Sources,
 }
 
 /// `[reports]`, parsed: UTC times of the scheduled summaries (`None` = off).
@@ -352,26 +412,168 @@ struct AccountSettings {
     keys: Vec<String>,
 }
 
-/// The three layers through the `config` crate: the shipped file, the operator's file,
-/// then `MEDIAGEN__SECTION__KEY` variables (numbers and booleans read as such, the rest as
-/// text). Secrets are not read here: they come from their own variables only.
-fn layers(base_dir: &Path, overlay: Option<&Path>, vars: &HashMap<String, String>) -> anyhow::Result<FileSettings> {
-    let file = |path: &Path| config::File::new(&path.to_string_lossy(), config::FileFormat::Toml);
-    let mut builder = config::Config::builder().add_source(file(&base_dir.join("config/default.toml")));
-    if let Some(path) = overlay {
-        builder = builder.add_source(file(path));
+/// The environment variable that sets `key` (`engine.overhang` → `MEDIAGEN__ENGINE__OVERHANG`).
+pub(crate) fn variable_of(key: &str) -> String {
+    format!("MEDIAGEN__{}", key.replace('.', "__").to_ascii_uppercase())
+}
+
+/// The setting a `MEDIAGEN__…` variable sets, as the `config` crate reads its name.
+fn key_of(variable: &str) -> Option<String> {
+    let lower = variable.to_lowercase();
+    lower.strip_prefix("mediagen__").map(|rest| rest.replace("__", "."))
+}
+
+/// The variable among `vars` that sets `key`, if one does.
+pub(crate) fn variable_setting<'a>(key: &str, vars: &'a HashMap<String, String>) -> Option<&'a str> {
+    vars.keys().find(|name| key_of(name).as_deref() == Some(key)).map(String::as_str)
+}
+
+/// One layer of settings; `origin` is `None` for the variables (each its own origin).
+pub(crate) struct Layer {
+    pub(crate) origin: Option<Origin>,
+    pub(crate) source: Box<dyn config::Source + Send + Sync>,
+}
+
+/// The layers through the `config` crate, first to last: the compiled-in file, the home's
+/// file when present, the operator's file, then `MEDIAGEN__SECTION__KEY` variables
+/// (numbers and booleans read as such, money and the rest as text). Secrets are not read
+/// here: they come from their own variables only.
+pub(crate) fn layers(base_dir: &Path, overlay: Option<&Path>, vars: &HashMap<String, String>) -> Vec<Layer> {
+    use config::{File, FileFormat};
+    let file = |path: &Path| File::new(&path.to_string_lossy(), FileFormat::Toml);
+    let mut layers = vec![Layer {
+        origin: Some(Origin::CompiledIn("config/default.toml")),
+        source: Box::new(File::from_str(DEFAULT_TOML, FileFormat::Toml)),
+    }];
+    let home_file = base_dir.join("config/default.toml");
+    if home_file.is_file() {
+        layers.push(Layer { source: Box::new(file(&home_file)), origin: Some(Origin::Home(home_file)) });
     }
-    let environment = config::Environment::with_prefix("MEDIAGEN")
-        .prefix_separator("__")
-        .separator("__")
-        .try_parsing(true)
-        .source(Some(vars.iter().map(|(name, value)| (name.clone(), value.clone())).collect()));
-    builder
-        .add_source(environment)
-        .build()
-        .context("cannot read the configuration")?
-        .try_deserialize()
-        .context("configuration has a wrong or unknown setting")
+    if let Some(path) = overlay {
+        layers.push(Layer { source: Box::new(file(path)), origin: Some(Origin::Operator(path.to_owned())) });
+    }
+    let (money, rest): (HashMap<String, String>, HashMap<String, String>) = vars
+        .iter()
+        .filter(|(name, _)| key_of(name).is_some())
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .partition(|(name, _)| key_of(name).is_some_and(|key| MONEY_KEYS.contains(&key.as_str())));
+    let environment = |source: HashMap<String, String>, parse: bool| Layer {
+        origin: None,
+        source: Box::new(
+            config::Environment::with_prefix("MEDIAGEN")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(parse)
+                .source(Some(source)),
+        ),
+    };
+    layers.push(environment(rest, true));
+    layers.push(environment(money, false));
+    layers
+}
+
+/// The layers merged, key by key.
+pub(crate) fn merge(layers: Vec<Layer>) -> anyhow::Result<config::Config> {
+    let sources: Vec<_> = layers.into_iter().map(|layer| layer.source).collect();
+    config::Config::builder().add_source(sources).build().context("cannot read the configuration")
+}
+
+fn file_settings(merged: config::Config, vars: &HashMap<String, String>) -> anyhow::Result<FileSettings> {
+    merged.try_deserialize().map_err(|error| explain(&error.to_string(), "", vars))
+}
+
+/// A deserialization error as the operator should read it: an unknown key with the nearest
+/// valid one, and the variable behind a key when a variable set it. `section` is where the
+/// value deserialized sits (`""` for the whole file).
+fn explain(message: &str, section: &str, vars: &HashMap<String, String>) -> anyhow::Error {
+    let join = |a: &str, b: &str| match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_owned(),
+        (_, true) => a.to_owned(),
+        _ => format!("{a}.{b}"),
+    };
+    let (text, key) = match message.split_once(" for key `") {
+        Some((text, rest)) => (text, rest.split('`').next().unwrap_or_default()),
+        None => (message, ""),
+    };
+    let Some((field, expected)) = unknown_field(text) else {
+        let key = join(section, key);
+        let context = match variable_setting(&key, vars) {
+            Some(variable) => format!("the setting {key} ({variable}) is wrong"),
+            None if key.is_empty() => "configuration has a wrong setting".to_owned(),
+            None => format!("the setting {key} is wrong"),
+        };
+        return anyhow::anyhow!("{text}").context(context);
+    };
+    let parent = join(section, key);
+    let unknown = join(&parent, &field);
+    let name = |key: &str, variable: bool| if variable { variable_of(key) } else { key.to_owned() };
+    let variable = variable_setting(&unknown, vars).map(str::to_owned);
+    let said = match &variable {
+        Some(variable) => format!("unknown setting `{variable}` (`{unknown}`)"),
+        None => format!("unknown setting `{unknown}`"),
+    };
+    match nearest(&field, &expected) {
+        Some(near) => {
+            anyhow::anyhow!("{said} — did you mean `{}`?", name(&join(&parent, near), variable.is_some()))
+        }
+        None => {
+            let valid: Vec<String> = expected.iter().map(|e| format!("`{e}`")).collect();
+            let place = if parent.is_empty() { "at the top level".to_owned() } else { format!("in [{parent}]") };
+            anyhow::anyhow!("{said}; the settings {place} are {}", valid.join(", "))
+        }
+    }
+}
+
+/// The field and the expected ones of serde's "unknown field `x`, expected one of `a`, `b`".
+fn unknown_field(text: &str) -> Option<(String, Vec<String>)> {
+    let rest = text.split_once("unknown field `")?.1;
+    let (field, rest) = rest.split_once('`')?;
+    let expected = rest.split('`').skip(1).step_by(2).map(str::to_owned).collect();
+    Some((field.to_owned(), expected))
+}
+
+/// The valid name `name` was most likely meant to be: within a few edits, or one that
+/// starts with it (a dropped suffix such as `_secs`).
+fn nearest<'a>(name: &str, valid: &'a [String]) -> Option<&'a str> {
+    let close = valid
+        .iter()
+        .map(|v| (edit_distance(name, v), v))
+        .filter(|(distance, _)| *distance <= (name.chars().count() / 3).max(2))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, v)| v.as_str());
+    close.or_else(|| {
+        valid.iter().map(String::as_str).find(|v| name.len() >= 3 && (v.starts_with(name) || name.starts_with(v)))
+    })
+}
+
+/// Edits (insert, delete, replace, swap of neighbours) between two names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut rows: Vec<Vec<usize>> = (0..=a.len()).map(|i| vec![i; b.len() + 1]).collect();
+    rows[0] = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (rows[i - 1][j] + 1).min(rows[i][j - 1] + 1).min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = best;
+        }
+    }
+    rows[a.len()][b.len()]
+}
+
+/// The dotted path of the table in `table` that holds a key named `name` (`""` for
+/// `table` itself): where an unknown field of a nested section sits.
+fn parent_of(table: &toml::Table, name: &str) -> Option<String> {
+    if table.contains_key(name) {
+        return Some(String::new());
+    }
+    table.iter().find_map(|(key, value)| {
+        let inner = value.as_table()?;
+        parent_of(inner, name).map(|path| if path.is_empty() { key.clone() } else { format!("{key}.{path}") })
+    })
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {
@@ -402,24 +604,48 @@ impl Settings {
     /// A readable message naming the file, setting or variable at fault.
     pub fn load(base_dir: &Path, overlay: Option<&Path>, vars: &HashMap<String, String>) -> anyhow::Result<Settings> {
         let env = |name: &str| vars.get(name).filter(|v| !v.is_empty()).cloned();
-        let file = layers(base_dir, overlay, vars)?;
+        let layers = layers(base_dir, overlay, vars);
+        let files: Vec<Origin> = layers.iter().filter_map(|layer| layer.origin.clone()).collect();
+        let file = file_settings(merge(layers)?, vars)?;
         file.telegram.rate_limits.check()?;
 
-        let mut layers = vec![BUILTIN_TOML.to_owned()];
-        for path in &file.catalog_overrides {
-            layers.push(read(&base_dir.join(path))?);
+        let mut catalog_layers = vec![(Origin::CompiledIn("config/models.toml"), BUILTIN_TOML.to_owned())];
+        let home_models = base_dir.join("config/models.toml");
+        if home_models.is_file() {
+            catalog_layers.push((Origin::Home(home_models.clone()), read(&home_models)?));
         }
-        let layer_refs: Vec<&str> = layers.iter().map(String::as_str).collect();
-        let catalog = Catalog::from_toml_layers(&layer_refs).context("model catalog")?;
-        let plans = Plans::from_toml(&read(&base_dir.join(&file.plans_file))?).context("quota plans")?;
+        for path in &file.catalog_overrides {
+            let path = base_dir.join(path);
+            catalog_layers.push((Origin::Named(path.clone()), read(&path)?));
+        }
+        let texts: Vec<&str> = catalog_layers.iter().map(|(_, text)| text.as_str()).collect();
+        let catalog = Catalog::from_toml_layers(&texts).context("model catalog")?;
+
+        let plans_path = base_dir.join(&file.plans_file);
+        let shipped_plans = file.plans_file == Path::new(SHIPPED_PLANS_FILE);
+        let (plans_origin, plans_text) = match (plans_path.exists(), shipped_plans) {
+            (false, true) => (Origin::CompiledIn(SHIPPED_PLANS_FILE), PLANS_TOML.to_owned()),
+            (_, true) => (Origin::Home(plans_path.clone()), read(&plans_path)?),
+            (_, false) => (Origin::Named(plans_path.clone()), read(&plans_path)?),
+        };
+        let plans = Plans::from_toml(&plans_text).with_context(|| format!("quota plans ({plans_origin})"))?;
 
         let mut fal_table = file.fal;
         let accounts_value = fal_table.remove("accounts").unwrap_or(toml::Value::Array(Vec::new()));
-        let accounts: Vec<AccountSettings> = accounts_value.try_into().context("[[fal.accounts]]")?;
+        let accounts: Vec<AccountSettings> =
+            accounts_value.try_into().map_err(|e| explain(&e.to_string(), "fal.accounts", vars))?;
         let queue_url = take_string(&mut fal_table, "queue_url")?;
         let rest_url = take_string(&mut fal_table, "rest_url")?;
         let cdn_url = take_string(&mut fal_table, "cdn_url")?;
-        let mut fal: FalConfig = toml::Value::Table(fal_table).try_into().context("[fal]")?;
+        let fal_value = toml::Value::Table(fal_table);
+        let mut fal: FalConfig = fal_value.clone().try_into().map_err(|e: toml::de::Error| {
+            let message = e.to_string();
+            let parent = unknown_field(&message)
+                .and_then(|(field, _)| fal_value.as_table().and_then(|table| parent_of(table, &field)))
+                .unwrap_or_default();
+            let section = if parent.is_empty() { "fal".to_owned() } else { format!("fal.{parent}") };
+            explain(&message, &section, vars)
+        })?;
         if let Some(url) = queue_url {
             fal.queue_base = url;
         }
@@ -467,7 +693,34 @@ impl Settings {
             alerts: file.alerts,
             planner: file.planner,
             metrics: file.metrics,
+            sources: Sources {
+                home: base_dir.to_owned(),
+                home_exists: base_dir.is_dir(),
+                files,
+                catalog: catalog_layers.into_iter().map(|(origin, _)| origin).collect(),
+                plans: plans_origin,
+            },
         })
+    }
+
+    /// What loads but is probably not meant, one sentence each: logged at start and
+    /// listed by `mediagen config show`.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.admins.is_empty() {
+            warnings.push(
+                "no admins are set: alerts and /topup do nothing until `[admin] ids` (or MEDIAGEN__ADMIN__IDS) \
+                 lists the operators' Telegram user ids"
+                    .to_owned(),
+            );
+        }
+        if !self.sources.home_exists {
+            warnings.push(format!(
+                "the home directory {} does not exist (--home, MEDIAGEN_HOME): the compiled-in config files are used",
+                self.sources.home.display()
+            ));
+        }
+        warnings
     }
 
     /// Fails, naming the variables, when a configured fal key is not in the environment.
@@ -488,6 +741,7 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mediagen_domain::Money;
 
     fn workspace() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -630,6 +884,137 @@ mod tests {
         let zero = env_of(&[("FAL_KEY", "k"), ("MEDIAGEN__TELEGRAM__RATE_LIMITS__MESSAGES_PER_SEC_CHAT", "0")]);
         let error = Settings::load(&workspace(), None, &zero).unwrap_err();
         assert!(format!("{error:#}").contains("messages_per_sec_chat must be at least 1"), "{error:#}");
+    }
+
+    /// An empty directory of its own, as a home without `config/`.
+    fn empty_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("mediagen-settings-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_home_without_config_runs_on_the_compiled_in_files() {
+        let env = env_of(&[("FAL_KEY", "k")]);
+        let bare = Settings::load(&empty_dir("bare-home"), None, &env).unwrap();
+        let shipped = Settings::load(&workspace(), None, &env).unwrap();
+        assert_eq!(bare.telegram.api_url, "https://api.telegram.org");
+        assert_eq!(bare.engine.claim_batch, 16);
+        assert_eq!(bare.budget, shipped.budget);
+        assert_eq!(bare.plans.default_plan().name, "free");
+        assert_eq!(bare.plans, shipped.plans);
+        assert_eq!(bare.catalog.models().count(), shipped.catalog.models().count());
+        assert_eq!(bare.fal.accounts.len(), 1);
+        assert!(bare.require_fal_keys().is_ok());
+        assert_eq!(bare.sources.files, [Origin::CompiledIn("config/default.toml")]);
+        assert_eq!(bare.sources.catalog, [Origin::CompiledIn("config/models.toml")]);
+        assert_eq!(bare.sources.plans, Origin::CompiledIn("config/plans.toml"));
+
+        // A home's own files still win, each over its compiled-in twin.
+        let home = empty_dir("own-home");
+        std::fs::create_dir_all(home.join("config")).unwrap();
+        std::fs::write(home.join("config/default.toml"), "[engine]\nclaim_batch = 4\n").unwrap();
+        std::fs::write(
+            home.join("config/plans.toml"),
+            "default_plan = \"solo\"\n[plans.solo]\nmax_in_flight = 1\nmax_queued = 1\n",
+        )
+        .unwrap();
+        let own = Settings::load(&home, None, &env).unwrap();
+        assert_eq!(own.engine.claim_batch, 4);
+        assert_eq!(own.engine.lease_secs, 120, "what the home's file leaves out is compiled in");
+        assert_eq!(own.plans.default_plan().name, "solo");
+        assert_eq!(own.sources.plans, Origin::Home(home.join("config/plans.toml")));
+        let missing = temp_file("plans-elsewhere", "plans_file = \"nowhere/plans.toml\"\n");
+        let error = Settings::load(&home, Some(&missing), &env).unwrap_err();
+        assert!(format!("{error:#}").contains("nowhere/plans.toml"), "a plans file the operator named must exist");
+    }
+
+    #[test]
+    fn decimal_money_from_the_environment_and_files_is_exact() {
+        let budget = |env: &[(&str, &str)], overlay: Option<&Path>| {
+            let mut vars = env_of(env);
+            vars.insert("FAL_KEY".into(), "k".into());
+            Settings::load(&workspace(), overlay, &vars).map(|s| s.budget.monthly_budget)
+        };
+        for (text, micros) in [
+            ("12.5", 12_500_000),
+            ("12", 12_000_000),
+            ("$12.50", 12_500_000),
+            ("0.000001", 1),
+            // As a float this would come back as …123455: the text must be read as text.
+            ("12345678901.123456", 12_345_678_901_123_456),
+        ] {
+            let loaded = budget(&[("MEDIAGEN__BUDGET__MONTHLY_BUDGET", text)], None);
+            assert_eq!(loaded.unwrap(), Some(Money::from_micros(micros)), "MEDIAGEN__BUDGET__MONTHLY_BUDGET={text}");
+        }
+        let lock = env_of(&[("FAL_KEY", "k"), ("MEDIAGEN__CREDIT__LOCK_THRESHOLD", "0.5")]);
+        assert_eq!(Settings::load(&workspace(), None, &lock).unwrap().credit.lock_threshold, Money::from_cents(50));
+        for line in ["monthly_budget = 12.5", "monthly_budget = \"12.5\"", "monthly_budget = \"$12.50\""] {
+            let overlay = temp_file("money", &format!("[budget]\n{line}\n"));
+            assert_eq!(budget(&[], Some(&overlay)).unwrap(), Some(Money::from_micros(12_500_000)), "{line}");
+        }
+        let overlay = temp_file("money-whole", "[budget]\nmonthly_budget = 12\n");
+        assert_eq!(budget(&[], Some(&overlay)).unwrap(), Some(Money::from_dollars(12)));
+        let error = budget(&[("MEDIAGEN__BUDGET__MONTHLY_BUDGET", "twelve")], None).unwrap_err();
+        assert!(format!("{error:#}").contains("twelve"), "{error:#}");
+    }
+
+    #[test]
+    fn an_unknown_setting_names_the_nearest_valid_one() {
+        let overlay = temp_file("typo", "[engine]\nshutdown_grace = 3\n");
+        let error = Settings::load(&workspace(), Some(&overlay), &env_of(&[("FAL_KEY", "k")])).unwrap_err();
+        let said = format!("{error:#}");
+        assert!(
+            said.contains("unknown setting `engine.shutdown_grace` — did you mean `engine.shutdown_grace_secs`?"),
+            "{said}"
+        );
+
+        let env = env_of(&[("FAL_KEY", "k"), ("MEDIAGEN__ENGINE__SHUTDOWN_GRACE", "3")]);
+        let said = format!("{:#}", Settings::load(&workspace(), None, &env).unwrap_err());
+        assert!(said.contains("MEDIAGEN__ENGINE__SHUTDOWN_GRACE"), "the variable is named: {said}");
+        assert!(said.contains("did you mean `MEDIAGEN__ENGINE__SHUTDOWN_GRACE_SECS`?"), "{said}");
+
+        let top = temp_file("typo-top", "[enigne]\noverhang = 3\n");
+        let said = format!("{:#}", Settings::load(&workspace(), Some(&top), &env_of(&[("FAL_KEY", "k")])).unwrap_err());
+        assert!(said.contains("unknown setting `enigne` — did you mean `engine`?"), "{said}");
+
+        // [fal] is read by the fal adapter's own types, nested tables included.
+        let env = env_of(&[("FAL_KEY", "k"), ("MEDIAGEN__FAL__POLL__INITIAL_INTERVAL", "20")]);
+        let said = format!("{:#}", Settings::load(&workspace(), None, &env).unwrap_err());
+        assert!(said.contains("did you mean `MEDIAGEN__FAL__POLL__INITIAL_INTERVAL_MS`?"), "{said}");
+        let nothing_near = temp_file("typo-far", "[engine]\nzzz = 1\n");
+        let said = format!(
+            "{:#}",
+            Settings::load(&workspace(), Some(&nothing_near), &env_of(&[("FAL_KEY", "k")])).unwrap_err()
+        );
+        assert!(said.contains("unknown setting `engine.zzz`; the settings in [engine] are `overhang`"), "{said}");
+    }
+
+    #[test]
+    fn nearest_names_survive_typos_and_dropped_suffixes() {
+        let valid: Vec<String> = ["overhang", "claim_batch", "lease_secs"].map(String::from).into();
+        assert_eq!(nearest("overhung", &valid), Some("overhang"));
+        assert_eq!(nearest("claimbatch", &valid), Some("claim_batch"));
+        assert_eq!(nearest("lease", &valid), Some("lease_secs"));
+        assert_eq!(nearest("colour", &valid), None);
+        assert_eq!(edit_distance("enigne", "engine"), 1, "a swap is one edit");
+    }
+
+    #[test]
+    fn an_empty_admin_list_is_warned_about() {
+        let none = Settings::load(&workspace(), None, &env_of(&[("FAL_KEY", "k")])).unwrap();
+        let warnings = none.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("alerts and /topup do nothing"), "{warnings:?}");
+        assert!(warnings[0].contains("[admin] ids") && warnings[0].contains("MEDIAGEN__ADMIN__IDS"), "{warnings:?}");
+
+        let set = env_of(&[("FAL_KEY", "k"), ("MEDIAGEN__ADMIN__IDS", "42")]);
+        assert!(Settings::load(&workspace(), None, &set).unwrap().warnings().is_empty());
+
+        let nowhere = workspace().join("no-such-home");
+        let lost = Settings::load(&nowhere, None, &set).unwrap().warnings();
+        assert!(lost.len() == 1 && lost[0].contains("no-such-home"), "{lost:?}");
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! The storage choice, in one setting: the database URL.
 //!
 //! `sqlite://…` (or no URL at all) opens the embedded SQLite adapter on a file, created on
-//! first use: no server to run, right for one bot process on one machine. `postgres://…`
-//! or `postgresql://…` opens the PostgreSQL adapter: for several bot processes sharing one
-//! database (their claims respect the fal accounts' limits together). Either way the rest
-//! of the app sees the same ports as `Arc<dyn …>`, and migrations are applied on open.
+//! first use by `run` and `migrate` (commands that only read refuse a missing one, see
+//! [`open_existing`]): no server to run, right for one bot process on one machine.
+//! `postgres://…` or `postgresql://…` opens the PostgreSQL adapter: for several bot
+//! processes sharing one database (their claims respect the fal accounts' limits together).
+//! Either way the rest of the app sees the same ports as `Arc<dyn …>`, and migrations are
+//! applied on open.
 
 use anyhow::{Context, bail};
-use mediagen_ports::{AccountStore, AlertLog, JobQueue, PromptCache, ReportStore, UsageStore, UserStore};
+use mediagen_ports::{AccountStore, AlertLog, JobQueue, PromptCache, ReportStore, StorageError, UsageStore, UserStore};
 use mediagen_postgres::PgStore;
 use mediagen_sqlite::SqliteStore;
 use std::sync::Arc;
@@ -120,6 +122,84 @@ pub async fn open(url: &str, max_connections: u32) -> anyhow::Result<Storage> {
     Ok(storage)
 }
 
+/// [`open`] for commands that only read (`report`, `plan`): a missing SQLite file is
+/// refused rather than created empty (which would report zeros and leave a stray file),
+/// and a PostgreSQL database that does not exist says so plainly. Migrations are still
+/// applied to a database that exists, so an older one reads with the current queries.
+///
+/// # Errors
+/// As [`open`], and when the database does not exist. Messages show the URL with any
+/// password hidden.
+pub async fn open_existing(url: &str, max_connections: u32) -> anyhow::Result<Storage> {
+    let shown = hide_passwords(url);
+    let hint = "run `mediagen run` or `mediagen migrate` first, or set DATABASE_URL";
+    match Backend::of(url)? {
+        Backend::Sqlite => {
+            let options = mediagen_sqlite::connect_options(url).context("DATABASE_URL is not a SQLite URL")?;
+            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            if !in_memory && !options.get_filename().exists() {
+                bail!("no database at {shown}; {hint}");
+            }
+            open(url, max_connections).await
+        }
+        Backend::Postgres => open(url, max_connections).await.map_err(|error| match missing_database(&error) {
+            Some(said) => anyhow::anyhow!(
+                "no database at {shown} ({said}); create it and run `mediagen migrate`, or set DATABASE_URL"
+            ),
+            None => error.context(format!("cannot open the database at {shown}")),
+        }),
+    }
+}
+
+/// PostgreSQL's own words when `error` is its "database does not exist" (SQLSTATE 3D000).
+fn missing_database(error: &anyhow::Error) -> Option<String> {
+    error.chain().filter_map(|cause| cause.downcast_ref::<StorageError>()).find_map(|cause| match cause {
+        StorageError::Other(inner) => inner
+            .downcast_ref::<sqlx::Error>()?
+            .as_database_error()
+            .filter(|db| db.code().as_deref() == Some("3D000"))
+            .map(|db| db.message().to_owned()),
+        _ => None,
+    })
+}
+
+/// `text` with the password of every URL in it hidden: the `user:password@` part and
+/// `password=` parameters. For messages and `config show`, which may echo DATABASE_URL.
+pub fn hide_passwords(text: &str) -> String {
+    const HIDDEN: &str = "[REDACTED]";
+    let ends = |c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>');
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        let authority_end = after.find(|c: char| matches!(c, '/' | '?' | '#') || ends(c)).unwrap_or(after.len());
+        let authority = &after[..authority_end];
+        match authority.rfind('@').and_then(|user_end| Some((user_end, authority[..user_end].find(':')?))) {
+            Some((user_end, colon)) => {
+                out.push_str(&authority[..=colon]);
+                out.push_str(HIDDEN);
+                out.push_str(&authority[user_end..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &after[authority_end..];
+    }
+    out.push_str(rest);
+    // Query parameters such as `?password=…` or `&sslpassword=…`.
+    let mut hidden = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some(at) = rest.to_ascii_lowercase().find("password=") {
+        let (before, after) = rest.split_at(at + "password=".len());
+        hidden.push_str(before);
+        let end = after.find(|c: char| c == '&' || c == '#' || ends(c)).unwrap_or(after.len());
+        hidden.push_str(if end == 0 { "" } else { HIDDEN });
+        rest = &after[end..];
+    }
+    hidden.push_str(rest);
+    hidden
+}
+
 /// Copies the whole SQLite database at `from` into the empty PostgreSQL database at `to`,
 /// once, keeping every id (see `mediagen_storage_migrate`). Both are migrated first.
 /// The bot must be stopped: what it writes after the copy starts stays behind.
@@ -156,5 +236,20 @@ mod tests {
         assert_eq!(Backend::of("postgresql://u:pw@h/db").unwrap(), Backend::Postgres);
         let error = Backend::of("mysql://u:secret-pw@h/db").unwrap_err().to_string();
         assert!(error.contains("\"mysql\"") && !error.contains("secret-pw"), "{error}");
+    }
+
+    #[test]
+    fn passwords_in_urls_are_hidden() {
+        for (text, shown) in [
+            ("postgres://u:pw-1@h:5432/db", "postgres://u:[REDACTED]@h:5432/db"),
+            ("postgresql://u:p@ss:w@rd@h/db?sslmode=require", "postgresql://u:[REDACTED]@h/db?sslmode=require"),
+            ("postgres://u@h/db?password=pw-2&sslmode=off", "postgres://u@h/db?password=[REDACTED]&sslmode=off"),
+            ("see \"https://a:pw-3@proxy\" and http://h/x", "see \"https://a:[REDACTED]@proxy\" and http://h/x"),
+            ("sqlite://mediagen.sqlite", "sqlite://mediagen.sqlite"),
+            ("sqlite:data/bot.sqlite?mode=rwc", "sqlite:data/bot.sqlite?mode=rwc"),
+            ("no url at all", "no url at all"),
+        ] {
+            assert_eq!(hide_passwords(text), shown);
+        }
     }
 }

@@ -38,6 +38,16 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<Storage> {
     storage::open(url, settings.database_max_connections).await.context("cannot open the database (check DATABASE_URL)")
 }
 
+/// [`connect`] for commands that only read: a database that does not exist is an error
+/// (see [`storage::open_existing`]), never created.
+///
+/// # Errors
+/// When the URL's scheme is unknown or the database does not exist or cannot be opened.
+pub async fn connect_existing(settings: &Settings) -> anyhow::Result<Storage> {
+    let url = settings.database_url.as_ref().map_or(storage::DEFAULT_URL, |url| url.expose_secret());
+    storage::open_existing(url, settings.database_max_connections).await
+}
+
 /// Sockets the caller bound for the bot's own HTTP endpoints. An endpoint without one is
 /// bound from its setting, as the binary does; a harness binds first so the address is
 /// known, and held, before the bot starts.

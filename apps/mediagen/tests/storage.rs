@@ -331,3 +331,62 @@ async fn migrate_storage_goes_from_sqlite_to_postgres_only() {
     let same = mediagen::storage::migrate_storage(&sqlite.url(), &sqlite.url()).await.unwrap_err();
     assert!(same.to_string().contains("--to must be a postgres://"), "{same}");
 }
+
+#[test]
+fn read_only_commands_refuse_a_missing_sqlite_database_and_create_none() {
+    let dir = std::env::temp_dir().join(format!("mediagen-read-only-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let elsewhere = dir.join("data/bot.sqlite");
+    let elsewhere_url = format!("sqlite://{}", elsewhere.display());
+    for (env, url) in
+        [(vec![], "sqlite://mediagen.sqlite"), (vec![("DATABASE_URL", elsewhere_url.as_str())], &*elsewhere_url)]
+    {
+        for args in [&["report"][..], &["report", "csv"], &["plan"]] {
+            let out = mediagen(&dir, &env, args);
+            let said = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{args:?} on {url}: {said}");
+            assert!(
+                said.contains(&format!(
+                    "no database at {url}; run `mediagen run` or `mediagen migrate` first, or set DATABASE_URL"
+                )),
+                "{args:?}: {said}"
+            );
+        }
+    }
+    let left: Vec<_> = walk(&dir);
+    assert!(left.is_empty(), "nothing is created: {left:?}");
+
+    // `catalog` needs no database at all.
+    let out = stdout(&mediagen(&dir, &[], &["catalog"]));
+    assert!(out.contains("fal-ai/"), "{out}");
+    assert!(walk(&dir).is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Every file and directory under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        }
+        found.push(path);
+    }
+    found
+}
+
+#[tokio::test]
+async fn read_only_commands_say_clearly_when_the_postgres_database_is_missing() {
+    let admin =
+        std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| mediagen_postgres::testing::DEFAULT_ADMIN_URL.to_owned());
+    let (server, _) = admin.rsplit_once('/').unwrap();
+    let missing = format!("{server}/mediagen_missing_{}", std::process::id());
+    let dir = std::env::temp_dir();
+    let out = mediagen(&dir, &[("DATABASE_URL", &missing)], &["report"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains(&format!("no database at {missing}")), "{said}");
+    assert!(said.contains("does not exist); create it and run `mediagen migrate`, or set DATABASE_URL"), "{said}");
+}

@@ -558,7 +558,7 @@ pub(crate) mod dollars {
         type Value = Money;
 
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a dollar amount: whole dollars (12) or text (\"12.50\", \"$0.04\")")
+            f.write_str("a dollar amount: 12, 12.5 or text (\"12.50\", \"$0.04\")")
         }
 
         fn visit_str<E: de::Error>(self, v: &str) -> Result<Money, E> {
@@ -572,6 +572,17 @@ pub(crate) mod dollars {
         fn visit_u64<E: de::Error>(self, v: u64) -> Result<Money, E> {
             let v = i64::try_from(v).map_err(E::custom)?;
             self.visit_i64(v)
+        }
+
+        /// A bare decimal in TOML (`12.5`) or a number-like environment value arrives as a
+        /// float. Its shortest round-trip text is the decimal the operator wrote (for up to
+        /// 15 significant digits), so the amount is parsed from that text, never scaled
+        /// as a float; more than six decimals are refused as in text.
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Money, E> {
+            if !v.is_finite() {
+                return Err(E::custom(format!("not a dollar amount: {v}")));
+            }
+            self.visit_str(&v.to_string())
         }
     }
 
@@ -693,7 +704,10 @@ mod tests {
         let bad =
             toml::from_str::<CreditPolicy>("[tiers]\nbase_limit = 2\ntiers = [{ min_window_sum = 0, limit = 5 }]");
         assert!(bad.unwrap_err().to_string().contains("above $0"));
-        assert!(toml::from_str::<CreditPolicy>("lock_threshold = 0.5").is_err(), "floats are refused");
+        let decimal = toml::from_str::<CreditPolicy>("lock_threshold = 0.1").unwrap();
+        assert_eq!(decimal.lock_threshold, Money::from_cents(10), "a bare decimal reads as written");
+        assert!(toml::from_str::<CreditPolicy>("lock_threshold = 0.0000001").is_err(), "seven decimals");
+        assert!(toml::from_str::<CreditPolicy>("lock_threshold = nan").is_err());
         assert!(toml::from_str::<CreditPolicy>("windw_days = 3").is_err(), "typos are refused");
     }
 
