@@ -222,36 +222,21 @@ fn fenced_block<'a>(markdown: &'a str, language: &str) -> &'a str {
     &body[..body.find("```").expect("the block ends")]
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
-/// The install of deploy/README.md (config/ copied to the unit's MEDIAGEN_HOME, the README's
-/// operator file, the unit's DATABASE_URL in its state directory) in a scratch root: the
-/// binary loads the settings, creates the SQLite file there and migrates it.
+/// The install of deploy/README.md (the binary alone, no config/ next to it; the README's
+/// operator file; the unit's DATABASE_URL in its state directory) in a scratch root: the
+/// binary loads its compiled-in settings and the operator's file, creates the SQLite file
+/// there and migrates it.
 #[test]
 fn the_installed_layout_starts_the_binary() {
     let unit = shipped_unit();
     let environment = unit.environment();
     let readme = read("deploy/README.md");
-    let home = &environment["MEDIAGEN_HOME"];
-    assert!(readme.contains(&format!("cp -r config {home}/")), "the README installs config/ into {home}");
+    assert!(!environment.contains_key("MEDIAGEN_HOME"), "the binary needs no config/ beside it");
     let operator_file = &environment["MEDIAGEN_CONFIG"];
     assert!(readme.contains(operator_file.as_str()), "the README says what goes in {operator_file}");
     let state = unit.service("WorkingDirectory");
 
     let root = scratch("layout");
-    let share = root.join("share");
-    copy_dir(&repo().join("config"), &share.join("config"));
     let settings_file = root.join("mediagen.toml");
     let example = fenced_block(&readme, "toml");
     std::fs::write(&settings_file, example).unwrap();
@@ -264,7 +249,6 @@ fn the_installed_layout_starts_the_binary() {
         .arg("migrate")
         .env_clear()
         .current_dir(&state_dir)
-        .env("MEDIAGEN_HOME", &share)
         .env("MEDIAGEN_CONFIG", &settings_file)
         .env("DATABASE_URL", &url)
         .output()
