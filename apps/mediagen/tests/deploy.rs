@@ -8,7 +8,7 @@
 
 use chrono::{TimeDelta, TimeZone, Utc};
 use mediagen::settings::Settings;
-use mediagen_domain::insights::JobTimes;
+use mediagen_domain::insights::{JobOutcome, JobTimes, OutcomeCount};
 use mediagen_domain::planner::WaitStats;
 use mediagen_domain::{AccountId, ModelId};
 use mediagen_engine::{Engine, EngineConfig, Ports};
@@ -299,6 +299,14 @@ fn exported() -> &'static BTreeMap<String, String> {
             let engine = Engine::new(ports, EngineConfig::new(settings.catalog, settings.plans, "deploy-test"));
             let mut metrics = engine.insights.metrics().await.unwrap();
             metrics.live.recent_waits.get_or_insert(WaitStats { jobs: 1, p50: 1.0, p95: 2.0, max: 3.0 });
+            if metrics.outcomes.is_empty() {
+                metrics.outcomes.push(OutcomeCount {
+                    model: ModelId::new("fal-ai/nano-banana"),
+                    account: Some(account.clone()),
+                    outcome: JobOutcome::Succeeded,
+                    count: 1,
+                });
+            }
             if metrics.job_times.is_empty() {
                 let mut times = JobTimes::new(ModelId::new("fal-ai/nano-banana"), account);
                 let enqueued = Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap();

@@ -2,7 +2,7 @@
 
 use crate::Intake;
 use crate::follow::cancel_settlement;
-use crate::stats::bump;
+use mediagen_domain::insights::JobOutcome;
 use mediagen_domain::{JobId, JobState, Money, UserId};
 use mediagen_ports::{CancelOutcome as RemoteCancel, CancelResult, Finish, StorageError, UserNotice};
 
@@ -42,7 +42,7 @@ impl Intake {
         let now = ports.clock.now();
         let (job, handle) = match ports.queue.cancel(job, user, now).await {
             Ok(CancelResult::Canceled(job)) => {
-                bump(&self.inner.counters.canceled);
+                self.inner.counters.count_outcome(&job.spec.model, job.state.account(), JobOutcome::Canceled);
                 let refunded = job.hold;
                 let (language, _) = self.inner.follower.delivery_settings(&job).await;
                 self.inner.follower.report_final(&job, language, UserNotice::Canceled { job: job.id, refunded }).await;
@@ -77,7 +77,7 @@ impl Intake {
         if !self.inner.follower.finish(&job, &finish).await {
             return CancelOutcome::TooLate { job: job.id };
         }
-        bump(&self.inner.counters.canceled);
+        self.inner.counters.count_outcome(&job.spec.model, job.state.account(), JobOutcome::Canceled);
         let refunded = settlement.user_refund;
         let (language, _) = self.inner.follower.delivery_settings(&job).await;
         self.inner.follower.report_final(&job, language, UserNotice::Canceled { job: job.id, refunded }).await;

@@ -7,6 +7,7 @@ use crate::stored::stored;
 use crate::{Operator, Prompts, Shared};
 use mediagen_domain::JobId;
 use mediagen_domain::catalog::PriceRequest;
+use mediagen_domain::insights::JobOutcome;
 use mediagen_domain::job::settle;
 use mediagen_domain::{FailureReason, Job, JobState, Language, ModelKind, Money, Settlement, Timestamp};
 use mediagen_ports::{
@@ -437,7 +438,7 @@ impl Follower {
             fal_cost = %settlement.fal_cost,
             "job failed"
         );
-        bump(&self.inner.counters.failed);
+        self.inner.counters.count_outcome(&job.spec.model, job.state.account(), JobOutcome::Failed);
         let (language, _) = self.delivery_settings(job).await;
         let notice = UserNotice::Failed { job: job.id, reason, refunded: settlement.user_refund };
         self.report_final(job, language, notice).await;
@@ -536,7 +537,7 @@ impl Follower {
     /// Counts a success, and its times when it ran at fal.
     fn count_success(&self, job: &Job, done: Timestamp) {
         let counters = &self.inner.counters;
-        bump(&counters.succeeded);
+        counters.count_outcome(&job.spec.model, job.state.account(), JobOutcome::Succeeded);
         if let (Some(account), Some(submitted)) = (job.state.account(), job.submitted_at) {
             counters.observe_job(&job.spec.model, account, job.created_at, submitted, done);
         }

@@ -172,7 +172,8 @@ impl Insights {
                 value: stats.breaker_trips,
             },
         ];
-        Ok(Metrics { live: self.live().await?, counters, job_times: self.inner.counters.job_times() })
+        let counted = &self.inner.counters;
+        Ok(Metrics { live: self.live().await?, counters, job_times: counted.job_times(), outcomes: counted.outcomes() })
     }
 }
 

@@ -1,6 +1,6 @@
 //! Counters of what the engine did since start, for `/stats` and logs.
 
-use mediagen_domain::insights::JobTimes;
+use mediagen_domain::insights::{JobOutcome, JobTimes, OutcomeCount};
 use mediagen_domain::{AccountId, ModelId, Timestamp};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -49,6 +49,8 @@ pub(crate) struct Counters {
     pub(crate) breaker_trips: AtomicU64,
     /// Job times of the successes this process finished, per model and account.
     pub(crate) job_times: Mutex<BTreeMap<(ModelId, AccountId), JobTimes>>,
+    /// The jobs this process ended, per model, account (none before dispatch) and outcome.
+    pub(crate) outcomes: Mutex<BTreeMap<(ModelId, Option<AccountId>, JobOutcome), u64>>,
 }
 
 /// Adds one to a counter.
@@ -72,6 +74,31 @@ impl Counters {
             .entry((model.clone(), account.clone()))
             .or_insert_with(|| JobTimes::new(model.clone(), account.clone()))
             .observe(enqueued, submitted, done);
+    }
+
+    /// Counts a job this process ended.
+    pub(crate) fn count_outcome(&self, model: &ModelId, account: Option<&AccountId>, outcome: JobOutcome) {
+        let counter = match outcome {
+            JobOutcome::Succeeded => &self.succeeded,
+            JobOutcome::Failed => &self.failed,
+            JobOutcome::Canceled => &self.canceled,
+        };
+        bump(counter);
+        *self.outcomes.lock().unwrap().entry((model.clone(), account.cloned(), outcome)).or_insert(0) += 1;
+    }
+
+    /// The ended jobs so far, ordered by model, account and outcome.
+    pub(crate) fn outcomes(&self) -> Vec<OutcomeCount> {
+        let outcomes = self.outcomes.lock().unwrap();
+        outcomes
+            .iter()
+            .map(|((model, account, outcome), count)| OutcomeCount {
+                model: model.clone(),
+                account: account.clone(),
+                outcome: *outcome,
+                count: *count,
+            })
+            .collect()
     }
 
     /// The job times so far, ordered by model then account.

@@ -5,7 +5,7 @@
 //! metric names, the escaping of label values and the closing `# EOF` are the library's, and
 //! one registry encodes the whole document at once (each family declared once).
 
-use mediagen_domain::insights::{AccountState, Histogram, JobTimes, Live, Metrics, Spend};
+use mediagen_domain::insights::{AccountState, Histogram, JobTimes, Live, Metrics, OutcomeCount, Spend};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
     DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, EncodeMetric, MetricEncoder, text,
@@ -38,6 +38,7 @@ pub fn render_metrics(metrics: &Metrics) -> String {
         Box::new(LiveCollector(metrics.live.clone())),
         Box::new(CounterCollector(metrics.counters.clone())),
         Box::new(JobTimeCollector(metrics.job_times.clone())),
+        Box::new(OutcomeCollector(metrics.outcomes.clone())),
     ])
 }
 
@@ -161,6 +162,27 @@ impl Collector for CounterCollector {
             let family = counter.name.strip_suffix("_total").unwrap_or(counter.name);
             let metric = encoder.encode_descriptor(family, counter.help, None, MetricType::Counter)?;
             ConstCounter::new(counter.value).encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
+/// The jobs this process ended, by model, account and outcome, as one counter family.
+#[derive(Debug)]
+struct OutcomeCollector(Vec<OutcomeCount>);
+
+impl Collector for OutcomeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let help = "Jobs this process ended, by model, account (none: ended before dispatch) and outcome.";
+        let mut family = encoder.encode_descriptor("mediagen_job_outcomes", help, None, MetricType::Counter)?;
+        for counted in &self.0 {
+            let account = counted.account.as_ref().map_or("none", |a| a.as_str());
+            let labels =
+                [("model", counted.model.as_str()), ("account", account), ("outcome", counted.outcome.as_str())];
+            ConstCounter::new(counted.count).encode(family.encode_family(&labels)?)?;
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 use chrono::{NaiveDate, TimeDelta, TimeZone, Utc};
 use mediagen_domain::credit::{CreditPolicy, CreditPurchase};
 use mediagen_domain::discount::VolumeDiscounts;
-use mediagen_domain::insights::{Counter, JobTimes, Metrics, Period, ReportKind};
+use mediagen_domain::insights::{Counter, JobOutcome, JobTimes, Metrics, OutcomeCount, Period, ReportKind};
 use mediagen_domain::planner::{PlannerSettings, Recommendation};
 use mediagen_domain::{AccountId, JobId, ModelId, Money, Timestamp, UserId};
 use mediagen_engine::insights::{self as assemble, Rules, Sources};
@@ -311,9 +311,24 @@ async fn metrics_are_one_openmetrics_document() {
         Counter { name: "mediagen_accepted_total", help: "Requests accepted.", value: 3 },
         Counter { name: "mediagen_refused_total", help: "Requests refused.", value: 0 },
     ];
-    let body = prometheus::render_metrics(&Metrics { live, counters, job_times: vec![times] });
+    let outcomes = vec![
+        OutcomeCount {
+            model: ModelId::new("fal-ai/flux/dev"),
+            account: Some(AccountId::new(odd)),
+            outcome: JobOutcome::Succeeded,
+            count: 4,
+        },
+        OutcomeCount { model: ModelId::new("fal-ai/flux/dev"), account: None, outcome: JobOutcome::Canceled, count: 1 },
+    ];
+    let body = prometheus::render_metrics(&Metrics { live, counters, job_times: vec![times], outcomes });
 
     assert!(body.ends_with("\n# EOF\n"), "{body}");
+    assert!(body.contains("# TYPE mediagen_job_outcomes counter\n"), "{body}");
+    let succeeded =
+        r#"mediagen_job_outcomes_total{model="fal-ai/flux/dev",account="a\"b\\c\nd",outcome="succeeded"} 4"#;
+    assert!(body.contains(succeeded), "{body}");
+    let canceled = r#"mediagen_job_outcomes_total{model="fal-ai/flux/dev",account="none",outcome="canceled"} 1"#;
+    assert!(body.contains(canceled), "{body}");
     assert_eq!(body.matches("# EOF").count(), 1, "{body}");
     assert!(body.contains(r#"mediagen_account_limit{account="a\"b\\c\nd"} 10"#), "{body}");
     let series = r#"model="fal-ai/\"odd\"\\model",account="a\"b\\c\nd""#;

@@ -8,8 +8,9 @@ pub mod rows;
 pub mod usage;
 
 pub use model::{
-    AccountState, AccountTrend, CostAllocation, Counter, Histogram, JOB_TIME_BUCKETS_SECS, JobTimes, Live, Metrics,
-    ModelTrend, OperatorSummary, PlanReport, Report, Saturation, Spend, saturation_of, usable_capacity, waits,
+    AccountState, AccountTrend, CostAllocation, Counter, Histogram, JOB_TIME_BUCKETS_SECS, JobOutcome, JobTimes, Live,
+    Metrics, ModelTrend, OperatorSummary, OutcomeCount, PlanReport, Report, Saturation, Spend, saturation_of,
+    usable_capacity, waits,
 };
 pub use period::{Period, ReportKind};
 pub use rows::{DayCount, JobCounts, JobTiming, SlotInterval, UsageRow};

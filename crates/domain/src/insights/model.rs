@@ -193,6 +193,43 @@ pub struct Metrics {
     pub counters: Vec<Counter>,
     /// This process's job times per model and account, ordered by model then account.
     pub job_times: Vec<JobTimes>,
+    /// The jobs this process ended, per model, account and outcome, in that order.
+    pub outcomes: Vec<OutcomeCount>,
+}
+
+/// How a job ended, as the metrics count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum JobOutcome {
+    /// Delivered and charged.
+    Succeeded,
+    /// Ended without a result (refunded, or charged under a strict content policy).
+    Failed,
+    /// Canceled by its user.
+    Canceled,
+}
+
+impl JobOutcome {
+    /// The label value: `succeeded`, `failed`, `canceled`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobOutcome::Succeeded => "succeeded",
+            JobOutcome::Failed => "failed",
+            JobOutcome::Canceled => "canceled",
+        }
+    }
+}
+
+/// Jobs of one model that ended one way on one account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutcomeCount {
+    /// The model.
+    pub model: ModelId,
+    /// The account it was given to; `None` when it ended before any account took it.
+    pub account: Option<AccountId>,
+    /// How it ended.
+    pub outcome: JobOutcome,
+    /// How many.
+    pub count: u64,
 }
 
 /// Who spent what on which model over a period: the ledger rows and the volume tier of each

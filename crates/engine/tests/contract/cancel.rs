@@ -1,6 +1,7 @@
 //! Cancellation before and after submission.
 
 use crate::support::{Harness, one_image};
+use mediagen_domain::insights::JobOutcome;
 use mediagen_domain::{AccountId, JobState, Money, RequestId, UserId};
 use mediagen_engine::CancelOutcome;
 use mediagen_ports::{CancelOutcome as RemoteCancel, RemoteHandle, UserNotice};
@@ -41,6 +42,10 @@ async fn a_queued_job_is_canceled_at_no_cost_without_calling_fal() {
     assert_eq!(w.job(job).state, JobState::Canceled);
     assert_eq!(w.notices.last().map(|(_, n)| n.clone()), Some(UserNotice::Canceled { job, refunded: one_image() }));
     assert_eq!(engine.stats().canceled, 1);
+    drop(w);
+    let outcomes = engine.insights.metrics().await.unwrap().outcomes;
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    assert_eq!((outcomes[0].account.clone(), outcomes[0].outcome, outcomes[0].count), (None, JobOutcome::Canceled, 1));
 }
 
 #[tokio::test(start_paused = true)]

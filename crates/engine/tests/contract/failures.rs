@@ -2,6 +2,7 @@
 
 use crate::support::{Answer, Harness, advance, one_image};
 use chrono::TimeDelta;
+use mediagen_domain::insights::JobOutcome;
 use mediagen_domain::{AccountId, FailureReason, JobState, Money};
 use mediagen_ports::{KeyStatus, UserNotice};
 use std::time::Duration;
@@ -41,9 +42,13 @@ async fn retries_run_out_and_the_job_fails_without_charging_the_user() {
     let h = Harness::new();
     let job = scene(&h, &["main"]);
     h.world().wait_answers.extend([Answer::Retryable, Answer::Retryable, Answer::Retryable, Answer::Ok]);
-    h.run_for(30).await;
+    let engine = h.run_for(30).await;
 
+    let outcomes = engine.insights.metrics().await.unwrap().outcomes;
     let w = h.world();
+    let failed: Vec<_> =
+        outcomes.iter().map(|o| (o.account.as_ref().map(|a| a.as_str()), o.outcome, o.count)).collect();
+    assert_eq!(failed, vec![(Some("main"), JobOutcome::Failed, 1)], "one failure, on its account");
     assert_eq!(w.job_submits().len(), 3, "max_attempts = 3");
     let delays: Vec<_> = w.requeues.iter().map(|(_, _, backoff)| *backoff).collect();
     assert_eq!(delays, vec![Some(TimeDelta::seconds(1)), Some(TimeDelta::seconds(2))], "exponential back-off");

@@ -4,6 +4,7 @@
 use crate::support::Harness;
 use chrono::{NaiveDate, NaiveTime, TimeDelta, Weekday};
 use mediagen_domain::credit::CreditPurchase;
+use mediagen_domain::insights::JobOutcome;
 use mediagen_domain::insights::{Period, ReportKind};
 use mediagen_domain::{AccountId, JobId, ModelId, Money, Timestamp, UserId};
 use mediagen_ports::{DayCount, JobTiming, Severity, SlotInterval, UsageRow};
@@ -260,4 +261,10 @@ async fn a_finished_job_is_counted_in_the_job_time_histograms() {
     assert_eq!((times.model.as_str(), times.account.as_str()), (job.spec.model.as_str(), "main"));
     assert_eq!((times.wait.count(), times.fal.count(), times.total.count()), (1, 1, 1));
     assert!(times.total.sum_secs >= times.fal.sum_secs && times.total.sum_secs >= times.wait.sum_secs);
+    let counted: Vec<_> = metrics
+        .outcomes
+        .iter()
+        .map(|o| (o.model.as_str(), o.account.as_ref().map(|a| a.as_str()), o.outcome, o.count))
+        .collect();
+    assert_eq!(counted, vec![(job.spec.model.as_str(), Some("main"), JobOutcome::Succeeded, 1)]);
 }
