@@ -1,6 +1,7 @@
 //! The `mediagen` binary: `run` the bot, `migrate` the database, move a SQLite database to
 //! PostgreSQL (`migrate-storage`), start the `fal-sim` simulator, print the `catalog`, or
-//! answer the operator from the database: the capacity `plan` and usage `report`s.
+//! answer the operator from the database: the capacity `plan` and usage `report`s; `doctor`
+//! checks what the bot needs from outside.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -37,6 +38,9 @@ enum Command {
         #[arg(long)]
         to: String,
     },
+    /// Check the token, webhook, fal keys, database, admins, metrics port and clock; print one
+    /// line per check with the fix for each failure; exit 1 when any check fails.
+    Doctor,
     /// Start the fal simulator (for the demo, tests and benchmarks).
     FalSim(mediagen_fal_sim::SimArgs),
     /// Print the model catalog with its prices.
@@ -123,6 +127,22 @@ async fn main() -> anyhow::Result<()> {
             let request = mediagen::insights::ReportRequest::parse(what)?;
             let now = chrono::Utc::now();
             print!("{}", mediagen::insights::report(&settings, request, *previous, chart.as_deref(), now).await?);
+            Ok(())
+        }
+        Command::Doctor => {
+            let settings = match load(&cli) {
+                Ok(settings) => settings,
+                Err(error) => {
+                    println!("FAIL settings: {error:#}");
+                    println!("     fix: correct the file or variable named above");
+                    std::process::exit(1);
+                }
+            };
+            let report = mediagen::doctor::diagnose(&settings).await;
+            print!("{report}");
+            if report.failed() {
+                std::process::exit(1);
+            }
             Ok(())
         }
         Command::FalSim(args) => mediagen_fal_sim::run_cli(args.clone()).await.context("fal simulator"),
