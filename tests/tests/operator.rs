@@ -1,7 +1,8 @@
 //! The operator's tools against the stack's parts: `mediagen doctor` is all green on a
-//! working setup and names each thing it checks once that thing is broken.
+//! working setup and names each thing it checks once that thing is broken; `mediagen init`
+//! checks its answers and writes settings that doctor finds all green.
 
-use mediagen_e2e::{ADMIN_ID, FalAccount, Parts, StackOptions, bot_binary};
+use mediagen_e2e::{ADMIN_ID, FAL_KEY, FalAccount, Parts, StackOptions, bot_binary};
 use mediagen_fal_sim::AccountUpdate;
 use mediagen_telegram_fake::SimUser;
 use serde_json::json;
@@ -158,5 +159,89 @@ async fn doctor_reports_in_process_what_the_binary_prints() {
     assert_eq!(key.detail, "accepted (inference only; an admin key lets the bot read its balance)");
     let failed: Vec<&str> = report.checks.iter().filter(|c| c.failed()).map(|c| c.subject.as_str()).collect();
     assert_eq!(failed, [format!("admin {ADMIN_ID}")], "{report}");
+    parts.shutdown().await.expect("remove the parts");
+}
+
+/// The secrets and the admin list of the parts' environment: `init` is to supply them.
+const GIVEN_BY_INIT: [&str; 4] = ["TELOXIDE_TOKEN", "FAL_KEY", "DATABASE_URL", "MEDIAGEN__ADMIN__IDS"];
+
+/// Runs `mediagen <args>` with the parts' environment minus what `init` supplies, plus `extra`.
+async fn mediagen_without_secrets(parts: &Parts, args: &[&str], extra: &[(String, String)]) -> (bool, String) {
+    let output = tokio::process::Command::new(bot_binary())
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn")
+        .envs(parts.child_env().into_iter().filter(|(k, _)| !GIVEN_BY_INIT.contains(&k.as_str())))
+        .envs(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("run the mediagen binary");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
+/// `export NAME='value'` lines of `output`, as (name, value).
+fn exports(output: &str) -> Vec<(String, String)> {
+    output
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_checks_writes_a_file_without_secrets_and_doctor_is_green_with_it() {
+    let parts = Parts::start(StackOptions::default()).await;
+    parts.telegram.send_command(&SimUser::new(ADMIN_ID, "Operator"), "start", "");
+    let token = parts.telegram.token().to_owned();
+    let out = parts.scratch().join("mediagen.toml");
+    let database = format!("sqlite://{}", parts.scratch().join("init.sqlite").display());
+    let admin = ADMIN_ID.to_string();
+    let fal_key = format!("main={FAL_KEY}");
+    let args = |token: &str| -> Vec<String> {
+        ["init", "--token", token, "--fal-key", &fal_key, "--admin", &admin, "--database", &database, "--out"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .chain([out.display().to_string()])
+            .collect()
+    };
+
+    // A refused token: nothing is written.
+    let bad = args("123456:not-the-bots-token");
+    let bad: Vec<&str> = bad.iter().map(String::as_str).collect();
+    let (done, output) = mediagen_without_secrets(&parts, &bad, &[]).await;
+    assert!(!done, "{output}");
+    line(&output, "FAIL", "telegram token");
+    assert!(!out.exists(), "init wrote the file after a failed check");
+
+    let good = args(&token);
+    let good: Vec<&str> = good.iter().map(String::as_str).collect();
+    let (done, output) = mediagen_without_secrets(&parts, &good, &[]).await;
+    assert!(done, "{output}");
+    line(&output, "ok", "telegram token");
+    assert!(line(&output, "ok", "fal key main/primary").contains("inference only"), "{output}");
+    line(&output, "ok", &format!("admin {ADMIN_ID}"));
+    line(&output, "ok", "database");
+    assert!(output.contains(&format!("MEDIAGEN_CONFIG={} mediagen doctor", out.display())), "{output}");
+    assert!(output.contains(&format!("MEDIAGEN_CONFIG={} mediagen run", out.display())), "{output}");
+    let file = std::fs::read_to_string(&out).expect("init wrote the settings file");
+    assert!(!file.contains(&token) && !file.contains(FAL_KEY), "a secret is in the file:\n{file}");
+    assert!(file.contains("FAL_KEY__MAIN__PRIMARY"), "{file}");
+
+    let mut env = exports(&output);
+    let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(names, ["TELOXIDE_TOKEN", "FAL_KEY__MAIN__PRIMARY", "DATABASE_URL"], "{output}");
+    env.push(("MEDIAGEN_CONFIG".to_owned(), out.display().to_string()));
+    let (green, output) = mediagen_without_secrets(&parts, &["doctor"], &env).await;
+    assert!(green, "doctor with init's file and lines:\n{output}");
+    line(&output, "ok", &format!("admin {ADMIN_ID}"));
+    line(&output, "ok", "fal key main/primary");
+
+    // Run again, it refuses to overwrite the file.
+    let (done, output) = mediagen_without_secrets(&parts, &good, &[]).await;
+    assert!(!done && output.contains("--force"), "{output}");
     parts.shutdown().await.expect("remove the parts");
 }

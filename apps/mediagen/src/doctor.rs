@@ -361,6 +361,11 @@ async fn check_webhook(probe: &mut Probe, api_url: &str, token: &str, configured
     }
 }
 
+/// `getChat` for each admin: whether each has started the bot (an empty list is a warning).
+pub async fn check_admins_at(api_url: &str, token: &str, admins: &[i64]) -> Vec<Check> {
+    check_admins(&mut Probe::new(), api_url, token, admins).await
+}
+
 async fn check_admins(probe: &mut Probe, api_url: &str, token: &str, admins: &[i64]) -> Vec<Check> {
     if admins.is_empty() {
         return vec![Check::warn(

@@ -2,6 +2,7 @@
 //! end-to-end tests that start the whole bot in-process.
 
 pub mod doctor;
+pub mod init;
 pub mod insights;
 pub mod metrics;
 pub mod settings;

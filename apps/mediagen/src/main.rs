@@ -1,7 +1,7 @@
 //! The `mediagen` binary: `run` the bot, `migrate` the database, move a SQLite database to
 //! PostgreSQL (`migrate-storage`), start the `fal-sim` simulator, print the `catalog`, or
 //! answer the operator from the database: the capacity `plan` and usage `report`s; `doctor`
-//! checks what the bot needs from outside.
+//! checks what the bot needs from outside, `init` writes a first settings file.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -41,6 +41,10 @@ enum Command {
     /// Check the token, webhook, fal keys, database, admins, metrics port and clock; print one
     /// line per check with the fix for each failure; exit 1 when any check fails.
     Doctor,
+    /// Set up: check a token, fal keys, admins and a database as they are given (flags, or
+    /// questions in a terminal), write a settings file without secrets, and print the
+    /// environment lines for the secrets and the commands to run next.
+    Init(mediagen::init::InitArgs),
     /// Start the fal simulator (for the demo, tests and benchmarks).
     FalSim(mediagen_fal_sim::SimArgs),
     /// Print the model catalog with its prices.
@@ -141,6 +145,15 @@ async fn main() -> anyhow::Result<()> {
             let report = mediagen::doctor::diagnose(&settings).await;
             print!("{report}");
             if report.failed() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Init(args) => {
+            let settings = load(&cli)?;
+            let written = mediagen::init::run(args.clone(), &settings, &mut std::io::stdout()).await?;
+            if !written {
+                println!("nothing written: fix the failure above and run `mediagen init` again");
                 std::process::exit(1);
             }
             Ok(())
