@@ -2,7 +2,8 @@
 //! working setup and names each thing it checks once that thing is broken; `mediagen init`
 //! checks its answers and writes settings that doctor finds all green.
 
-use mediagen_e2e::{ADMIN_ID, FAL_KEY, FalAccount, Parts, StackOptions, bot_binary};
+use mediagen::doctor::Status;
+use mediagen_e2e::{ADMIN_ID, FAL_KEY, FalAccount, Listen, Parts, Stack, StackOptions, bot_binary};
 use mediagen_fal_sim::AccountUpdate;
 use mediagen_telegram_fake::SimUser;
 use serde_json::json;
@@ -148,18 +149,23 @@ async fn doctor_is_green_on_a_working_setup_and_names_each_broken_part() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn doctor_reports_in_process_what_the_binary_prints() {
-    let parts = Parts::start(StackOptions::default()).await;
-    let report = mediagen::doctor::diagnose(&parts.settings().unwrap()).await;
+async fn doctor_reports_in_process_and_knows_a_running_bots_metrics() {
+    let stack = Stack::start(StackOptions { metrics: Some(Listen::Ephemeral), ..StackOptions::default() }).await;
+    let report = mediagen::doctor::diagnose(&stack.settings().unwrap()).await;
     assert!(report.failed(), "the admin has not started the bot:\n{report}");
     let admin: Vec<_> = report.about("admin ").collect();
     assert_eq!(admin.len(), 1, "{report}");
     assert!(admin[0].failed() && admin[0].fix.as_deref().unwrap_or_default().contains("/start"), "{report}");
     let key = report.about("fal key main/").next().expect("the main key was checked");
     assert_eq!(key.detail, "accepted (inference only; an admin key lets the bot read its balance)");
+    let metrics = report.about("metrics ").next().expect("the metrics port was checked");
+    assert_eq!(
+        (metrics.status, metrics.detail.as_str()),
+        (Status::Ok, "in use by a running mediagen (its /metrics answers)")
+    );
     let failed: Vec<&str> = report.checks.iter().filter(|c| c.failed()).map(|c| c.subject.as_str()).collect();
     assert_eq!(failed, [format!("admin {ADMIN_ID}")], "{report}");
-    parts.shutdown().await.expect("remove the parts");
+    stack.stop().await.expect("clean stop");
 }
 
 /// The secrets and the admin list of the parts' environment: `init` is to supply them.
