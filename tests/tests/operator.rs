@@ -3,7 +3,7 @@
 //! checks its answers and writes settings that doctor finds all green.
 
 use mediagen::doctor::Status;
-use mediagen_e2e::{ADMIN_ID, FAL_KEY, FalAccount, Listen, Parts, Stack, StackOptions, bot_binary};
+use mediagen_e2e::{ADMIN_ID, Database, FAL_KEY, FalAccount, FreshDb, Listen, Parts, Stack, StackOptions, bot_binary};
 use mediagen_fal_sim::AccountUpdate;
 use mediagen_telegram_fake::SimUser;
 use serde_json::json;
@@ -250,4 +250,18 @@ async fn init_checks_writes_a_file_without_secrets_and_doctor_is_green_with_it()
     let (done, output) = mediagen_without_secrets(&parts, &good, &[]).await;
     assert!(!done && output.contains("--force"), "{output}");
     parts.shutdown().await.expect("remove the parts");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_a_postgresql_database_and_hides_its_password() {
+    let db = FreshDb::create(&Database::Postgres).await.expect("a fresh PostgreSQL database");
+    let check = mediagen::doctor::check_database(db.url()).await;
+    assert_eq!(check.status, Status::Ok, "{check:?}");
+    assert!(check.detail.starts_with("PostgreSQL") && check.detail.contains("writable"), "{check:?}");
+
+    let refused = "postgres://doctor:pw-never-shown@127.0.0.1:1/none";
+    let check = mediagen::doctor::check_database(refused).await;
+    assert!(check.failed(), "{check:?}");
+    assert!(check.detail.contains("doctor:***@127.0.0.1:1") && !check.detail.contains("pw-never-shown"), "{check:?}");
+    db.close().await.expect("remove the database");
 }

@@ -556,38 +556,38 @@ async fn sqlite_probe(url: &str) -> Result<DbFindings, DbProblem> {
 }
 
 async fn postgres_probe(url: &str) -> Result<DbFindings, DbProblem> {
-    use sqlx::postgres::PgPoolOptions;
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(url)
-        .await
-        .map_err(|e| DbProblem::Unreachable(e.to_string()))?;
+    use sqlx::{Connection, PgConnection};
+    let unreachable = |e: sqlx::Error| DbProblem::Unreachable(e.to_string());
+    // One connection, tried once: a pool would retry until its timeout and hide the cause.
+    let mut conn = match tokio::time::timeout(Duration::from_secs(10), PgConnection::connect(url)).await {
+        Ok(connected) => connected.map_err(unreachable)?,
+        Err(_) => return Err(DbProblem::Unreachable("no answer within 10 s".to_owned())),
+    };
     let has_table: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-        .fetch_one(&pool)
+        .fetch_one(&mut conn)
         .await
-        .map_err(|e| DbProblem::Unreachable(e.to_string()))?;
+        .map_err(unreachable)?;
     let applied = if has_table {
         Some(
             sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-                .fetch_all(&pool)
+                .fetch_all(&mut conn)
                 .await
-                .map_err(|e| DbProblem::Unreachable(e.to_string()))?,
+                .map_err(unreachable)?,
         )
     } else {
         None
     };
     let write = async {
-        let mut tx = pool.begin().await?;
+        let mut tx = conn.begin().await?;
         sqlx::query("CREATE TEMP TABLE mediagen_doctor_probe (x INTEGER)").execute(&mut *tx).await?;
         sqlx::query(PROBE_ROW).execute(&mut *tx).await?;
-        // A temporary table proves little about the real ones: a row in a real table does.
+        // A temporary table proves little about the real ones; this lock needs write access.
         sqlx::query("LOCK TABLE _sqlx_migrations IN ROW EXCLUSIVE MODE").execute(&mut *tx).await?;
         tx.rollback().await
     }
     .await
     .map_err(|e: sqlx::Error| e.to_string());
-    pool.close().await;
+    let _ = conn.close().await;
     Ok((applied, write))
 }
 
