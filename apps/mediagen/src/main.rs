@@ -1,7 +1,8 @@
 //! The `mediagen` binary: `run` the bot, `migrate` the database, move a SQLite database to
 //! PostgreSQL (`migrate-storage`), start the `fal-sim` simulator, print the `catalog` or the
 //! settings in force (`config show`), or answer the operator from the database: the
-//! capacity `plan` and usage `report`s.
+//! capacity `plan` and usage `report`s; `doctor` checks what the bot needs from outside,
+//! `init` writes a first settings file.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -39,6 +40,13 @@ enum Command {
         #[arg(long)]
         to: String,
     },
+    /// Check the token, webhook, fal keys, database, admins, metrics port and clock; print one
+    /// line per check with the fix for each failure; exit 1 when any check fails.
+    Doctor,
+    /// Set up: check a token, fal keys, admins and a database as they are given (flags, or
+    /// questions in a terminal), write a settings file without secrets, and print the
+    /// environment lines for the secrets and the commands to run next.
+    Init(mediagen::init::InitArgs),
     /// Start the fal simulator (for the demo, tests and benchmarks).
     FalSim(mediagen_fal_sim::SimArgs),
     /// Print the model catalog with its prices.
@@ -143,6 +151,31 @@ async fn main() -> anyhow::Result<()> {
         Command::Config(ConfigCommand::Show) => {
             let vars = std::env::vars().collect();
             print!("{}", mediagen::show::config_show(&cli.home, cli.config.as_deref(), &vars)?);
+            Ok(())
+        }
+        Command::Doctor => {
+            let settings = match load(&cli) {
+                Ok(settings) => settings,
+                Err(error) => {
+                    println!("FAIL settings: {error:#}");
+                    println!("     fix: correct the file or variable named above");
+                    std::process::exit(1);
+                }
+            };
+            let report = mediagen::doctor::diagnose(&settings).await;
+            print!("{report}");
+            if report.failed() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Init(args) => {
+            let settings = load(&cli)?;
+            let written = mediagen::init::run(args.clone(), &settings, &mut std::io::stdout()).await?;
+            if !written {
+                println!("nothing written: fix the failure above and run `mediagen init` again");
+                std::process::exit(1);
+            }
             Ok(())
         }
         Command::FalSim(args) => mediagen_fal_sim::run_cli(args.clone()).await.context("fal simulator"),

@@ -33,6 +33,9 @@ pub struct EngineStats {
     pub breaker_trips: u64,
 }
 
+/// A model, the account its job was given to (none before dispatch), and how it ended.
+type OutcomeKey = (ModelId, Option<AccountId>, JobOutcome);
+
 /// The live counters behind [`EngineStats`].
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -50,7 +53,7 @@ pub(crate) struct Counters {
     /// Job times of the successes this process finished, per model and account.
     pub(crate) job_times: Mutex<BTreeMap<(ModelId, AccountId), JobTimes>>,
     /// The jobs this process ended, per model, account (none before dispatch) and outcome.
-    pub(crate) outcomes: Mutex<BTreeMap<(ModelId, Option<AccountId>, JobOutcome), u64>>,
+    pub(crate) outcomes: Mutex<BTreeMap<OutcomeKey, u64>>,
 }
 
 /// Adds one to a counter.

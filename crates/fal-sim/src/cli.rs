@@ -175,6 +175,7 @@ pub fn merge_accounts(specs: &[AccountSpec]) -> Result<Vec<AccountConfig>, Strin
                         limit: 2,
                         balance: None,
                         lock_threshold: Usd::ZERO,
+                        admin_keys: Vec::new(),
                     },
                     false,
                 ));

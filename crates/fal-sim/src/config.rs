@@ -147,12 +147,34 @@ pub struct AccountConfig {
     pub balance: Option<Usd>,
     /// The account locks when its balance is at or below this amount.
     pub lock_threshold: Usd,
+    /// Keys (among `keys`) with the admin permissions of fal's Platform API: only they may
+    /// read the account's billing; the others are inference-only and get 403 there.
+    pub admin_keys: Vec<String>,
 }
 
 impl AccountConfig {
     /// An account with one key, the given limit and an unlimited balance.
     pub fn new(name: impl Into<String>, key: impl Into<String>, limit: u32) -> Self {
-        AccountConfig { name: name.into(), keys: vec![key.into()], limit, balance: None, lock_threshold: Usd::ZERO }
+        AccountConfig {
+            name: name.into(),
+            keys: vec![key.into()],
+            limit,
+            balance: None,
+            lock_threshold: Usd::ZERO,
+            admin_keys: Vec::new(),
+        }
+    }
+
+    /// Adds a key with admin permissions, or marks a key it has as admin (builder style).
+    pub fn with_admin_key(mut self, key: impl Into<String>) -> Self {
+        let key = key.into();
+        if !self.keys.contains(&key) {
+            self.keys.push(key.clone());
+        }
+        if !self.admin_keys.contains(&key) {
+            self.admin_keys.push(key);
+        }
+        self
     }
 
     /// Adds a key (builder style).

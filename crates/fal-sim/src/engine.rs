@@ -255,6 +255,8 @@ pub(crate) struct State {
     max_in_progress_total: u32,
     unauthorized: u64,
     unauthorized_by_key: BTreeMap<String, u64>,
+    /// Keys allowed on the Platform API's billing (admin keys).
+    admin_keys: std::collections::HashSet<String>,
 }
 
 impl State {
@@ -276,6 +278,7 @@ impl State {
             max_in_progress_total: 0,
             unauthorized: 0,
             unauthorized_by_key: BTreeMap::new(),
+            admin_keys: std::collections::HashSet::new(),
         }
     }
 
@@ -436,6 +439,7 @@ impl SimHandle {
             for key in &a.keys {
                 state.add_key(&a.name, key);
             }
+            state.admin_keys.extend(a.admin_keys.iter().cloned());
         }
         state.faults.rules = cfg.faults.rules.clone();
         let shared = Shared {
@@ -1096,6 +1100,23 @@ impl SimHandle {
     /// result, cancel, upload). `""` counts calls without a key.
     pub fn unauthorized_for_key(&self, key: &str) -> u64 {
         self.lock().unauthorized_by_key.get(key).copied().unwrap_or(0)
+    }
+
+    /// `GET /v1/account/billing`: the Platform API's account view, for an admin key only
+    /// (401 for an unknown key, 403 for an inference-only one). With `expand=credits` it
+    /// carries the current balance; an account of unlimited balance has no `credits` block,
+    /// as fal may answer without one.
+    pub(crate) fn billing(&self, auth: Option<&str>, expand_credits: bool) -> Reply {
+        let mut st = self.lock();
+        let Some((account, key)) = st.authorize(auth) else { return Reply::unauthorized() };
+        if !st.admin_keys.contains(&key) {
+            return Reply::detail(403, "This key lacks the permission billing:usage:read (use an ADMIN key)");
+        }
+        let mut body = json!({ "username": account });
+        if expand_credits && let Some(balance) = st.accounts.get(&account).and_then(|a| a.balance) {
+            body["credits"] = json!({ "current_balance": balance.micros() as f64 / 1e6, "currency": "USD" });
+        }
+        Reply::json(200, body)
     }
 
     /// Every storage upload.

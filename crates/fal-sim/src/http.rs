@@ -69,6 +69,7 @@ pub fn router(handle: SimHandle) -> Router {
         .route("/storage/upload/initiate", post(upload_initiate))
         .route("/storage/upload/put/{token}", put(upload_put))
         .route("/files/{*path}", get(cdn))
+        .route("/v1/account/billing", get(billing))
         .fallback(queue_api)
         .with_state(handle)
 }
@@ -182,6 +183,12 @@ fn status_stream(sim: SimHandle, auth: Option<&str>, root: String, id: &str, log
     let stream =
         futures::stream::once(async move { Ok::<Event, Infallible>(Event::default().data(first_text)) }).chain(rest);
     Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+}
+
+/// The Platform API's `GET /v1/account/billing[?expand=credits]`.
+async fn billing(State(sim): State<SimHandle>, uri: Uri, headers: HeaderMap) -> Response {
+    let expand = query_map(&uri).get("expand").is_some_and(|e| e.split(',').any(|part| part.trim() == "credits"));
+    sim.billing(auth(&headers), expand).into_response()
 }
 
 async fn upload_initiate(State(sim): State<SimHandle>, headers: HeaderMap, body: Bytes) -> Response {

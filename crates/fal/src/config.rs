@@ -19,6 +19,10 @@ pub struct FalConfig {
     pub queue_base: String,
     /// REST host, e.g. `https://rest.fal.ai` (storage uploads).
     pub rest_base: String,
+    /// Platform API host, e.g. `https://api.fal.ai` (account billing). Named as the
+    /// operator sets it (`[fal] platform_url`, `MEDIAGEN__FAL__PLATFORM_URL`): unlike the
+    /// other hosts it is read straight from the settings file.
+    pub platform_url: String,
     /// URL prefixes `download` may fetch from (fal's CDNs). Empty allows any http(s) URL.
     pub cdn_bases: Vec<String>,
     /// The fal accounts and their keys.
@@ -55,6 +59,7 @@ impl Default for FalConfig {
         Self {
             queue_base: "https://queue.fal.run".to_owned(),
             rest_base: "https://rest.fal.ai".to_owned(),
+            platform_url: "https://api.fal.ai".to_owned(),
             cdn_bases: vec![
                 "https://v3.fal.media/".to_owned(),
                 "https://v3b.fal.media/".to_owned(),
@@ -201,7 +206,9 @@ impl FalConfig {
     /// A [`ConfigError`] naming the first problem (never the key itself).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |m: String| Err(ConfigError(m));
-        for (what, url) in [("queue_base", &self.queue_base), ("rest_base", &self.rest_base)] {
+        for (what, url) in
+            [("queue_base", &self.queue_base), ("rest_base", &self.rest_base), ("platform_url", &self.platform_url)]
+        {
             match reqwest::Url::parse(url) {
                 Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
                 _ => return err(format!("{what} {url:?} is not an http(s) URL")),
@@ -326,6 +333,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(c.queue_base, "https://queue.fal.run");
+        assert_eq!(c.platform_url, "https://api.fal.ai");
         assert_eq!(c.poll.initial_interval_ms, 10);
         assert_eq!(c.poll.max_interval_ms, 5_000);
         c.validate().unwrap();

@@ -29,6 +29,9 @@ pub struct FalAccount {
     pub key_name: String,
     /// The good key's secret; `None`: [`FAL_KEY`] for `main`, a made-up one for the others.
     pub secret: Option<String>,
+    /// The good key is an admin key at the simulator (it may read the account's billing);
+    /// otherwise it is inference-only, as most keys are.
+    pub admin: bool,
 }
 
 impl FalAccount {
@@ -41,6 +44,7 @@ impl FalAccount {
             bad_keys: 0,
             key_name: "k".to_owned(),
             secret: None,
+            admin: false,
         }
     }
 
@@ -55,6 +59,12 @@ impl FalAccount {
     pub fn with_key(mut self, name: &str, secret: &str) -> Self {
         name.clone_into(&mut self.key_name);
         self.secret = Some(secret.to_owned());
+        self
+    }
+
+    /// The same account with its good key an admin key at the simulator.
+    pub fn with_admin_key(mut self) -> Self {
+        self.admin = true;
         self
     }
 
@@ -119,7 +129,11 @@ impl Default for FalSimOptions {
 pub async fn start_fal_sim(options: FalSimOptions) -> anyhow::Result<RunningSim> {
     let mut config = SimConfig::default().with_time_scale(options.time_scale);
     for account in options.accounts.iter().filter(|a| a.key_known) {
-        config = config.with_account(AccountConfig::new(&account.name, account.key(), account.limit));
+        let mut known = AccountConfig::new(&account.name, account.key(), account.limit);
+        if account.admin {
+            known = known.with_admin_key(account.key());
+        }
+        config = config.with_account(known);
     }
     if let Some(seed) = options.seed {
         config.seed = seed;

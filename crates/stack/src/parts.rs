@@ -152,6 +152,7 @@ impl Parts {
         set("MEDIAGEN__FAL__QUEUE_URL", fal_base.clone());
         set("MEDIAGEN__FAL__REST_URL", fal_base.clone());
         set("MEDIAGEN__FAL__CDN_URL", format!("{fal_base}/"));
+        set("MEDIAGEN__FAL__PLATFORM_URL", fal_base.clone());
         set("MEDIAGEN__ADMIN__IDS", ADMIN_ID.to_string());
         // The bot's own waits, shortened to the simulator's pace.
         set("MEDIAGEN__TELEGRAM__ALBUM_WAIT_MS", "300".to_owned());

@@ -25,6 +25,7 @@ const METHODS: &[&str] = &[
     "getMe",
     "getUpdates",
     "getWebhookInfo",
+    "getChat",
     "setWebhook",
     "deleteWebhook",
     "logOut",
@@ -187,6 +188,16 @@ async fn dispatch(core: &Core, method: &str, params: &Params, call: &mut Call) -
                 "has_custom_certificate": false,
                 "pending_update_count": state.queue.len(),
             }))
+        }
+        "getChat" => {
+            // A private chat is known once its user has written to the bot (or the driver
+            // registered them); anyone else is "chat not found", as Telegram answers.
+            let state = core.lock();
+            let raw =
+                params.str("chat_id").filter(|c| !c.trim().is_empty()).ok_or_else(|| ApiFailure::missing("chat_id"))?;
+            let chat_id: i64 = raw.trim().parse().map_err(|_| ApiFailure::chat_not_found())?;
+            let chat = state.chats.get(&chat_id).ok_or_else(ApiFailure::chat_not_found)?;
+            Ok(chat.user.chat_json())
         }
         "setWebhook" => {
             // The fake never delivers to webhooks; it only remembers one is set, so that

@@ -354,3 +354,23 @@ async fn a_crowd_of_users_talks_at_once() {
     h.fake.shutdown().await;
     assert!(h.http.get(h.method("getMe")).send().await.is_err(), "the listener is closed after shutdown");
 }
+
+#[tokio::test]
+async fn get_chat_knows_users_who_wrote_and_webhook_info_says_polling() {
+    let h = Harness::new(FakeConfig::default()).await;
+    let (status, info) = h.json("getWebhookInfo", json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(info["result"]["url"], "", "no webhook: long polling");
+
+    let (status, unknown) = h.json("getChat", json!({"chat_id": 4242})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(unknown, json!({"ok": false, "error_code": 400, "description": "Bad Request: chat not found"}));
+    let (status, missing) = h.json("getChat", json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(description(&missing).contains("chat_id"), "{missing}");
+
+    h.fake.send_command(&SimUser::new(4242, "Ada"), "start", "");
+    let (status, chat) = h.json("getChat", json!({"chat_id": "4242"})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(chat["result"], json!({"id": 4242, "type": "private", "first_name": "Ada"}));
+}

@@ -101,3 +101,29 @@ async fn lock_threshold_above_zero() {
     let r = h.submit("k1", "fal-ai/flux-pro/v1.1", &json!({"prompt": "x"})).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn the_platform_billing_answers_admin_keys_only() {
+    let mut cfg = config(2, 1.0);
+    cfg.accounts[0] =
+        AccountConfig::new("main", "k1", 2).with_admin_key("admin1").with_balance("12.5".parse().unwrap());
+    let h = start(cfg).await;
+    let billing = |query: &str| h.url(&format!("/v1/account/billing{query}"));
+
+    let admin = h.get(Some("admin1"), &billing("?expand=credits")).await;
+    assert_eq!(admin.status, StatusCode::OK, "{}", admin.text);
+    assert_eq!(admin.body, json!({"username": "main", "credits": {"current_balance": 12.5, "currency": "USD"}}));
+    let plain = h.get(Some("admin1"), &billing("")).await;
+    assert_eq!(plain.body, json!({"username": "main"}), "credits only when expanded");
+
+    let inference = h.get(Some("k1"), &billing("?expand=credits")).await;
+    assert_eq!(inference.status, StatusCode::FORBIDDEN, "{}", inference.text);
+    let unknown = h.get(Some("nope"), &billing("?expand=credits")).await;
+    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(unknown.body["detail"], "No user found for Key ID and Secret");
+    assert_eq!(h.sim.handle().unauthorized_for_key("nope"), 1);
+
+    // The admin key also runs jobs: it is one of the account's keys.
+    h.run("admin1", "fal-ai/flux/schnell", &json!({"prompt": "x"})).await;
+    assert_eq!(h.sim.handle().account("main").unwrap().keys, ["k1", "admin1"]);
+}
