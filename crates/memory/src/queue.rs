@@ -400,9 +400,7 @@ impl JobQueue for MemoryStore {
         cost: Money,
         now: Timestamp,
     ) -> Result<(), StorageError> {
-        if cost.is_negative() {
-            return Err(conflict(job, format!("a prompt helper cost of {cost}")));
-        }
+        storage_rules::check_helper_cost(job, cost)?;
         let now = stamp(now);
         let mut t = self.open()?;
         let row = t.job_mut(job)?;

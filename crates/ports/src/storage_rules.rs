@@ -25,6 +25,17 @@ pub fn check_settlement(job: JobId, hold: Money, settlement: &Settlement) -> Res
     Err(conflict(job, format!("settlement charge {user_charge} + refund {user_refund} does not split the hold {hold}")))
 }
 
+/// A prompt helper's cost added to a job cannot be negative: it is charged with the job.
+///
+/// # Errors
+/// `Conflict` for a negative cost.
+pub fn check_helper_cost(job: JobId, cost: Money) -> Result<(), StorageError> {
+    if cost.is_negative() {
+        return Err(conflict(job, format!("a prompt helper cost of {cost}")));
+    }
+    Ok(())
+}
+
 /// The settlement a job's ledger rows record: `(kind, micros)` of its charge, refund and
 /// fal cost (other kinds are ignored).
 pub fn settlement_from_ledger(rows: impl IntoIterator<Item = (String, i64)>) -> Settlement {
@@ -84,6 +95,13 @@ pub fn check_finisher(job: JobId, current: Option<&Lease>, finish: &Finish) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_helper_cost_may_be_zero_but_not_negative() {
+        assert!(check_helper_cost(JobId(1), Money::ZERO).is_ok());
+        assert!(check_helper_cost(JobId(1), Money::from_micros(1)).is_ok());
+        assert!(matches!(check_helper_cost(JobId(1), Money::from_micros(-1)), Err(StorageError::Conflict(_))));
+    }
 
     fn lease(owner: &str, epoch: u64) -> Lease {
         Lease { owner: owner.into(), epoch }

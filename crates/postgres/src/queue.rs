@@ -463,9 +463,7 @@ impl JobQueue for PgStore {
         cost: Money,
         now: Timestamp,
     ) -> Result<(), StorageError> {
-        if cost.is_negative() {
-            return Err(conflict(job, format!("a prompt helper cost of {cost}")));
-        }
+        storage_rules::check_helper_cost(job, cost)?;
         let mut tx = self.begin().await?;
         let result = async {
             let row = lock_job(&mut tx, job).await?;

@@ -445,9 +445,7 @@ impl JobQueue for SqliteStore {
         cost: Money,
         now: Timestamp,
     ) -> Result<(), StorageError> {
-        if cost.is_negative() {
-            return Err(conflict(job, format!("a prompt helper cost of {cost}")));
-        }
+        storage_rules::check_helper_cost(job, cost)?;
         let mut tx = self.begin().await?;
         let result = async {
             let row = read_job(&mut tx, job).await?;
